@@ -1,0 +1,157 @@
+"""Raw input digests: XXH3-128 of file contents, memoized by file metadata.
+
+A memo entry is keyed by (absolute path, size, mtime_ns, ctime_ns, inode), so a touched
+file is re-read (and keeps its digest) and an edit that restores size and mtime still
+changes ctime. A memo taken within `RACY_WINDOW_NS` of the file's last change is not
+trusted: a second edit inside the filesystem's timestamp granularity could leave every
+stat field unchanged (git calls this "racily clean").
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import xxhash
+
+from .errors import RawInputNotFoundError, RawInputUnreadableError
+
+RACY_WINDOW_NS = 2_000_000_000  # FAT and SMB keep 2 s timestamps; ext4/xfs/tmpfs a tick
+_BUFFER_SIZE = 4 * 1024 * 1024  # one reused buffer: fresh pages cost more than hashing
+_buffers = threading.local()
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What `os.stat` says about a file: the memo key."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: str) -> FileState:
+        st = os.stat(path)
+        return cls(path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+@dataclass(frozen=True)
+class DigestMemo:
+    """A remembered digest and when it was taken."""
+
+    state: FileState
+    digest: str
+    digested_at_ns: int
+
+    def is_trusted_for(self, state: FileState) -> bool:
+        changed_ns = max(state.mtime_ns, state.ctime_ns)
+        return self.state == state and self.digested_at_ns - changed_ns >= RACY_WINDOW_NS
+
+
+class MemoStore(Protocol):
+    """Where memos live (the catalog)."""
+
+    def load_digest_memos(self, paths: list[str]) -> dict[str, DigestMemo]: ...
+
+    def save_digest_memos(self, memos: list[DigestMemo]) -> None: ...
+
+
+def file_digest(path: str) -> str:
+    """XXH3-128 of a file's bytes, read through one reused buffer."""
+    buf = getattr(_buffers, "buf", None)
+    if buf is None:
+        buf = _buffers.buf = bytearray(_BUFFER_SIZE)
+    view = memoryview(buf)
+    hasher = xxhash.xxh3_128()
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            hasher.update(view[:n])
+    return hasher.hexdigest()
+
+
+def _has_glob_magic(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+def expand_raw_input(raw: str | os.PathLike[str], stage: str, input_name: str) -> dict[str, str]:
+    """The files behind a raw input, as {name used in the digest: absolute path}.
+
+    A file maps to itself; a directory to every file below it (names relative to it);
+    a glob to every file it matches (names as matched).
+    """
+    text = os.fspath(raw)
+    where = f"stage '{stage}', input '{input_name}'"
+    if os.path.isfile(text):
+        return {"": os.path.abspath(text)}
+    if os.path.isdir(text):
+        files = {
+            Path(os.path.relpath(os.path.join(root, name), text)).as_posix(): os.path.abspath(
+                os.path.join(root, name)
+            )
+            for root, _dirs, names in os.walk(text)
+            for name in names
+        }
+        if not files:
+            raise RawInputNotFoundError(
+                f"{where}: directory {text!r} contains no files (cwd {os.getcwd()}); "
+                "add the raw files or fix the path in @stage"
+            )
+        return dict(sorted(files.items()))
+    if _has_glob_magic(text):
+        matched = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
+        if not matched:
+            raise RawInputNotFoundError(
+                f"{where}: glob {text!r} matches no file (cwd {os.getcwd()}); "
+                "fix the pattern in @stage"
+            )
+        return {Path(p).as_posix(): os.path.abspath(p) for p in matched}
+    raise RawInputNotFoundError(
+        f"{where}: raw input {text!r} not found (cwd {os.getcwd()}); fix the path in @stage"
+    )
+
+
+def combine_set_digest(file_digests: Mapping[str, str]) -> str:
+    """One digest for a raw input: the file's own, or one over every (name, digest) of a set."""
+    if list(file_digests) == [""]:
+        return file_digests[""]
+    hasher = xxhash.xxh3_128(b"lwdp-raw-set-v1\0")
+    for name, digest in file_digests.items():
+        hasher.update(f"{name}\0{digest}\n".encode())
+    return hasher.hexdigest()
+
+
+def digest_files(paths: Iterable[str], memos: MemoStore, where: Mapping[str, str]) -> dict[str, str]:
+    """Digest of every absolute path, re-reading only files whose memo can't be trusted.
+
+    ``where`` names, per path, the stage and input it belongs to, for error messages.
+    """
+    unique = list(dict.fromkeys(paths))
+    states = {p: FileState.of(p) for p in unique}
+    known = memos.load_digest_memos(unique)
+    digests: dict[str, str] = {}
+    fresh: list[DigestMemo] = []
+    for path, state in states.items():
+        memo = known.get(path)
+        if memo is not None and memo.is_trusted_for(state):
+            digests[path] = memo.digest
+            continue
+        started_ns = time.time_ns()
+        try:
+            digests[path] = file_digest(path)
+        except PermissionError as exc:
+            raise RawInputUnreadableError(
+                f"{where[path]}: cannot read raw input {path} ({exc.strerror}); "
+                "fix its permissions"
+            ) from exc
+        fresh.append(DigestMemo(state, digests[path], started_ns))
+    if fresh:
+        memos.save_digest_memos(fresh)
+    return digests

@@ -1,0 +1,51 @@
+"""Every error lwdp raises: each derives from `LwdpError` and the matching builtin.
+
+Catching the builtin (``FileNotFoundError``, ``TypeError`` ...) keeps working for code
+that knows nothing about lwdp; catching `LwdpError` catches everything lwdp raises.
+"""
+
+from __future__ import annotations
+
+
+class LwdpError(Exception):
+    """Base class of every error raised by lwdp itself (never of the user's own errors)."""
+
+
+class RawInputNotFoundError(LwdpError, FileNotFoundError):
+    """A raw input path, glob or directory names no file."""
+
+
+class RawInputUnreadableError(LwdpError, PermissionError):
+    """A raw input exists but cannot be read."""
+
+
+class InputBindingError(LwdpError, TypeError):
+    """An @stage input is neither a path, a stage nor a stably hashable parameter."""
+
+
+class UnknownFormatError(LwdpError, ValueError):
+    """A cache format that pandas cannot both write and read."""
+
+
+class FormatUnavailableError(LwdpError, ImportError):
+    """A known cache format whose optional dependency is not installed."""
+
+
+class ResultNotStorableError(LwdpError, TypeError):
+    """A stage result that its cache format cannot store."""
+
+
+class CatalogVersionError(LwdpError, RuntimeError):
+    """The catalog was written by a newer lwdp than the one running."""
+
+
+class CacheDirError(LwdpError, PermissionError):
+    """The cache directory cannot be created or written."""
+
+
+class StageNameCollisionError(LwdpError, ValueError):
+    """Two different stages in one pipeline share a qualified name."""
+
+
+class ArtifactWriteError(LwdpError, OSError):
+    """Writing an artifact failed (disk full, I/O error); nothing was published."""

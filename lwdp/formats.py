@@ -1,0 +1,181 @@
+"""Cache formats: for each, how a result is written to a file and read back.
+
+Every format pandas can both write (``DataFrame.to_X``) and read (``pandas.read_X``) to a
+file is here. Text and spreadsheet formats lose dtypes and the index, so their writer
+returns *read options* (the index levels it wrote, the columns and their dtypes) that the
+catalog keeps beside the artifact and the reader uses to restore the frame.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from .errors import FormatUnavailableError, UnknownFormatError
+
+ReadOptions = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Format:
+    """One cache format: a suffix, a writer to a path and a reader from bytes."""
+
+    name: str
+    suffix: str
+    write: Callable[[Any, str], ReadOptions]
+    read: Callable[[io.BytesIO, ReadOptions], Any]
+    frames_only: bool = True
+    requires: tuple[str, ...] = field(default=())
+
+    def missing_modules(self) -> list[str]:
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+
+def _has_default_index(df: pd.DataFrame) -> bool:
+    idx = df.index
+    return isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1 and idx.name is None
+
+
+def _text_layout(df: pd.DataFrame) -> tuple[bool, ReadOptions]:
+    """Whether to write the index, and the options that restore names, index and dtypes."""
+    write_index = not _has_default_index(df)
+    options: ReadOptions = {"dtypes": [str(t) for t in df.dtypes]}
+    if all(isinstance(c, (str, int, float, bool)) for c in df.columns):
+        options["columns"] = list(df.columns)
+    if write_index:
+        options["index_col"] = list(range(df.index.nlevels))
+        options["index_names"] = [n if isinstance(n, (str, int)) else None for n in df.index.names]
+        options["index_dtypes"] = [str(df.index.get_level_values(i).dtype) for i in range(df.index.nlevels)]
+    return write_index, options
+
+
+def _restore(df: pd.DataFrame, options: ReadOptions) -> pd.DataFrame:
+    """Undo what a text format lost: column names, index names and dtypes, where they fit."""
+    if "columns" in options and len(options["columns"]) == df.shape[1]:
+        df.columns = options["columns"]
+    for position, dtype in enumerate(options.get("dtypes", [])[: df.shape[1]]):
+        df.isetitem(position, _astype_or_keep(df.iloc[:, position], dtype))
+    if "index_col" in options:
+        levels = [
+            _astype_or_keep(pd.Series(df.index.get_level_values(i)), t)
+            for i, t in enumerate(options["index_dtypes"])
+        ]
+        index = pd.MultiIndex.from_arrays(levels) if len(levels) > 1 else pd.Index(levels[0])
+        df.index = index.set_names(options["index_names"])
+    return df
+
+
+def _astype_or_keep(values: pd.Series, dtype: str) -> pd.Series:
+    if str(values.dtype) == dtype or dtype == "object":
+        return values
+    try:
+        return values.astype(dtype)
+    except (TypeError, ValueError):
+        return values
+
+
+def _with_layout(
+    to_file: Callable[[pd.DataFrame, str, bool], Any],
+    from_file: Callable[[io.BytesIO, list[int] | None], pd.DataFrame],
+    reader_sets_index: bool,
+) -> tuple[Callable[[Any, str], ReadOptions], Callable[[io.BytesIO, ReadOptions], Any]]:
+    """Writer and reader for a format that loses the index or dtypes, restoring both on read."""
+
+    def write(df: pd.DataFrame, path: str) -> ReadOptions:
+        write_index, options = _text_layout(df)
+        to_file(df, path, write_index)
+        return options
+
+    def read(buf: io.BytesIO, options: ReadOptions) -> pd.DataFrame:
+        index_col = options.get("index_col")
+        df = from_file(buf, index_col)
+        if index_col and not reader_sets_index:
+            df = df.set_index(list(df.columns[: len(index_col)]))
+        return _restore(df, options)
+
+    return write, read
+
+
+_CSV = _with_layout(
+    lambda df, p, idx: df.to_csv(p, index=idx), lambda b, ic: pd.read_csv(b, index_col=ic), True
+)
+_JSON = _with_layout(
+    lambda df, p, idx: df.to_json(p, orient="table", index=idx, date_unit="ns"),
+    lambda b, ic: pd.read_json(b, orient="table"),
+    True,
+)
+_EXCEL = _with_layout(
+    lambda df, p, idx: df.to_excel(p, index=idx, engine="openpyxl"),
+    lambda b, ic: pd.read_excel(b, index_col=ic, engine="openpyxl"),
+    True,
+)
+_XML = _with_layout(
+    lambda df, p, idx: df.to_xml(p, index=idx, parser="etree"),
+    lambda b, ic: pd.read_xml(b, parser="etree"),
+    False,
+)
+_STATA = _with_layout(
+    lambda df, p, idx: df.to_stata(p, write_index=idx), lambda b, ic: pd.read_stata(b), False
+)
+_ORC = _with_layout(
+    lambda df, p, idx: (df.reset_index() if idx else df).to_orc(p), lambda b, ic: pd.read_orc(b), False
+)
+
+
+def _write_pickle(obj: Any, path: str) -> ReadOptions:
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+    return {}
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("parquet", "parquet", lambda df, p: df.to_parquet(p) or {}, lambda b, o: pd.read_parquet(b)),
+        Format("feather", "feather", lambda df, p: df.to_feather(p) or {}, lambda b, o: pd.read_feather(b)),
+        Format("orc", "orc", *_ORC),
+        Format("pickle", "pkl", _write_pickle, lambda b, o: pd.read_pickle(b), frames_only=False),
+        Format("csv", "csv", *_CSV),
+        Format("json", "json", *_JSON),
+        Format("excel", "xlsx", *_EXCEL, requires=("openpyxl",)),
+        Format("xml", "xml", *_XML),
+        Format("stata", "dta", *_STATA),
+    )
+}
+DEFAULT_FRAME_FORMAT = "parquet"
+DEFAULT_OBJECT_FORMAT = "pickle"
+
+
+def get_format(name: str) -> Format:
+    """The format called ``name``.
+
+    :raises UnknownFormatError: no such format.
+    :raises FormatUnavailableError: its optional dependency is missing.
+    """
+    fmt = FORMATS.get(name)
+    if fmt is None:
+        raise UnknownFormatError(
+            f"unknown cache format {name!r}; formats that work: {', '.join(available_formats())}"
+        )
+    missing = fmt.missing_modules()
+    if missing:
+        raise FormatUnavailableError(
+            f"cache format {name!r} needs {', '.join(missing)}: pip install {' '.join(missing)}"
+        )
+    return fmt
+
+
+def available_formats() -> list[str]:
+    """Formats whose dependencies are installed."""
+    return [name for name, fmt in FORMATS.items() if not fmt.missing_modules()]
+
+
+def default_format_for(result: Any) -> Format:
+    """parquet for DataFrames, pickle for anything else."""
+    return FORMATS[DEFAULT_FRAME_FORMAT if isinstance(result, pd.DataFrame) else DEFAULT_OBJECT_FORMAT]

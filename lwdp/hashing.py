@@ -1,0 +1,70 @@
+"""The stage hash: code digest + every input's name, kind and digest, under a scheme version.
+
+Changing how any part is encoded must bump `HASH_SCHEME`; a golden test pins the result.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import xxhash
+
+from .digest import MemoStore, combine_set_digest, digest_files, expand_raw_input
+
+if TYPE_CHECKING:
+    from .stage import Stage
+
+HASH_SCHEME = "lwdp-stage-v1"
+
+
+def combine_stage_hash(code_digest: str, inputs: Iterable[tuple[str, str, str]]) -> str:
+    """XXH3-128 hex of the code digest and (input name, kind, digest) triples."""
+    hasher = xxhash.xxh3_128(f"{HASH_SCHEME}\0{code_digest}\0".encode())
+    for name, kind, digest in sorted(inputs):
+        hasher.update(f"{name}\0{kind}\0{digest}\n".encode())
+    return hasher.hexdigest()
+
+
+def raw_input_digests(stages: list[Stage], memos: MemoStore) -> dict[tuple[Stage, str], str]:
+    """The digest of every raw input of ``stages``, keyed by (stage, input name).
+
+    All files are stat'ed and looked up in the memo in one batch, so a warm run over many
+    unchanged files costs one query, not one per file.
+    """
+    members: dict[tuple[Stage, str], dict[str, str]] = {}
+    where: dict[str, str] = {}
+    for stage in stages:
+        for raw in stage.inputs_of_kind("raw"):
+            files = expand_raw_input(raw.value, stage.name, raw.name)
+            members[stage, raw.name] = files
+            for path in files.values():
+                where.setdefault(path, f"stage '{stage.name}', input '{raw.name}'")
+    digests = digest_files(where, memos, where)
+    return {
+        key: combine_set_digest({name: digests[path] for name, path in files.items()})
+        for key, files in members.items()
+    }
+
+
+def stage_hashes(stages: list[Stage], memos: MemoStore) -> tuple[dict[Stage, str], dict[Stage, list[tuple[str, str, str, str | None]]]]:
+    """Hash of each stage (``stages`` in dependency order), and each stage's input rows.
+
+    An input row is (name, kind, digest, raw path as written or None).
+    """
+    raw = raw_input_digests(stages, memos)
+    hashes: dict[Stage, str] = {}
+    inputs: dict[Stage, list[tuple[str, str, str, str | None]]] = {}
+    for stage in stages:
+        rows: list[tuple[str, str, str, str | None]] = []
+        for inp in stage.inputs:
+            if inp.kind == "raw":
+                rows.append((inp.name, inp.kind, raw[stage, inp.name], os.fspath(inp.value)))
+            elif inp.kind == "stage":
+                rows.append((inp.name, inp.kind, hashes[inp.value], None))
+            else:
+                rows.append((inp.name, inp.kind, inp.digest, None))
+        inputs[stage] = rows
+        hashes[stage] = combine_stage_hash(stage.code_digest, ((n, k, d) for n, k, d, _ in rows))
+    return hashes, inputs

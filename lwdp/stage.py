@@ -1,0 +1,138 @@
+"""The `stage` decorator: binds each keyword to a raw input, an upstream stage or a parameter."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .codehash import code_digest
+from .errors import InputBindingError
+from .formats import Format, get_format
+from .params import param_digest
+
+
+@dataclass(frozen=True, eq=False)
+class Input:
+    """One input of a stage: a raw path as written, an upstream `Stage`, or a parameter."""
+
+    name: str
+    kind: str  # "raw" | "stage" | "param"
+    value: Any
+    digest: str | None = None  # parameters only; raw and stage digests depend on the run
+
+
+def qualified_name(func: Callable[..., Any]) -> str:
+    """``module.qualname``; a script run as ``__main__`` is named after its file."""
+    module = func.__module__
+    if module == "__main__":
+        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+        if main_file:
+            module = Path(main_file).stem
+    return f"{module}.{func.__qualname__}"
+
+
+def _bind_input(stage_name: str, name: str, value: Any) -> Input:
+    if isinstance(value, Stage):
+        return Input(name, "stage", value)
+    if isinstance(value, (str, os.PathLike)):
+        return Input(name, "raw", value)
+    where = f"stage '{stage_name}', input '{name}'"
+    if callable(value) and not isinstance(value, type):
+        raise InputBindingError(
+            f"{where}: {value!r} is a function, not a stage; decorate it with @stage "
+            "to use its result, or pass a path or a parameter"
+        )
+    try:
+        digest = param_digest(value)
+    except TypeError as exc:
+        raise InputBindingError(f"{where}: {exc}") from None
+    return Input(name, "param", copy.deepcopy(value), digest)
+
+
+def _accepted_names(func: Callable[..., Any], stage_name: str, inputs: dict[str, Input]) -> frozenset[str]:
+    """Which inputs the function takes as keywords; check that every parameter is bound."""
+    params = inspect.signature(func).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return frozenset(inputs)
+    named = {p.name for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL}
+    for p in params:
+        if p.kind is inspect.Parameter.POSITIONAL_ONLY:
+            raise InputBindingError(f"stage '{stage_name}': parameter '{p.name}' is positional-only; inputs are passed by keyword")
+        if p.name not in inputs and p.default is inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_POSITIONAL:
+            raise InputBindingError(f"stage '{stage_name}': parameter '{p.name}' has no input; bind it in @stage({p.name}=...)")
+    unknown = sorted(set(inputs) - named)
+    if named and unknown:
+        raise InputBindingError(
+            f"stage '{stage_name}': inputs {unknown} are not parameters of {func.__name__}(); "
+            "add them to its signature or take **kwargs"
+        )
+    return frozenset(inputs) & named
+
+
+class Stage:
+    """A pipeline stage: call it to get its result, running or loading ancestors as needed."""
+
+    def __init__(self, func: Callable[..., Any], inputs: dict[str, Any], cache: bool, cache_format: str | None) -> None:
+        functools.update_wrapper(self, func)
+        self.func = func
+        self.name = qualified_name(func)
+        self.cache = cache
+        self.format: Format | None = get_format(cache_format) if cache_format is not None else None
+        bound = {name: _bind_input(self.name, name, value) for name, value in sorted(inputs.items())}
+        self.inputs: tuple[Input, ...] = tuple(bound.values())
+        self.passed_inputs = _accepted_names(func, self.name, bound)
+        self._code_digest: str | None = None
+
+    @property
+    def code_digest(self) -> str:
+        if self._code_digest is None:
+            self._code_digest = code_digest(self.func)
+        return self._code_digest
+
+    def inputs_of_kind(self, kind: str) -> list[Input]:
+        return [inp for inp in self.inputs if inp.kind == kind]
+
+    @property
+    def upstreams(self) -> list[Stage]:
+        return [inp.value for inp in self.inputs_of_kind("stage")]
+
+    @property
+    def hash(self) -> str:
+        """The stage hash as it stands now (reads raw files only when their memo is stale)."""
+        from .run import current_hashes
+
+        return current_hashes(self)[self]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs:
+            raise InputBindingError(f"stage '{self.name}' takes no call arguments; bind its inputs in @stage(...)")
+        from .run import run_stage
+
+        return run_stage(self)
+
+    def __repr__(self) -> str:
+        return f"<lwdp stage {self.name}>"
+
+
+def stage(*, cache: bool = False, cache_format: str | None = None, **inputs: Any) -> Callable[[Callable[..., Any]], Stage]:
+    """Make a function a pipeline stage.
+
+    Every keyword but ``cache`` and ``cache_format`` binds an input of that name: a ``str``
+    or path is a raw input (a file, a directory or a glob), a stage is an upstream, and
+    anything else is a parameter that is part of the hash.
+
+    :raises InputBindingError: an input that can't be bound or hashed stably.
+    :raises UnknownFormatError: ``cache_format`` is not a format lwdp can write and read.
+    """
+
+    def decorate(func: Callable[..., Any]) -> Stage:
+        return Stage(func, inputs, cache, cache_format)
+
+    return decorate

@@ -1,0 +1,1 @@
+"""Where results live: the catalog (SQL) and the artifact store (files)."""

@@ -1,0 +1,189 @@
+"""The SQLite catalog: engine, pragmas, transactions, and every SQL statement lwdp runs.
+
+One engine per (process, catalog file), made again after a fork. Writes begin with
+``BEGIN IMMEDIATE`` (a deferred BEGIN that reads then writes fails at once with
+"database is locked" under concurrency) and stay short; no transaction is open while a
+stage computes or a file is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, delete, event, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from ..digest import DigestMemo, FileState
+from .migrate import ensure_schema
+from .schema import artifacts, lineage, raw_files
+
+CATALOG_FILE = "catalog.sqlite"
+BUSY_TIMEOUT_MS = 60_000
+_IN_CHUNK = 500  # stay far below SQLite's bound-parameter limit
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC, as stored; aware values are made on the way out."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    """One catalog row of ``artifacts``."""
+
+    hash: str
+    stage: str
+    format: str
+    size: int
+    checksum: str
+    read_options: dict[str, Any]
+    created_at: dt.datetime
+    last_access: dt.datetime
+    compute_seconds: float | None = None
+    lwdp_version: str | None = None
+    pandas_version: str | None = None
+
+
+@dataclass(frozen=True)
+class LineageRow:
+    """One input of one evaluated stage."""
+
+    hash: str
+    stage: str
+    input_name: str
+    input_kind: str  # "stage" | "raw" | "param"
+    input_hash: str
+    input_path: str | None
+
+
+def _make_engine(path: Path) -> Engine:
+    engine = create_engine(
+        f"sqlite:///{path}",
+        connect_args={"isolation_level": None, "timeout": BUSY_TIMEOUT_MS / 1000},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # before journal_mode
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("lwdp_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Catalog:
+    """The artifacts, lineage and digest memo of one cache directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.engine = _make_engine(path)
+        ensure_schema(self.engine, str(path))
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(lwdp_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    # artifacts
+
+    def lookup_artifact(self, stage_hash: str) -> ArtifactRecord | None:
+        with self._read() as conn:
+            row = conn.execute(select(artifacts).where(artifacts.c.hash == stage_hash)).mappings().first()
+        if row is None:
+            return None
+        values = dict(row)
+        values["read_options"] = json.loads(values["read_options"] or "{}")
+        values["created_at"] = _aware(values["created_at"])
+        values["last_access"] = _aware(values["last_access"])
+        return ArtifactRecord(**values)
+
+    def record_artifact(self, record: ArtifactRecord) -> None:
+        values = {
+            **record.__dict__,
+            "read_options": json.dumps(record.read_options),
+            "created_at": record.created_at.astimezone(dt.timezone.utc).replace(tzinfo=None),
+            "last_access": record.last_access.astimezone(dt.timezone.utc).replace(tzinfo=None),
+        }
+        stmt = sqlite_insert(artifacts).values(values)
+        stmt = stmt.on_conflict_do_update(index_elements=["hash"], set_={k: stmt.excluded[k] for k in values if k != "hash"})
+        with self._write() as conn:
+            conn.execute(stmt)
+
+    def touch_artifact(self, stage_hash: str) -> None:
+        with self._write() as conn:
+            conn.execute(update(artifacts).where(artifacts.c.hash == stage_hash).values(last_access=utcnow()))
+
+    def delete_artifact(self, stage_hash: str) -> None:
+        with self._write() as conn:
+            conn.execute(delete(artifacts).where(artifacts.c.hash == stage_hash))
+
+    # lineage
+
+    def record_lineage(self, rows: Iterable[LineageRow]) -> None:
+        values = [{**row.__dict__, "recorded_at": utcnow()} for row in rows]
+        if not values:
+            return
+        with self._write() as conn:
+            conn.execute(sqlite_insert(lineage).on_conflict_do_nothing(), values)
+
+    # raw-file digest memo
+
+    def load_digest_memos(self, paths: list[str]) -> dict[str, DigestMemo]:
+        memos: dict[str, DigestMemo] = {}
+        with self._read() as conn:
+            for start in range(0, len(paths), _IN_CHUNK):
+                chunk = paths[start : start + _IN_CHUNK]
+                for row in conn.execute(select(raw_files).where(raw_files.c.path.in_(chunk))):
+                    state = FileState(row.path, row.size, row.mtime_ns, row.ctime_ns, row.inode)
+                    memos[row.path] = DigestMemo(state, row.digest, row.digested_at_ns)
+        return memos
+
+    def save_digest_memos(self, memos: list[DigestMemo]) -> None:
+        values = [
+            {**memo.state.__dict__, "digest": memo.digest, "digested_at_ns": memo.digested_at_ns}
+            for memo in memos
+        ]
+        stmt = sqlite_insert(raw_files)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["path"], set_={k: stmt.excluded[k] for k in values[0] if k != "path"}
+        )
+        with self._write() as conn:
+            conn.execute(stmt, values)
+
+
+_catalogs: dict[tuple[int, Path], Catalog] = {}
+
+
+def open_catalog(cache_dir: Path) -> Catalog:
+    """The catalog of ``cache_dir`` for this process (created and migrated on first use)."""
+    key = (os.getpid(), cache_dir)
+    catalog = _catalogs.get(key)
+    if catalog is None:
+        catalog = _catalogs[key] = Catalog(cache_dir / CATALOG_FILE)
+    return catalog

@@ -1,0 +1,65 @@
+"""Bring a catalog's schema to this lwdp's revision with Alembic, or refuse a newer one.
+
+The common case (a catalog already at `HEAD_REVISION`) costs one SELECT and never imports
+Alembic; an upgrade runs inside the caller's ``BEGIN IMMEDIATE`` transaction, so processes
+opening a brand-new catalog at once migrate it exactly once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, inspect, text
+
+from ..errors import CatalogVersionError
+
+HEAD_REVISION = "0002"  # tests check this against the newest file in migrations/versions
+
+
+def migrations_dir() -> Path:
+    """Where the Alembic scripts are: inside the installed package, or the repo's top level."""
+    from .. import migrations
+
+    return Path(migrations.__file__).parent
+
+
+def current_revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def ensure_schema(engine: Engine, where: str) -> None:
+    """Upgrade the catalog at ``where`` in place if it is older than this lwdp.
+
+    :raises CatalogVersionError: the catalog was made by a newer lwdp.
+    """
+    with engine.connect() as conn:
+        if current_revision(conn) == HEAD_REVISION:
+            return
+    with engine.connect() as conn:
+        conn = conn.execution_options(lwdp_write=True)
+        with conn.begin():
+            revision = current_revision(conn)
+            if revision != HEAD_REVISION:
+                _upgrade(conn, revision, where)
+
+
+def _upgrade(conn: Connection, revision: str | None, where: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.attributes["connection"] = conn
+    known = {rev.revision for rev in ScriptDirectory.from_config(config).walk_revisions()}
+    if revision is not None and revision not in known:
+        from .. import __version__
+
+        raise CatalogVersionError(
+            f"catalog {where} has schema revision {revision!r}, newer than this lwdp "
+            f"{__version__} knows (newest {HEAD_REVISION!r}); upgrade lwdp "
+            "(pip install -U lwdp) or point LWDP_CACHE_DIR at another cache directory"
+        )
+    command.upgrade(config, "head")
