@@ -1,0 +1,94 @@
+"""Shared fixtures: every test gets its own working directory and cache, nothing else."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import lwdp
+
+RUNNER = Path(__file__).with_name("runner.py")
+
+
+@dataclass
+class RunResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    events: list[dict]
+
+    def outcomes(self) -> dict[str, str]:
+        """{stage function name: outcome} for every stage event of the run."""
+        return {e["stage"].rsplit(".", 1)[-1]: e["outcome"] for e in self.events}
+
+    def ran(self) -> set[str]:
+        return {name for name, outcome in self.outcomes().items() if outcome.startswith("computed")}
+
+
+class Project:
+    """A user's project directory: raw files, pipeline scripts, and runs in fresh processes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.cache_dir = root / ".lwdp"
+
+    def write(self, relpath: str, text: str) -> Path:
+        path = self.root / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    def run(self, script: str = "pipeline.py", *args: str, env: dict[str, str] | None = None, check: bool = True) -> RunResult:
+        """Run ``script`` as ``python script`` would, in a new interpreter."""
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("LWDP_")}
+        full_env.update(env or {})
+        proc = subprocess.run(
+            [sys.executable, str(RUNNER), script, *args],
+            cwd=self.root, env=full_env, capture_output=True, text=True, timeout=300,
+        )
+        events = [json.loads(line.split(" ", 1)[1]) for line in proc.stderr.splitlines() if line.startswith("LWDP_EVENT ")]
+        result = RunResult(proc.returncode, proc.stdout, proc.stderr, events)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{script} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return result
+
+    def sql(self, query: str, *params: object) -> list[tuple]:
+        """Rows of a plain-sqlite3 query on the catalog, as a user would run it."""
+        with sqlite3.connect(self.cache_dir / "catalog.sqlite") as conn:
+            return conn.execute(query, params).fetchall()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """An empty project directory as the working directory, with lwdp's default cache in it."""
+    for name in list(os.environ):
+        if name.startswith("LWDP_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    lwdp.configure(cache_dir=None)
+    yield Project(tmp_path)
+    lwdp.configure(cache_dir=None)
+
+
+@pytest.fixture
+def stage_events(caplog: pytest.LogCaptureFixture):
+    """In-process runs: a function returning {stage function name: outcome} logged so far."""
+    caplog.set_level("INFO", logger="lwdp")
+
+    def outcomes() -> dict[str, str]:
+        found = {}
+        for record in caplog.records:
+            event = getattr(record, "lwdp_event", None)
+            if event is not None:
+                found[event.stage.rsplit(".", 1)[-1]] = event.outcome
+        return found
+
+    return outcomes

@@ -1,0 +1,25 @@
+"""Run a user's pipeline script in this (fresh) process, reporting lwdp's stage events.
+
+Usage: python runner.py SCRIPT [ARGS...]. Each `StageEvent` is printed to stderr as one
+``LWDP_EVENT {json}`` line, so tests assert what ran from events, not from timings.
+"""
+
+import dataclasses
+import json
+import logging
+import runpy
+import sys
+
+
+class _EventPrinter(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        event = getattr(record, "lwdp_event", None)
+        if event is not None:
+            print("LWDP_EVENT " + json.dumps(dataclasses.asdict(event)), file=sys.stderr, flush=True)
+
+
+logger = logging.getLogger("lwdp")
+logger.addHandler(_EventPrinter())
+logger.setLevel(logging.INFO)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
