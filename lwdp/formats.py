@@ -71,11 +71,11 @@ def _restore(df: pd.DataFrame, options: ReadOptions) -> pd.DataFrame:
     return df
 
 
-def _astype_or_keep(values: pd.Series, dtype: str) -> pd.Series:
+def _astype_or_keep(values: pd.Series, dtype: str) -> Any:
     if str(values.dtype) == dtype or dtype == "object":
         return values
     try:
-        return values.astype(dtype)
+        return values.astype(dtype)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         return values
 

@@ -64,6 +64,7 @@ def stage_hashes(stages: list[Stage], memos: MemoStore) -> tuple[dict[Stage, str
             elif inp.kind == "stage":
                 rows.append((inp.name, inp.kind, hashes[inp.value], None))
             else:
+                assert inp.digest is not None  # parameters are digested at decoration
                 rows.append((inp.name, inp.kind, inp.digest, None))
         inputs[stage] = rows
         hashes[stage] = combine_stage_hash(stage.code_digest, ((n, k, d) for n, k, d, _ in rows))

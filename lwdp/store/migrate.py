@@ -7,6 +7,7 @@ opening a brand-new catalog at once migrate it exactly once.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, inspect, text
@@ -18,9 +19,8 @@ HEAD_REVISION = "0002"  # tests check this against the newest file in migrations
 
 def migrations_dir() -> Path:
     """Where the Alembic scripts are: inside the installed package, or the repo's top level."""
-    from .. import migrations
-
-    return Path(migrations.__file__).parent
+    migrations = importlib.import_module("lwdp.migrations")
+    return Path(migrations.__path__[0])
 
 
 def current_revision(conn: Connection) -> str | None:
