@@ -62,7 +62,8 @@ def dependency_order(target: Stage) -> list[Stage]:
         if other is not stage:
             raise StageNameCollisionError(
                 f"two different stages are named '{stage.name}' in the pipeline of "
-                f"'{target.name}'; rename one of the functions"
+                f"'{target.name}'; rename one of the functions (a stage factory: set each "
+                "function's __qualname__ before applying @stage)"
             )
         for upstream in stage.upstreams:
             visit(upstream)
