@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -152,6 +153,31 @@ def test_recursive_cte_finds_every_ancestor_and_the_raw_file(ran):
     assert raw_paths == ["raw/input.csv"]
 
 
+def _readme_sql(marker: str) -> str:
+    """The README's ```sql block that contains ``marker``."""
+    blocks = re.findall(r"```sql\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    (found,) = [b for b in blocks if marker in b]
+    return found
+
+
+def test_readme_lineage_recipes_work(ran):
+    project, hashes, _result, _ = ran
+    with sqlite3.connect(project.cache_dir / "catalog.sqlite") as conn:
+        ancestry = conn.execute(
+            _readme_sql("WITH RECURSIVE ancestry"), {"hash": hashes["pipeline.stg_c"]}
+        ).fetchall()
+        derived = conn.execute(_readme_sql("WITH RECURSIVE derived"), {"path": "raw/input.csv"}).fetchall()
+    conn.close()
+    raw_digest = xxhash.xxh3_128_hexdigest(RAW_CSV.encode())
+    assert ancestry == [
+        (0, "pipeline.stg_c", "b", "stage", hashes["pipeline.stg_b"], None),
+        (1, "pipeline.stg_b", "a", "stage", hashes["pipeline.stg_a"], None),
+        (1, "pipeline.stg_b", "factor", "param", param_digest(3), None),
+        (2, "pipeline.stg_a", "src", "raw", raw_digest, "raw/input.csv"),
+    ]
+    assert sorted(derived) == sorted((name, h) for name, h in hashes.items())
+
+
 def test_cache_hit_moves_last_access_and_keeps_created_at(ran):
     project, hashes, _result, _ = ran
     query = "SELECT created_at, last_access FROM artifacts WHERE stage = ?"
@@ -287,9 +313,14 @@ def test_catalog_from_newer_lwdp_is_refused_and_left_unchanged(ran):
 
 
 def test_wheel_installs_in_a_clean_venv_and_runs_the_quickstart(tmp_path):
+    # build from a clean copy: setuptools would otherwise reuse (and leave) the repo's build/
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "*.egg-info", ".lwdp", "__pycache__", ".pytest_cache", ".venv", ".hypothesis",
+    ))
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q", "-w", str(wheels), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q", "-w", str(wheels), str(source)],
         check=True, capture_output=True, text=True, timeout=300,
     )
     (wheel,) = wheels.glob("lwdp-*.whl")
