@@ -39,8 +39,8 @@ class CatalogVersionError(LwdpError, RuntimeError):
     """The catalog was written by a newer lwdp than the one running."""
 
 
-class CacheDirError(LwdpError, PermissionError):
-    """The cache directory cannot be created or written."""
+class CacheDirError(LwdpError, OSError):
+    """The cache directory cannot be created, written, or its catalog opened."""
 
 
 class StageNameCollisionError(LwdpError, ValueError):

@@ -32,9 +32,32 @@ class Format:
     read: Callable[[io.BytesIO, ReadOptions], Any]
     frames_only: bool = True
     requires: tuple[str, ...] = field(default=())
+    arrow_typed: bool = False  # stores columns as Arrow types: Python objects don't survive
 
     def missing_modules(self) -> list[str]:
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+    def why_cannot_store(self, result: Any) -> str | None:
+        """Why this format would not give ``result`` back unchanged, or None if it would."""
+        if not self.frames_only:
+            return None
+        if not isinstance(result, pd.DataFrame):
+            return f"it stores DataFrames, not {type(result).__qualname__}"
+        if self.arrow_typed:
+            index_levels = [(f"(index level {i})", result.index.get_level_values(i)) for i in range(result.index.nlevels)]
+            for label, values in [*result.items(), *index_levels]:
+                if values.dtype == object:
+                    kind = pd.api.types.infer_dtype(values, skipna=True)
+                    if kind not in _ARROW_SAFE_OBJECT_KINDS:
+                        return f"column {label!r} holds Python objects ({kind}) it would not give back unchanged"
+        return None
+
+
+# What an object column may hold and still come back equal from parquet, feather and orc
+# (lists, sets, tuples and dicts come back as arrays or merged structs).
+_ARROW_SAFE_OBJECT_KINDS = frozenset(
+    {"string", "empty", "bytes", "integer", "floating", "mixed-integer-float", "decimal", "boolean", "date", "datetime"}
+)
 
 
 def _has_default_index(df: pd.DataFrame) -> bool:
@@ -137,9 +160,13 @@ def _write_pickle(obj: Any, path: str) -> ReadOptions:
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
-        Format("parquet", "parquet", lambda df, p: df.to_parquet(p) or {}, lambda b, o: pd.read_parquet(b)),
-        Format("feather", "feather", lambda df, p: df.to_feather(p) or {}, lambda b, o: pd.read_feather(b)),
-        Format("orc", "orc", *_ORC),
+        Format(
+            "parquet", "parquet", lambda df, p: df.to_parquet(p) or {}, lambda b, o: pd.read_parquet(b), arrow_typed=True
+        ),
+        Format(
+            "feather", "feather", lambda df, p: df.to_feather(p) or {}, lambda b, o: pd.read_feather(b), arrow_typed=True
+        ),
+        Format("orc", "orc", *_ORC, arrow_typed=True),
         Format("pickle", "pkl", _write_pickle, lambda b, o: pd.read_pickle(b), frames_only=False),
         Format("csv", "csv", *_CSV),
         Format("json", "json", *_JSON),

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import sqlalchemy.exc
 import xxhash
 
 from . import __version__, config
@@ -77,10 +78,12 @@ def _open_catalog(cache_dir: Path) -> Catalog:
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         return open_catalog(cache_dir)
-    except PermissionError as exc:
+    except (OSError, sqlalchemy.exc.OperationalError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else exc.orig
         raise CacheDirError(
-            f"cache directory {cache_dir} is not writable ({exc.strerror}); fix its "
-            "permissions or choose another with lwdp.configure(cache_dir=...) or LWDP_CACHE_DIR"
+            getattr(exc, "errno", None),
+            f"cannot use cache directory {cache_dir} ({reason}); fix it or choose another "
+            "with lwdp.configure(cache_dir=...) or LWDP_CACHE_DIR",
         ) from exc
 
 
@@ -202,10 +205,10 @@ class PipelineRun:
         fmt = stage.format or default_format_for(result)
         try:
             options, size = self._write(stage, stage_hash, fmt, result)
-        except ResultNotStorableError:
+        except ResultNotStorableError as exc:
             if stage.format is not None or fmt.name != DEFAULT_FRAME_FORMAT:
                 raise
-            logger.warning("stage '%s': result cannot be stored as parquet; caching it as pickle", stage.name)
+            logger.warning("%s; caching it as pickle instead (the default for such results)", exc)
             fmt = FORMATS["pickle"]
             options, size = self._write(stage, stage_hash, fmt, result)
         previous = self.catalog.lookup_artifact(stage_hash)
@@ -224,17 +227,16 @@ class PipelineRun:
     def _write(self, stage: Stage, stage_hash: str, fmt: Format, result: Any) -> tuple[tuple[dict[str, Any], str], int]:
         """Write the artifact; ((read options, checksum), size)."""
         where = f"stage '{stage.name}'"
-        if fmt.frames_only and not isinstance(result, pd.DataFrame):
+        why_not = fmt.why_cannot_store(result)
+        if why_not is not None:
             raise ResultNotStorableError(
-                f"{where}: cache format {fmt.name!r} stores DataFrames, but the stage returned "
-                f"{type(result).__qualname__}; return a DataFrame or use cache_format='pickle'"
+                f"{where}: cache format {fmt.name!r} cannot store the {type(result).__qualname__} "
+                f"it returned: {why_not}; use cache_format='pickle'"
             )
         try:
             options, size, checksum = self.store.write(stage_hash, fmt.suffix, lambda p: fmt.write(result, p))
         except LwdpError:
             raise
-        except PermissionError as exc:
-            raise CacheDirError(f"{where}: cannot write to the cache ({exc}); fix permissions of {self.store.root}") from exc
         except OSError as exc:
             raise ArtifactWriteError(exc.errno, f"{where}: writing its artifact failed ({exc.strerror or exc}); nothing was cached") from exc
         except (ValueError, TypeError, AttributeError, pickle.PicklingError, RecursionError) as exc:

@@ -59,14 +59,15 @@ def _bind_input(stage_name: str, name: str, value: Any) -> Input:
 def _accepted_names(func: Callable[..., Any], stage_name: str, inputs: dict[str, Input]) -> frozenset[str]:
     """Which inputs the function takes as keywords; check that every parameter is bound."""
     params = inspect.signature(func).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return frozenset(inputs)
-    named = {p.name for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL}
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     for p in params:
         if p.kind is inspect.Parameter.POSITIONAL_ONLY:
             raise InputBindingError(f"stage '{stage_name}': parameter '{p.name}' is positional-only; inputs are passed by keyword")
-        if p.name not in inputs and p.default is inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_POSITIONAL:
+        if p.name not in inputs and p.default is inspect.Parameter.empty and p.kind not in variadic:
             raise InputBindingError(f"stage '{stage_name}': parameter '{p.name}' has no input; bind it in @stage({p.name}=...)")
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return frozenset(inputs)
+    named = {p.name for p in params if p.kind not in variadic}
     unknown = sorted(set(inputs) - named)
     if named and unknown:
         raise InputBindingError(

@@ -1,0 +1,385 @@
+"""Cache formats: every format round-trips a stage result through real runs, cold then warm.
+
+The pipeline tests run a script in fresh processes (cold computes and writes the artifact,
+warm reads it back); the script pickles what each stage call returned so the test can
+compare warm against cold. The Hypothesis tests call the format writers and readers
+directly, passing the read options through JSON as the catalog does.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lwdp import stage
+from lwdp.errors import LwdpError, ResultNotStorableError, UnknownFormatError
+from lwdp.formats import FORMATS, available_formats
+
+PANDAS_3 = int(pd.__version__.split(".")[0]) >= 3
+STRING_DTYPE = "str" if PANDAS_3 else object
+
+# Shared by the pipeline script (pasted into it) and the tests (exec'd), so both build the
+# very same frames.
+FRAMES_CODE = '''
+import numpy as np
+import pandas as pd
+
+
+def _columns():
+    return {
+        "i": np.array([1, -2, 3, 40], dtype="int64"),
+        "f": [1.5, np.nan, -0.25, 1e10],
+        "s": ["a", None, "c", "d e"],
+        "b": [True, False, True, True],
+        "t": pd.to_datetime(
+            ["2024-01-01", None, "2024-03-04T05:06:07", "1999-12-31T23:59:59"], format="ISO8601"
+        ),
+    }
+
+
+FRAMES = {
+    "range_index": pd.DataFrame(_columns()),
+    "named_index": pd.DataFrame(_columns(), index=pd.Index([10, 30, 20, 5], name="key")),
+    "multi_index": pd.DataFrame(
+        _columns(),
+        index=pd.MultiIndex.from_arrays(
+            [["north", "north", "south", "south"], [2023, 2024, 2023, 2024]],
+            names=["region", "year"],
+        ),
+    ),
+    "datetime_index": pd.DataFrame(
+        {"v": [0.5, 1.5, np.nan]},
+        index=pd.DatetimeIndex(["2024-01-01", "2024-01-02", "2024-01-05"], name="day"),
+    ),
+}
+
+OBJECTS = {
+    "a_dict": {"n": 1, "ratio": 0.5, "tags": ["a", "b"], "pair": (1, None), "nested": {"k": {1, 2}}},
+    "a_list": [1, "two", 3.0, None, [True, False]],
+    "a_series": pd.Series(
+        [1.0, np.nan, 3.0], index=pd.Index(["x", "y", "z"], name="letter"), name="values"
+    ),
+}
+'''
+
+
+def _shared() -> dict:
+    namespace: dict = {}
+    exec(FRAMES_CODE, namespace)
+    return namespace
+
+
+FRAME_NAMES = list(_shared()["FRAMES"])
+OBJECT_NAMES = list(_shared()["OBJECTS"])
+
+
+def _pipeline(fmt: str) -> str:
+    """A script with one cached stage per frame (and per object, for pickle) in ``fmt``."""
+    names = FRAME_NAMES + (OBJECT_NAMES if fmt == "pickle" else [])
+    stages = []
+    for name in names:
+        table = "FRAMES" if name in FRAME_NAMES else "OBJECTS"
+        stages.append(
+            f"@stage(cache=True, cache_format={fmt!r})\n"
+            f"def {name}():\n"
+            f"    return {table}[{name!r}]\n"
+        )
+    calls = ", ".join(f"{name!r}: {name}()" for name in names)
+    return (
+        "import pickle\nimport sys\n\nfrom lwdp import stage\n"
+        + FRAMES_CODE
+        + "\n\n"
+        + "\n\n".join(stages)
+        + f"\n\nresults = {{{calls}}}\n"
+        + 'with open(sys.argv[1], "wb") as out:\n    pickle.dump(results, out)\n'
+    )
+
+
+def _load(project, name: str):
+    with open(project.root / name, "rb") as f:
+        return pickle.load(f)
+
+
+def _artifact_files(project) -> list[Path]:
+    root = project.cache_dir / "artifacts"
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def _no_unnamed_columns(df: pd.DataFrame) -> None:
+    assert not [c for c in df.columns if str(c).startswith("Unnamed")], list(df.columns)
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_format_round_trips_through_cold_and_warm_runs(project, fmt):
+    names = FRAME_NAMES + (OBJECT_NAMES if fmt == "pickle" else [])
+    project.write("pipeline.py", _pipeline(fmt))
+
+    cold = project.run("pipeline.py", "cold.pkl")
+    warm = project.run("pipeline.py", "warm.pkl")
+
+    assert cold.outcomes() == dict.fromkeys(names, "computed")
+    # A warm "computed" would mean the artifact was unreadable and the result recomputed,
+    # which would make the comparison below vacuous.
+    assert warm.outcomes() == dict.fromkeys(names, "hit")
+    assert project.sql("select stage, format from artifacts order by stage") == sorted(
+        (f"pipeline.{name}", fmt) for name in names
+    )
+    files = _artifact_files(project)
+    assert len(files) == len(names)
+    assert all(p.name.endswith("." + FORMATS[fmt].suffix) for p in files), files
+
+    shared = _shared()
+    cold_results, warm_results = _load(project, "cold.pkl"), _load(project, "warm.pkl")
+    for name, original in shared["FRAMES"].items():
+        # The cold run hands back what the stage returned.
+        pd.testing.assert_frame_equal(cold_results[name], original, check_exact=True)
+        expected = original
+        if fmt == "stata":
+            # Stata has no missing string: pandas writes a missing string as "" and reads
+            # "" back (a known loss, see the report); everything else must still hold.
+            expected = original.copy()
+            if "s" in expected:
+                expected["s"] = expected["s"].fillna("")
+        pd.testing.assert_frame_equal(warm_results[name], expected, check_exact=True, obj=f"{fmt} {name}")
+        _no_unnamed_columns(warm_results[name])
+
+    if fmt == "pickle":
+        objects = shared["OBJECTS"]
+        for name in ("a_dict", "a_list"):
+            assert type(warm_results[name]) is type(objects[name])
+            assert warm_results[name] == cold_results[name] == objects[name]
+        pd.testing.assert_series_equal(warm_results["a_series"], objects["a_series"], check_exact=True)
+
+
+DEFAULT_FORMAT_PIPELINE = '''
+import logging
+import pickle
+import sys
+
+import pandas as pd
+from lwdp import stage
+
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s:%(name)s:%(message)s")
+
+
+@stage(cache=True)
+def plain_frame():
+    return pd.DataFrame({"a": [1, 2], "b": ["x", None]})
+
+
+@stage(cache=True)
+def plain_dict():
+    return {"rows": 2, "cols": ["a", "b"]}
+
+
+@stage(cache=True)
+def mixed_objects():
+    return pd.DataFrame({"id": [1, 2, 3], "mixed": [1, "a", {"x": 1}]})
+
+
+results = {"plain_frame": plain_frame(), "plain_dict": plain_dict(), "mixed_objects": mixed_objects()}
+with open(sys.argv[1], "wb") as out:
+    pickle.dump(results, out)
+'''
+
+
+def _warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("WARNING:lwdp:")]
+
+
+def test_default_format_is_parquet_for_frames_pickle_otherwise_with_fallback(project):
+    project.write("pipeline.py", DEFAULT_FORMAT_PIPELINE)
+    cold = project.run("pipeline.py", "cold.pkl")
+    warm = project.run("pipeline.py", "warm.pkl")
+
+    assert cold.outcomes() == dict.fromkeys(["plain_frame", "plain_dict", "mixed_objects"], "computed")
+    assert warm.outcomes() == dict.fromkeys(["plain_frame", "plain_dict", "mixed_objects"], "hit")
+    assert dict(project.sql("select stage, format from artifacts")) == {
+        "pipeline.plain_frame": "parquet",
+        "pipeline.plain_dict": "pickle",
+        "pipeline.mixed_objects": "pickle",
+    }
+    # One file per stage: the failed parquet attempt left nothing behind.
+    assert sorted(p.suffix for p in _artifact_files(project)) == [".parquet", ".pkl", ".pkl"]
+
+    fallback = _warnings(cold.stderr)
+    assert len(fallback) == 1, cold.stderr
+    assert "pipeline.mixed_objects" in fallback[0] and "pickle" in fallback[0]
+    assert _warnings(warm.stderr) == []
+
+    cold_results, warm_results = _load(project, "cold.pkl"), _load(project, "warm.pkl")
+    pd.testing.assert_frame_equal(warm_results["plain_frame"], cold_results["plain_frame"], check_exact=True)
+    assert warm_results["plain_dict"] == cold_results["plain_dict"] == {"rows": 2, "cols": ["a", "b"]}
+    pd.testing.assert_frame_equal(warm_results["mixed_objects"], cold_results["mixed_objects"], check_exact=True)
+    assert warm_results["mixed_objects"]["mixed"].tolist() == [1, "a", {"x": 1}]
+
+
+@pytest.mark.parametrize("bad", ["parket", "hdf5", "CSV ", ""])
+def test_unknown_format_is_rejected_at_decoration(project, bad):
+    def produce():
+        return pd.DataFrame({"a": [1]})
+
+    decorate = stage(cache=True, cache_format=bad)
+    with pytest.raises(UnknownFormatError) as info:
+        decorate(produce)
+    error = info.value
+    assert isinstance(error, ValueError) and isinstance(error, LwdpError)
+    message = str(error)
+    assert repr(bad) in message
+    working = available_formats()
+    assert {"parquet", "pickle", "csv"} <= set(working)
+    for name in working:
+        assert name in message
+    assert not project.cache_dir.exists()  # decoration never touches the cache
+
+
+def _assert_nothing_stored(project) -> None:
+    assert _artifact_files(project) == []  # no artifact, no leftover temporary file
+    assert project.sql("select count(*) from artifacts") == [(0,)]
+
+
+FRAMES_ONLY = [name for name, fmt in FORMATS.items() if fmt.frames_only]
+
+
+@pytest.mark.parametrize("fmt", FRAMES_ONLY)
+def test_series_result_in_a_frames_only_format_is_refused(project, fmt):
+    @stage(cache=True, cache_format=fmt)
+    def summary():
+        return pd.Series([1, 2, 3], name="n")
+
+    with pytest.raises(ResultNotStorableError) as info:
+        summary()
+    assert isinstance(info.value, TypeError) and isinstance(info.value, LwdpError)
+    message = str(info.value)
+    assert f"'{summary.name}'" in message and repr(fmt) in message
+    _assert_nothing_stored(project)
+
+
+@pytest.mark.parametrize("result", [{"rows": 3}, [1, 2, 3], 42], ids=["dict", "list", "int"])
+def test_non_frame_result_with_parquet_is_refused(project, result):
+    @stage(cache=True, cache_format="parquet", value=[result])
+    def summary(value):
+        return value[0]
+
+    with pytest.raises(ResultNotStorableError) as info:
+        summary()
+    assert isinstance(info.value, TypeError)
+    assert f"'{summary.name}'" in str(info.value)
+    _assert_nothing_stored(project)
+    with pytest.raises(ResultNotStorableError):  # and the next call is no cache hit either
+        summary()
+    _assert_nothing_stored(project)
+
+
+def test_explicit_parquet_does_not_fall_back_to_pickle(project):
+    @stage(cache=True, cache_format="parquet")
+    def mixed():
+        return pd.DataFrame({"id": [1, 2, 3], "mixed": [1, "a", {"x": 1}]})
+
+    with pytest.raises(ResultNotStorableError) as info:
+        mixed()
+    assert f"'{mixed.name}'" in str(info.value)
+    _assert_nothing_stored(project)
+
+
+# Hypothesis: the writers and readers themselves, on random small frames.
+
+
+def _round_trip(fmt: str, df: pd.DataFrame) -> pd.DataFrame:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, f"artifact.{FORMATS[fmt].suffix}")
+        options = FORMATS[fmt].write(df, path)
+        options = json.loads(json.dumps(options))  # the catalog keeps them as JSON
+        with open(path, "rb") as f:
+            data = f.read()
+    return FORMATS[fmt].read(io.BytesIO(data), options)
+
+
+# Text formats have known value losses (see test_text_formats_keep_these_values below), so
+# their strategies steer clear of them: csv strings start with a letter and have no "\r";
+# json floats are NaN or whole numbers.
+_CSV_SAFE_TEXT = st.text(st.characters(blacklist_characters="\r"), max_size=6).map(lambda s: "x" + s)
+_JSON_SAFE_FLOATS = st.one_of(st.just(float("nan")), st.integers(-(10**9), 10**9).map(float))
+
+
+@st.composite
+def small_frames(draw, safe_for: str | None = None) -> pd.DataFrame:
+    """0-6 rows, 1-4 columns of int64/float64/str(with missing)/bool; maybe a named index."""
+    rows = draw(st.integers(0, 6))
+    names = draw(st.lists(st.text("abcXYZ019_", min_size=1, max_size=4), min_size=1, max_size=4, unique=True))
+    columns = {}
+    for name in names:
+        kind = draw(st.sampled_from(["int", "float", "str", "bool"]))
+        if kind == "int":
+            values, dtype = st.integers(-(2**63), 2**63 - 1), "int64"
+        elif kind == "bool":
+            values, dtype = st.booleans(), "bool"
+        elif kind == "float":
+            values, dtype = st.floats(allow_nan=True, allow_infinity=True), "float64"
+            if safe_for == "json":
+                values = _JSON_SAFE_FLOATS
+        else:
+            values, dtype = st.one_of(st.none(), _CSV_SAFE_TEXT if safe_for == "csv" else st.text(max_size=6)), STRING_DTYPE
+        columns[name] = pd.Series(draw(st.lists(values, min_size=rows, max_size=rows)), dtype=dtype)
+    df = pd.DataFrame(columns)
+    if draw(st.booleans()):
+        labels = draw(st.lists(st.integers(-1000, 1000), min_size=rows, max_size=rows, unique=True))
+        df.index = pd.Index(labels, dtype="int64", name="key")
+    return df
+
+
+HYPOTHESIS = settings(max_examples=50, deadline=None, database=None)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "feather", "pickle"])
+@HYPOTHESIS
+@given(df=small_frames())
+def test_binary_formats_round_trip_random_frames_exactly(fmt, df):
+    pd.testing.assert_frame_equal(_round_trip(fmt, df.copy()), df, check_exact=True)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+@HYPOTHESIS
+@given(data=st.data())
+def test_text_formats_round_trip_random_frames_by_value(fmt, data):
+    df = data.draw(small_frames(safe_for=fmt))
+    got = _round_trip(fmt, df.copy())
+    assert list(got.columns) == list(df.columns)
+    _no_unnamed_columns(got)
+    pd.testing.assert_frame_equal(got, df, check_dtype=False, check_exact=True, check_index_type=False)
+    # Beyond the spec's "by value": lwdp restores dtypes and the index too.
+    pd.testing.assert_frame_equal(got, df, check_exact=True)
+
+
+# Values the spec says csv and json keep, and that they currently lose (library bugs,
+# described in the report). strict=True: the day one is fixed, its xfail must go.
+@pytest.mark.parametrize(
+    ("fmt", "column"),
+    [
+        pytest.param("csv", ["NA", "n/a", "null", "nan"], id="csv-na-like-strings",
+                     marks=pytest.mark.xfail(strict=True, reason="csv reader turns NA-like strings into NaN")),
+        pytest.param("csv", ["01", "007"], id="csv-numeric-looking-strings",
+                     marks=pytest.mark.xfail(strict=True, reason="csv reader parses '01' as 1, then casts to '1'")),
+        pytest.param("csv", ["a\rb", "c"], id="csv-carriage-return",
+                     marks=pytest.mark.xfail(strict=True, reason="csv writer leaves '\\r' unquoted; the reader splits the row")),
+        pytest.param("json", [1.5e-11, 1 / 3], id="json-float-precision",
+                     marks=pytest.mark.xfail(strict=True, reason="to_json rounds floats to 10 decimal places")),
+        pytest.param("json", [0.09375, 2.5], id="json-float-parsing",
+                     marks=pytest.mark.xfail(strict=True, reason="read_json without precise_float=True: 0.09375 comes back 1 ulp off")),
+        pytest.param("json", [float("inf"), -1.0], id="json-infinity",
+                     marks=pytest.mark.xfail(strict=True, reason="to_json writes inf as null")),
+    ],
+)
+def test_text_formats_keep_these_values(fmt, column):
+    df = pd.DataFrame({"v": pd.Series(column, dtype=STRING_DTYPE if isinstance(column[0], str) else "float64")})
+    pd.testing.assert_frame_equal(_round_trip(fmt, df.copy()), df, check_exact=True, check_dtype=False)
