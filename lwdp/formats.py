@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import itertools
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import pandas as pd
 from .errors import FormatUnavailableError, UnknownFormatError
 
 ReadOptions = dict[str, Any]
+PANDAS_MAJOR = int(pd.__version__.split(".")[0])
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def _restore(df: pd.DataFrame, options: ReadOptions) -> pd.DataFrame:
 
 
 def _astype_or_keep(values: pd.Series, dtype: str) -> Any:
-    if str(values.dtype) == dtype or dtype == "object":
+    if str(values.dtype) == dtype:
         return values
     try:
         return values.astype(dtype)  # type: ignore[call-overload]
@@ -104,20 +106,24 @@ def _astype_or_keep(values: pd.Series, dtype: str) -> Any:
 
 
 def _with_layout(
-    to_file: Callable[[pd.DataFrame, str, bool], Any],
-    from_file: Callable[[io.BytesIO, list[int] | None], pd.DataFrame],
+    to_file: Callable[[pd.DataFrame, str, ReadOptions], Any],
+    from_file: Callable[[io.BytesIO, ReadOptions], pd.DataFrame],
     reader_sets_index: bool,
 ) -> tuple[Callable[[Any, str], ReadOptions], Callable[[io.BytesIO, ReadOptions], Any]]:
-    """Writer and reader for a format that loses the index or dtypes, restoring both on read."""
+    """Writer and reader for a format that loses the index or dtypes, restoring both on read.
+
+    ``to_file`` writes the index when ``options`` has ``index_col`` and may add options of
+    its own for ``from_file``.
+    """
 
     def write(df: pd.DataFrame, path: str) -> ReadOptions:
-        write_index, options = _text_layout(df)
-        to_file(df, path, write_index)
+        _, options = _text_layout(df)
+        to_file(df, path, options)
         return options
 
     def read(buf: io.BytesIO, options: ReadOptions) -> pd.DataFrame:
+        df = from_file(buf, options)
         index_col = options.get("index_col")
-        df = from_file(buf, index_col)
         if index_col and not reader_sets_index:
             df = df.set_index(list(df.columns[: len(index_col)]))
         return _restore(df, options)
@@ -125,29 +131,70 @@ def _with_layout(
     return write, read
 
 
-_CSV = _with_layout(
-    lambda df, p, idx: df.to_csv(p, index=idx), lambda b, ic: pd.read_csv(b, index_col=ic), True
-)
-_JSON = _with_layout(
-    lambda df, p, idx: df.to_json(p, orient="table", index=idx, date_unit="ns"),
-    lambda b, ic: pd.read_json(b, orient="table"),
-    True,
-)
+def _is_text(values: pd.Series | pd.Index) -> bool:
+    if isinstance(values.dtype, pd.StringDtype):
+        return True
+    return values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")
+
+
+def _write_csv(df: pd.DataFrame, path: str, options: ReadOptions) -> None:
+    """csv that keeps strings such as "007", "NA" or "a\rb" as they are.
+
+    Missing values are written as a token that no string in the frame equals, text
+    columns are read back as text, and a CRLF line terminator makes the writer quote any
+    field holding a line break.
+    """
+    write_index = "index_col" in options
+    columns = [df.index.get_level_values(i) for i in range(df.index.nlevels)] if write_index else []
+    columns += [df.iloc[:, i] for i in range(df.shape[1])]
+    text = [pos for pos, values in enumerate(columns) if _is_text(values)]
+    token = next(
+        t for t in (f"\\N{n or ''}" for n in itertools.count())
+        if not any((columns[pos] == t).any() for pos in text)
+    )
+    options.update(na_token=token, text_positions=text)
+    df.to_csv(path, index=write_index, na_rep=token, lineterminator="\r\n")
+
+
+def _read_csv(buf: io.BytesIO, options: ReadOptions) -> pd.DataFrame:
+    return pd.read_csv(
+        buf,
+        index_col=options.get("index_col"),
+        keep_default_na=False,
+        na_values=[options["na_token"]],
+        dtype={pos: "str" for pos in options["text_positions"]},
+        # pandas 3 parses floats exactly by default (and deprecates the option)
+        **({} if PANDAS_MAJOR >= 3 else {"float_precision": "round_trip"}),
+    )
+
+
+def _write_json(df: pd.DataFrame, path: str, options: ReadOptions) -> None:
+    """JSON whose floats are exact: pandas' writer keeps at most 15 digits and drops inf."""
+    exact = df.copy()
+    for pos in range(df.shape[1]):
+        values = df.iloc[:, pos]
+        if values.dtype == "float64":
+            exact.isetitem(pos, values.map(repr).astype(object).where(values.notna(), None))
+    exact.to_json(path, orient="table", index="index_col" in options, date_unit="ns")
+
+
+_CSV = _with_layout(_write_csv, _read_csv, True)
+_JSON = _with_layout(_write_json, lambda b, o: pd.read_json(b, orient="table"), True)
 _EXCEL = _with_layout(
-    lambda df, p, idx: df.to_excel(p, index=idx, engine="openpyxl"),
-    lambda b, ic: pd.read_excel(b, index_col=ic, engine="openpyxl"),
+    lambda df, p, o: df.to_excel(p, index="index_col" in o, engine="openpyxl"),
+    lambda b, o: pd.read_excel(b, index_col=o.get("index_col"), engine="openpyxl"),
     True,
 )
 _XML = _with_layout(
-    lambda df, p, idx: df.to_xml(p, index=idx, parser="etree"),
-    lambda b, ic: pd.read_xml(b, parser="etree"),
+    lambda df, p, o: df.to_xml(p, index="index_col" in o, parser="etree"),
+    lambda b, o: pd.read_xml(b, parser="etree"),
     False,
 )
 _STATA = _with_layout(
-    lambda df, p, idx: df.to_stata(p, write_index=idx), lambda b, ic: pd.read_stata(b), False
+    lambda df, p, o: df.to_stata(p, write_index="index_col" in o), lambda b, o: pd.read_stata(b), False
 )
 _ORC = _with_layout(
-    lambda df, p, idx: (df.reset_index() if idx else df).to_orc(p), lambda b, ic: pd.read_orc(b), False
+    lambda df, p, o: (df.reset_index() if "index_col" in o else df).to_orc(p), lambda b, o: pd.read_orc(b), False
 )
 
 

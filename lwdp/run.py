@@ -22,7 +22,7 @@ import xxhash
 
 from . import __version__, config
 from .errors import ArtifactWriteError, CacheDirError, LwdpError, ResultNotStorableError, StageNameCollisionError
-from .formats import DEFAULT_FRAME_FORMAT, FORMATS, Format, default_format_for
+from .formats import DEFAULT_FRAME_FORMAT, FORMATS, PANDAS_MAJOR, Format, default_format_for
 from .hashing import stage_hashes
 from .stage import Stage
 from .store.artifacts import LocalArtifactStore
@@ -30,7 +30,7 @@ from .store.catalog import ArtifactRecord, Catalog, LineageRow, open_catalog, ut
 
 logger = logging.getLogger("lwdp")
 
-_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
+_COPY_ON_WRITE = PANDAS_MAJOR >= 3
 _IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, frozenset)
 
 
