@@ -10,6 +10,7 @@ stat field unchanged (git calls this "racily clean").
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import threading
 import time
@@ -81,11 +82,22 @@ def _has_glob_magic(pattern: str) -> bool:
     return any(ch in pattern for ch in "*?[")
 
 
+def _literal_root(pattern: str) -> str:
+    """The directory a glob starts from ("raw/2024" for "raw/2024/*.csv").
+
+    Matched files are named relative to it, so the digest is the same wherever the
+    project lives, as it is for a directory input.
+    """
+    parts = Path(pattern).parts
+    literal = list(itertools.takewhile(lambda part: not _has_glob_magic(part), parts[:-1]))
+    return os.path.join(*literal) if literal else "."
+
+
 def expand_raw_input(raw: str | os.PathLike[str], stage: str, input_name: str) -> dict[str, str]:
     """The files behind a raw input, as {name used in the digest: absolute path}.
 
-    A file maps to itself; a directory to every file below it (names relative to it);
-    a glob to every file it matches (names as matched).
+    A file maps to itself; a directory to every file below it, and a glob to every file
+    it matches, named relative to the directory (or the glob's literal root).
     """
     text = os.fspath(raw)
     where = f"stage '{stage}', input '{input_name}'"
@@ -112,7 +124,8 @@ def expand_raw_input(raw: str | os.PathLike[str], stage: str, input_name: str) -
                 f"{where}: glob {text!r} matches no file (cwd {os.getcwd()}); "
                 "fix the pattern in @stage"
             )
-        return {Path(p).as_posix(): os.path.abspath(p) for p in matched}
+        root = _literal_root(text)
+        return {Path(os.path.relpath(p, root)).as_posix(): os.path.abspath(p) for p in matched}
     raise RawInputNotFoundError(
         f"{where}: raw input {text!r} not found (cwd {os.getcwd()}); fix the path in @stage"
     )

@@ -24,9 +24,13 @@ ReadOptions = dict[str, Any]
 PANDAS_MAJOR = int(pd.__version__.split(".")[0])
 
 
+FrameCheck = Callable[[pd.DataFrame], "str | None"]
+
+
 @dataclass(frozen=True)
 class Format:
-    """One cache format: a suffix, a writer to a path and a reader from bytes."""
+    """One cache format: a suffix, a writer to a path, a reader from bytes, and the checks
+    that refuse a frame it would not give back unchanged."""
 
     name: str
     suffix: str
@@ -34,7 +38,7 @@ class Format:
     read: Callable[[io.BytesIO, ReadOptions], Any]
     frames_only: bool = True
     requires: tuple[str, ...] = field(default=())
-    arrow_typed: bool = False  # stores columns as Arrow types: Python objects don't survive
+    checks: tuple[FrameCheck, ...] = field(default=())
 
     def missing_modules(self) -> list[str]:
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
@@ -45,14 +49,13 @@ class Format:
             return None
         if not isinstance(result, pd.DataFrame):
             return f"it stores DataFrames, not {type(result).__qualname__}"
-        if self.arrow_typed:
-            index_levels = [(f"(index level {i})", result.index.get_level_values(i)) for i in range(result.index.nlevels)]
-            for label, values in [*result.items(), *index_levels]:
-                if values.dtype == object:
-                    kind = pd.api.types.infer_dtype(values, skipna=True)
-                    if kind not in _ARROW_SAFE_OBJECT_KINDS:
-                        return f"column {label!r} holds Python objects ({kind}) it would not give back unchanged"
-        return None
+        return next((why for check in self.checks if (why := check(result)) is not None), None)
+
+
+def _all_columns(df: pd.DataFrame) -> list[tuple[Any, pd.Series | pd.Index]]:
+    """(label, values) of every column and index level."""
+    levels = [(f"(index level {i})", df.index.get_level_values(i)) for i in range(df.index.nlevels)]
+    return [*df.items(), *levels]
 
 
 # What an object column may hold and still come back equal from parquet, feather and orc
@@ -60,6 +63,46 @@ class Format:
 _ARROW_SAFE_OBJECT_KINDS = frozenset(
     {"string", "empty", "bytes", "integer", "floating", "mixed-integer-float", "decimal", "boolean", "date", "datetime"}
 )
+
+
+def _only_arrow_safe_objects(df: pd.DataFrame) -> str | None:
+    for label, values in _all_columns(df):
+        if values.dtype == object:
+            kind = pd.api.types.infer_dtype(values, skipna=True)
+            if kind not in _ARROW_SAFE_OBJECT_KINDS:
+                return f"column {label!r} holds Python objects ({kind}) that would not come back unchanged"
+    return None
+
+
+def _plain_unique_labels(df: pd.DataFrame) -> str | None:
+    """Text and spreadsheet files have one header row of names."""
+    if df.shape[1] == 0:
+        return "the frame has no columns"
+    if not all(isinstance(c, (str, int, float, bool)) for c in df.columns):
+        return "column labels must be strings or numbers (no MultiIndex columns)"
+    if not df.columns.is_unique or len({str(c) for c in df.columns}) != df.shape[1]:
+        return "column labels must be unique"
+    return None
+
+
+_EXACT_DOUBLE_INT = 2**53
+
+
+def _ints_fit_doubles(df: pd.DataFrame) -> str | None:
+    """Excel and Stata keep numbers as doubles: larger integers would change."""
+    for label, values in _all_columns(df):
+        if pd.api.types.is_integer_dtype(values.dtype) and len(values):
+            if values.max() > _EXACT_DOUBLE_INT or values.min() < -_EXACT_DOUBLE_INT:
+                return f"column {label!r} has integers beyond 2**53, which it stores as doubles"
+    return None
+
+
+def _no_missing_text(df: pd.DataFrame) -> str | None:
+    """Stata has no missing string: it would come back as ''."""
+    for label, values in _all_columns(df):
+        if _is_text(values) and values.isna().any():
+            return f"text column {label!r} has missing values, which it would give back as ''"
+    return None
 
 
 def _has_default_index(df: pd.DataFrame) -> bool:
@@ -145,7 +188,7 @@ def _write_csv(df: pd.DataFrame, path: str, options: ReadOptions) -> None:
     field holding a line break.
     """
     write_index = "index_col" in options
-    columns = [df.index.get_level_values(i) for i in range(df.index.nlevels)] if write_index else []
+    columns: list[pd.Series | pd.Index] = [df.index.get_level_values(i) for i in range(df.index.nlevels)] if write_index else []
     columns += [df.iloc[:, i] for i in range(df.shape[1])]
     text = [pos for pos, values in enumerate(columns) if _is_text(values)]
     token = next(
@@ -157,24 +200,26 @@ def _write_csv(df: pd.DataFrame, path: str, options: ReadOptions) -> None:
 
 
 def _read_csv(buf: io.BytesIO, options: ReadOptions) -> pd.DataFrame:
+    # pandas 3 parses floats exactly by default (and deprecates the option)
+    exact_floats: dict[str, Any] = {} if PANDAS_MAJOR >= 3 else {"float_precision": "round_trip"}
     return pd.read_csv(
         buf,
         index_col=options.get("index_col"),
         keep_default_na=False,
         na_values=[options["na_token"]],
         dtype={pos: "str" for pos in options["text_positions"]},
-        # pandas 3 parses floats exactly by default (and deprecates the option)
-        **({} if PANDAS_MAJOR >= 3 else {"float_precision": "round_trip"}),
+        **exact_floats,
     )
 
 
 def _write_json(df: pd.DataFrame, path: str, options: ReadOptions) -> None:
     """JSON whose floats are exact: pandas' writer keeps at most 15 digits and drops inf."""
     exact = df.copy()
+    exact.columns = [str(c) for c in df.columns]  # the table reader fails on integer labels
     for pos in range(df.shape[1]):
         values = df.iloc[:, pos]
         if values.dtype == "float64":
-            exact.isetitem(pos, values.map(repr).astype(object).where(values.notna(), None))
+            exact.isetitem(pos, values.map(repr).astype(object).where(values.notna(), None).to_numpy())
     exact.to_json(path, orient="table", index="index_col" in options, date_unit="ns")
 
 
@@ -208,18 +253,20 @@ FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
         Format(
-            "parquet", "parquet", lambda df, p: df.to_parquet(p) or {}, lambda b, o: pd.read_parquet(b), arrow_typed=True
+            "parquet", "parquet", lambda df, p: df.to_parquet(p) or {}, lambda b, o: pd.read_parquet(b),
+            checks=(_only_arrow_safe_objects,),
         ),
         Format(
-            "feather", "feather", lambda df, p: df.to_feather(p) or {}, lambda b, o: pd.read_feather(b), arrow_typed=True
+            "feather", "feather", lambda df, p: df.to_feather(p) or {}, lambda b, o: pd.read_feather(b),
+            checks=(_only_arrow_safe_objects,),
         ),
-        Format("orc", "orc", *_ORC, arrow_typed=True),
+        Format("orc", "orc", *_ORC, checks=(_only_arrow_safe_objects,)),
         Format("pickle", "pkl", _write_pickle, lambda b, o: pd.read_pickle(b), frames_only=False),
-        Format("csv", "csv", *_CSV),
-        Format("json", "json", *_JSON),
-        Format("excel", "xlsx", *_EXCEL, requires=("openpyxl",)),
-        Format("xml", "xml", *_XML),
-        Format("stata", "dta", *_STATA),
+        Format("csv", "csv", *_CSV, checks=(_plain_unique_labels,)),
+        Format("json", "json", *_JSON, checks=(_plain_unique_labels,)),
+        Format("excel", "xlsx", *_EXCEL, requires=("openpyxl",), checks=(_plain_unique_labels, _ints_fit_doubles)),
+        Format("xml", "xml", *_XML, checks=(_plain_unique_labels,)),
+        Format("stata", "dta", *_STATA, checks=(_plain_unique_labels, _ints_fit_doubles, _no_missing_text)),
     )
 }
 DEFAULT_FRAME_FORMAT = "parquet"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import io
 import logging
-import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,7 +238,7 @@ class PipelineRun:
             raise
         except OSError as exc:
             raise ArtifactWriteError(exc.errno, f"{where}: writing its artifact failed ({exc.strerror or exc}); nothing was cached") from exc
-        except (ValueError, TypeError, AttributeError, pickle.PicklingError, RecursionError) as exc:
+        except Exception as exc:  # the format's writer refused the result
             raise ResultNotStorableError(
                 f"{where}: cache format {fmt.name!r} cannot store this {type(result).__qualname__} "
                 f"({type(exc).__name__}: {exc}); choose another cache_format"

@@ -8,6 +8,7 @@ directly, passing the read options through JSON as the catalog does.
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
@@ -82,6 +83,13 @@ def _shared() -> dict:
     return namespace
 
 
+def _storable(fmt, frame):
+    """Stata has no missing string (lwdp refuses one), so its frames have none."""
+    if fmt == "stata" and "s" in frame:
+        return frame.assign(s=frame["s"].fillna(""))
+    return frame
+
+
 FRAME_NAMES = list(_shared()["FRAMES"])
 OBJECT_NAMES = list(_shared()["OBJECTS"])
 
@@ -100,7 +108,9 @@ def _pipeline(fmt: str) -> str:
     calls = ", ".join(f"{name!r}: {name}()" for name in names)
     return (
         "import pickle\nimport sys\n\nfrom lwdp import stage\n"
+        + inspect.getsource(_storable)
         + FRAMES_CODE
+        + f"\nFRAMES = {{k: _storable({fmt!r}, v) for k, v in FRAMES.items()}}\n"
         + "\n\n"
         + "\n\n".join(stages)
         + f"\n\nresults = {{{calls}}}\n"
@@ -145,14 +155,8 @@ def test_format_round_trips_through_cold_and_warm_runs(project, fmt):
     cold_results, warm_results = _load(project, "cold.pkl"), _load(project, "warm.pkl")
     for name, original in shared["FRAMES"].items():
         # The cold run hands back what the stage returned.
-        pd.testing.assert_frame_equal(cold_results[name], original, check_exact=True)
-        expected = original
-        if fmt == "stata":
-            # Stata has no missing string: pandas writes a missing string as "" and reads
-            # "" back (a loss of the format itself); everything else must still hold.
-            expected = original.copy()
-            if "s" in expected:
-                expected["s"] = expected["s"].fillna("")
+        expected = _storable(fmt, original)
+        pd.testing.assert_frame_equal(cold_results[name], expected, check_exact=True)
         pd.testing.assert_frame_equal(warm_results[name], expected, check_exact=True, obj=f"{fmt} {name}")
         _no_unnamed_columns(warm_results[name])
 
@@ -407,3 +411,41 @@ def test_text_formats_keep_these_values(fmt, column):
     pd.testing.assert_frame_equal(got, df, check_exact=True)
     if dtype == "float64":  # exact to the bit, not merely equal (e.g. -0.0 and 0.0)
         assert [v.hex() for v in got["v"]] == [v.hex() for v in df["v"]]
+
+
+REFUSED = [
+    ("excel", pd.DataFrame({"big": [2**53 + 1]}), "beyond 2\\*\\*53"),
+    ("stata", pd.DataFrame({"big": [-(2**60)]}), "beyond 2\\*\\*53"),
+    ("stata", pd.DataFrame({"s": ["a", None]}), "missing values"),
+    ("csv", pd.DataFrame(index=[0, 1]), "no columns"),
+    ("csv", pd.DataFrame([[1, 2]], columns=pd.MultiIndex.from_tuples([("a", "x"), ("a", "y")])), "MultiIndex"),
+    ("json", pd.DataFrame([[1, 2]], columns=["a", "a"]), "unique"),
+    ("xml", pd.DataFrame([[1, 2]], columns=[1, "1"]), "unique"),
+    ("parquet", pd.DataFrame({"tags": [["a"], ["b", "c"]]}), "Python objects"),
+    ("orc", pd.DataFrame({"c": pd.Categorical(["a", "b"])}), "cannot store"),  # the writer's own refusal
+]
+
+
+@pytest.mark.parametrize(("fmt", "frame", "why"), REFUSED, ids=[f"{f}-{w[:12]}" for f, _, w in REFUSED])
+def test_formats_refuse_frames_they_would_not_give_back(project, fmt, frame, why):
+    @stage(cache=True, cache_format=fmt)
+    def stg_refused():
+        return frame
+
+    with pytest.raises(ResultNotStorableError, match=why) as excinfo:
+        stg_refused()
+    assert "stg_refused" in str(excinfo.value) and repr(fmt) in str(excinfo.value)
+    assert _artifact_files(project) == []
+    assert project.sql("select count(*) from artifacts") == [(0,)]
+
+
+def test_json_with_integer_column_labels_is_a_cache_hit(project, stage_events):
+    frame = pd.DataFrame(np.arange(6).reshape(3, 2))
+
+    @stage(cache=True, cache_format="json")
+    def stg_matrix():
+        return frame
+
+    stg_matrix()
+    pd.testing.assert_frame_equal(stg_matrix(), frame)
+    assert stage_events() == {"stg_matrix": "hit"}

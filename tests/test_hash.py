@@ -743,3 +743,27 @@ async def f(x: int, *args, y=3, **kw) -> "T":
 def test_canonical_code_text_is_the_same_on_every_python():
     text = normalized_source_dump(EVERY_CONSTRUCT)
     assert xxhash.xxh3_128_hexdigest(text.encode()) == "7472ea32396ba83de6e0669bdb5d246f"
+
+
+def test_absolute_glob_hashes_file_names_relative_to_its_root(project, tmp_path_factory):
+    """Moving a project must not change a stage whose glob is absolute (regression)."""
+
+    def stage_over(root):
+        for name, text in {"a.csv": "x\n1\n", "sub/b.csv": "x\n2\n"}.items():
+            (root / "raw" / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / "raw" / name).write_text(text)
+
+        @stage(files=f"{root}/raw/**/*.csv")
+        def load(files):
+            return files
+
+        return load
+
+    here = stage_over(project.root)
+    elsewhere = stage_over(tmp_path_factory.mktemp("moved"))
+
+    @stage(files="raw/**/*.csv")
+    def load(files):
+        return files
+
+    assert here.hash == elsewhere.hash == load.hash
