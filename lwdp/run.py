@@ -8,24 +8,20 @@ an upstream result, so a stage that mutates its input changes nothing for its si
 from __future__ import annotations
 
 import copy
-import io
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import sqlalchemy.exc
-import xxhash
 
-from . import __version__, config
-from .errors import ArtifactWriteError, CacheDirError, LwdpError, ResultNotStorableError, StageNameCollisionError
-from .formats import DEFAULT_FRAME_FORMAT, FORMATS, PANDAS_MAJOR, Format, default_format_for
+from . import config
+from .errors import StageNameCollisionError
+from .formats import PANDAS_MAJOR
 from .hashing import stage_hashes
 from .stage import Stage
-from .store.artifacts import LocalArtifactStore
-from .store.catalog import ArtifactRecord, Catalog, LineageRow, open_catalog, utcnow
+from .store.cache import Miss, ResultCache
+from .store.catalog import LineageRow, open_catalog
 
 logger = logging.getLogger("lwdp")
 
@@ -73,22 +69,9 @@ def dependency_order(target: Stage) -> list[Stage]:
     return order
 
 
-def _open_catalog(cache_dir: Path) -> Catalog:
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        return open_catalog(cache_dir)
-    except (OSError, sqlalchemy.exc.OperationalError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else exc.orig
-        raise CacheDirError(
-            getattr(exc, "errno", None),
-            f"cannot use cache directory {cache_dir} ({reason}); fix it or choose another "
-            "with lwdp.configure(cache_dir=...) or LWDP_CACHE_DIR",
-        ) from exc
-
-
 def current_hashes(target: Stage) -> dict[Stage, str]:
     """The stage hash of ``target`` and each of its ancestors, without running anything."""
-    catalog = _open_catalog(config.cache_dir())
+    catalog = open_catalog(config.cache_dir())
     hashes, _ = stage_hashes(dependency_order(target), catalog)
     return hashes
 
@@ -115,11 +98,11 @@ class PipelineRun:
 
     def __init__(self, target: Stage) -> None:
         cache_dir = config.cache_dir()
-        self.catalog = _open_catalog(cache_dir)
-        self.store = LocalArtifactStore(cache_dir)
+        catalog = open_catalog(cache_dir)
+        self.cache = ResultCache(cache_dir, catalog)
         order = dependency_order(target)
-        self.hashes, inputs = stage_hashes(order, self.catalog)
-        self.catalog.record_lineage(
+        self.hashes, inputs = stage_hashes(order, catalog)
+        catalog.record_lineage(
             LineageRow(self.hashes[stage], stage.name, name, kind, digest, path)
             for stage in order
             for name, kind, digest, path in inputs[stage]
@@ -139,21 +122,32 @@ class PipelineRun:
         return self.results[stage]
 
     def _load_or_compute(self, stage: Stage) -> Any:
+        if not stage.cache:
+            return self._compute(stage, None)
         stage_hash = self.hashes[stage]
-        reason = None
-        if stage.cache:
-            started = time.perf_counter()
-            loaded, size, reason = self._load(stage, stage_hash)
-            if reason is None:
-                self._log(StageEvent(stage.name, stage_hash, "hit", time.perf_counter() - started, size))
-                return loaded
+        started = time.perf_counter()
+        found = self.cache.load(stage.name, stage_hash, stage.format)
+        if isinstance(found, Miss):
+            with self.cache.computing(stage_hash, stage.name):
+                # Another process may have computed it while this one waited for the lock.
+                found = self.cache.load(stage.name, stage_hash, stage.format, warn=False)
+                if isinstance(found, Miss):
+                    return self._compute(stage, found.reason)
+        self._log(StageEvent(stage.name, stage_hash, "hit", time.perf_counter() - started, found.size))
+        return found.value
+
+    def _compute(self, stage: Stage, miss_reason: str | None) -> Any:
+        """Run the stage (its inputs first) and cache the result if it is a cached stage."""
+        stage_hash = self.hashes[stage]
         kwargs = self._gather_inputs(stage)
         started = time.perf_counter()
         result = self._call(stage, kwargs)
         seconds = time.perf_counter() - started
-        size = self._save(stage, stage_hash, result, seconds) if stage.cache else None
+        size = None
+        if stage.cache:
+            size = self.cache.save(stage.name, stage_hash, result, stage.format, seconds)
         outcome = "computed" if stage.cache else "computed-uncached"
-        self._log(StageEvent(stage.name, stage_hash, outcome, time.perf_counter() - started, size, reason))
+        self._log(StageEvent(stage.name, stage_hash, outcome, time.perf_counter() - started, size, miss_reason))
         return result
 
     def _gather_inputs(self, stage: Stage) -> dict[str, Any]:
@@ -177,73 +171,6 @@ class PipelineRun:
             if hasattr(exc, "add_note"):  # Python 3.11+
                 exc.add_note(f"raised in lwdp stage '{stage.name}'")
             raise
-
-    def _load(self, stage: Stage, stage_hash: str) -> tuple[Any, int | None, str | None]:
-        """(result, size, None) on a valid artifact, else (None, None, why it is a miss)."""
-        record = self.catalog.lookup_artifact(stage_hash)
-        if record is None:
-            return None, None, "never computed"
-        if stage.format is not None and record.format != stage.format.name:
-            return None, None, f"cache format changed {record.format} -> {stage.format.name}"
-        fmt = FORMATS[record.format]
-        path = self.store.path_for(stage_hash, fmt.suffix)
-        data = self.store.read_bytes(stage_hash, fmt.suffix)
-        if data is None or len(data) != record.size or xxhash.xxh3_128_hexdigest(data) != record.checksum:
-            what = "missing" if data is None else "corrupt (size or checksum mismatch)"
-            logger.warning("stage '%s': artifact %s is %s; recomputing", stage.name, path, what)
-            return None, None, f"artifact {what}"
-        try:
-            loaded = fmt.read(io.BytesIO(data), record.read_options)
-        except Exception as exc:  # a checksum-valid file that no longer parses: recompute
-            logger.warning("stage '%s': artifact %s cannot be read (%s); recomputing", stage.name, path, exc)
-            return None, None, "artifact unreadable"
-        self.catalog.touch_artifact(stage_hash)
-        return loaded, record.size, None
-
-    def _save(self, stage: Stage, stage_hash: str, result: Any, seconds: float) -> int:
-        fmt = stage.format or default_format_for(result)
-        try:
-            options, size = self._write(stage, stage_hash, fmt, result)
-        except ResultNotStorableError as exc:
-            if stage.format is not None or fmt.name != DEFAULT_FRAME_FORMAT:
-                raise
-            logger.warning("%s; caching it as pickle instead (the default for such results)", exc)
-            fmt = FORMATS["pickle"]
-            options, size = self._write(stage, stage_hash, fmt, result)
-        previous = self.catalog.lookup_artifact(stage_hash)
-        now = utcnow()
-        self.catalog.record_artifact(
-            ArtifactRecord(
-                hash=stage_hash, stage=stage.name, format=fmt.name, size=size, checksum=options[1],
-                read_options=options[0], created_at=now, last_access=now, compute_seconds=seconds,
-                lwdp_version=__version__, pandas_version=pd.__version__,
-            )
-        )
-        if previous is not None and FORMATS[previous.format].suffix != fmt.suffix:
-            self.store.delete(stage_hash, FORMATS[previous.format].suffix)
-        return size
-
-    def _write(self, stage: Stage, stage_hash: str, fmt: Format, result: Any) -> tuple[tuple[dict[str, Any], str], int]:
-        """Write the artifact; ((read options, checksum), size)."""
-        where = f"stage '{stage.name}'"
-        why_not = fmt.why_cannot_store(result)
-        if why_not is not None:
-            raise ResultNotStorableError(
-                f"{where}: cache format {fmt.name!r} cannot store the {type(result).__qualname__} "
-                f"it returned: {why_not}; use cache_format='pickle'"
-            )
-        try:
-            options, size, checksum = self.store.write(stage_hash, fmt.suffix, lambda p: fmt.write(result, p))
-        except LwdpError:
-            raise
-        except OSError as exc:
-            raise ArtifactWriteError(exc.errno, f"{where}: writing its artifact failed ({exc.strerror or exc}); nothing was cached") from exc
-        except Exception as exc:  # the format's writer refused the result
-            raise ResultNotStorableError(
-                f"{where}: cache format {fmt.name!r} cannot store this {type(result).__qualname__} "
-                f"({type(exc).__name__}: {exc}); choose another cache_format"
-            ) from exc
-        return (options, checksum), size
 
     @staticmethod
     def _log(event: StageEvent) -> None:

@@ -100,7 +100,7 @@ def test_artifacts_has_one_row_per_cached_stage(ran):
         assert _ts(last_access) == _ts(created_at)
     # the uncached stage left no artifact behind
     files = sorted(p.name for p in (project.cache_dir / "artifacts").rglob("*") if p.is_file())
-    assert files == sorted(f"{h}.{SUFFIX[fmt]}" for h, _s, fmt, *_ in rows)
+    assert files == sorted(f"{h}.{suffix}" for h, _s, fmt, *_ in rows for suffix in (SUFFIX[fmt], "manifest.json"))
 
 
 def test_lineage_has_one_row_per_input_of_every_evaluated_stage(ran):

@@ -37,14 +37,18 @@ def _catalog_rows(project) -> list[tuple]:
     return project.sql("SELECT hash, stage, format, size, checksum FROM artifacts ORDER BY stage")
 
 
-def _artifact_files(cache_dir: Path) -> list[Path]:
+def _artifact_files(cache_dir: Path, manifests: bool = False) -> list[Path]:
+    """Files in the artifact store: payloads and temporary files (and manifests if asked)."""
     root = cache_dir / "artifacts"
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    if not root.exists():
+        return []
+    return sorted(p for p in root.rglob("*") if p.is_file() and (manifests or not p.name.endswith(".manifest.json")))
 
 
 def _assert_nothing_cached(project) -> None:
     assert _catalog_rows(project) == []
-    assert _artifact_files(project.cache_dir) == []  # neither artifacts nor .tmp-* files
+    # neither artifacts, manifests nor .tmp-* files
+    assert _artifact_files(project.cache_dir, manifests=True) == []
 
 
 def test_every_error_class_is_an_lwdp_error_and_a_builtin():

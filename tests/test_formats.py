@@ -123,9 +123,12 @@ def _load(project, name: str):
         return pickle.load(f)
 
 
-def _artifact_files(project) -> list[Path]:
+def _artifact_files(project, manifests: bool = False) -> list[Path]:
+    """Files in the artifact store: payloads and temporary files (and manifests if asked)."""
     root = project.cache_dir / "artifacts"
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    if not root.exists():
+        return []
+    return sorted(p for p in root.rglob("*") if p.is_file() and (manifests or not p.name.endswith(".manifest.json")))
 
 
 def _no_unnamed_columns(df: pd.DataFrame) -> None:
@@ -251,7 +254,7 @@ def test_unknown_format_is_rejected_at_decoration(project, bad):
 
 
 def _assert_nothing_stored(project) -> None:
-    assert _artifact_files(project) == []  # no artifact, no leftover temporary file
+    assert _artifact_files(project, manifests=True) == []  # no artifact, no leftover temporary file
     assert project.sql("select count(*) from artifacts") == [(0,)]
 
 
@@ -435,7 +438,7 @@ def test_formats_refuse_frames_they_would_not_give_back(project, fmt, frame, why
     with pytest.raises(ResultNotStorableError, match=why) as excinfo:
         stg_refused()
     assert "stg_refused" in str(excinfo.value) and repr(fmt) in str(excinfo.value)
-    assert _artifact_files(project) == []
+    assert _artifact_files(project, manifests=True) == []
     assert project.sql("select count(*) from artifacts") == [(0,)]
 
 

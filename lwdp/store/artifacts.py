@@ -2,17 +2,21 @@
 
 A payload is written to a temporary name in its final directory, fsynced, checksummed and
 ``os.replace``d onto ``<root>/<hash[:2]>/<hash>.<suffix>``: a reader sees the whole file or
-none. Temporary names start with ``.tmp-`` so a sweep can tell them apart; nothing here
-knows about SQL.
+none. Beside it, ``<hash>.manifest.json`` says what the file is (stage, format, checksum),
+so an artifact whose catalog row is lost can be verified and adopted again. Temporary
+names start with ``.tmp-`` so a sweep can tell them apart; nothing here knows about SQL.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import xxhash
 
@@ -20,6 +24,16 @@ from ..digest import file_digest
 
 T = TypeVar("T")
 TEMP_PREFIX = ".tmp-"
+MANIFEST_SUFFIX = "manifest.json"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """An artifact file found in the store."""
+
+    hash: str
+    suffix: str
+    path: Path
 
 
 class LocalArtifactStore:
@@ -60,7 +74,46 @@ class LocalArtifactStore:
             return None
 
     def delete(self, stage_hash: str, suffix: str) -> None:
+        """Remove an artifact and its manifest; "already gone" is fine."""
+        self.path_for(stage_hash, MANIFEST_SUFFIX).unlink(missing_ok=True)
         self.path_for(stage_hash, suffix).unlink(missing_ok=True)
+
+    def write_manifest(self, stage_hash: str, manifest: dict[str, Any]) -> None:
+        payload = json.dumps(manifest, sort_keys=True).encode()
+        self.write(stage_hash, MANIFEST_SUFFIX, lambda path: Path(path).write_bytes(payload))
+
+    def read_manifest(self, stage_hash: str) -> dict[str, Any] | None:
+        """The manifest beside an artifact, or None when it is missing or unreadable."""
+        data = self.read_bytes(stage_hash, MANIFEST_SUFFIX)
+        try:
+            return json.loads(data) if data is not None else None
+        except ValueError:
+            return None
+
+    def files(self) -> Iterator[StoredFile]:
+        """Every published artifact file (no manifests, no temporary files)."""
+        if not self.root.is_dir():
+            return
+        for path in self.root.glob("??/*"):
+            name = path.name
+            if name.startswith(TEMP_PREFIX) or name.endswith("." + MANIFEST_SUFFIX):
+                continue
+            stage_hash, _, suffix = name.partition(".")
+            yield StoredFile(stage_hash, suffix, path)
+
+    def temp_files(self, older_than_s: float = 0.0) -> list[Path]:
+        """Temporary files left by writers, at least ``older_than_s`` old."""
+        if not self.root.is_dir():
+            return []
+        cutoff = time.time() - older_than_s
+        found = []
+        for path in self.root.glob(f"??/{TEMP_PREFIX}*"):
+            try:
+                if path.stat().st_mtime <= cutoff:
+                    found.append(path)
+            except FileNotFoundError:
+                pass  # its writer just published or removed it
+        return found
 
 
 def checksum_bytes(data: bytes) -> str:

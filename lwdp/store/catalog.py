@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -17,12 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, create_engine, delete, event, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..digest import DigestMemo, FileState
+from ..errors import CacheDirError
 from .migrate import ensure_schema
 from .schema import artifacts, lineage, raw_files
+
+logger = logging.getLogger("lwdp")
 
 CATALOG_FILE = "catalog.sqlite"
 BUSY_TIMEOUT_MS = 60_000
@@ -36,6 +41,11 @@ def utcnow() -> dt.datetime:
 
 def _aware(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.timezone.utc)
+
+
+def _naive_utc(value: dt.datetime) -> dt.datetime:
+    """As stored: a naive value is taken to be UTC already (never local time)."""
+    return value if value.tzinfo is None else value.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)
@@ -127,8 +137,8 @@ class Catalog:
         values = {
             **record.__dict__,
             "read_options": json.dumps(record.read_options),
-            "created_at": record.created_at.astimezone(dt.timezone.utc).replace(tzinfo=None),
-            "last_access": record.last_access.astimezone(dt.timezone.utc).replace(tzinfo=None),
+            "created_at": _naive_utc(record.created_at),
+            "last_access": _naive_utc(record.last_access),
         }
         stmt = sqlite_insert(artifacts).values(values)
         stmt = stmt.on_conflict_do_update(index_elements=["hash"], set_={k: stmt.excluded[k] for k in values if k != "hash"})
@@ -181,9 +191,50 @@ _catalogs: dict[tuple[int, Path], Catalog] = {}
 
 
 def open_catalog(cache_dir: Path) -> Catalog:
-    """The catalog of ``cache_dir`` for this process (created and migrated on first use)."""
+    """The catalog of ``cache_dir`` for this process (created and migrated on first use).
+
+    A catalog file that is not a database is moved aside and a new one made: artifacts
+    are adopted again from their manifests as they are asked for.
+
+    :raises CacheDirError: the directory or its catalog cannot be created or opened.
+    """
     key = (os.getpid(), cache_dir)
     catalog = _catalogs.get(key)
     if catalog is None:
-        catalog = _catalogs[key] = Catalog(cache_dir / CATALOG_FILE)
+        catalog = _catalogs[key] = _open_or_rebuild(cache_dir)
     return catalog
+
+
+def _open_or_rebuild(cache_dir: Path) -> Catalog:
+    path = cache_dir / CATALOG_FILE
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return Catalog(path)
+        except sqlalchemy.exc.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise
+            damage = exc.orig
+        aside = path.with_name(f"{CATALOG_FILE}.corrupt-{utcnow():%Y%m%dT%H%M%S%f}")
+        logger.warning(
+            "catalog %s is damaged (%s); moved it to %s and started a new one: cached "
+            "artifacts are re-adopted from their manifests as they are used",
+            path, damage, aside.name,
+        )
+        for suffix in ("", "-wal", "-shm"):
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                os.replace(side, aside.with_name(aside.name + suffix))
+        return Catalog(path)
+    except (OSError, sqlalchemy.exc.OperationalError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else exc.orig
+        raise CacheDirError(
+            getattr(exc, "errno", None),
+            f"cannot use cache directory {cache_dir} ({reason}); fix it or choose another "
+            "with lwdp.configure(cache_dir=...) or LWDP_CACHE_DIR",
+        ) from exc
+
+
+def _is_corruption(exc: sqlalchemy.exc.DatabaseError) -> bool:
+    text = str(exc.orig).lower()
+    return "not a database" in text or "malformed" in text or "corrupt" in text

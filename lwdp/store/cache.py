@@ -1,0 +1,165 @@
+"""Cached results: verified loads, atomic saves with a manifest, and compute-once locks.
+
+This is where the catalog (rows) and the artifact store (files) meet: an artifact is
+served only if its row, its file and its checksum agree; a file whose row was lost is
+adopted again from its manifest after the same check; anything else is a miss, with the
+reason, so the stage is recomputed and its artifact replaced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import __version__
+from ..errors import ArtifactWriteError, LwdpError, ResultNotStorableError
+from ..formats import DEFAULT_FRAME_FORMAT, FORMATS, Format, default_format_for
+from .artifacts import LocalArtifactStore, checksum_bytes
+from .catalog import ArtifactRecord, Catalog, utcnow
+from .locks import LockDir
+
+logger = logging.getLogger("lwdp")
+
+
+@dataclass(frozen=True)
+class Hit:
+    value: Any
+    size: int
+
+
+@dataclass(frozen=True)
+class Miss:
+    reason: str
+
+
+class ResultCache:
+    """The cached results of one cache directory."""
+
+    def __init__(self, cache_dir: Path, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.store = LocalArtifactStore(cache_dir)
+        self.locks = LockDir(cache_dir / "locks")
+
+    @contextmanager
+    def computing(self, stage_hash: str, stage_name: str) -> Iterator[None]:
+        """Hold the compute-once lock of ``stage_hash`` (other processes wait, then hit)."""
+        with self.locks.hold(stage_hash, stage_name):
+            yield
+
+    def load(self, stage_name: str, stage_hash: str, wanted: Format | None, warn: bool = True) -> Hit | Miss:
+        """The cached result, or why there is none (warning about damaged artifacts if ``warn``)."""
+        record = self.catalog.lookup_artifact(stage_hash) or self._adopt(stage_name, stage_hash)
+        if record is None:
+            return Miss("never computed")
+        if wanted is not None and record.format != wanted.name:
+            return Miss(f"cache format changed {record.format} -> {wanted.name}")
+        fmt = FORMATS[record.format]
+        path = self.store.path_for(stage_hash, fmt.suffix)
+        data = self.store.read_bytes(stage_hash, fmt.suffix)
+        if data is None or len(data) != record.size or checksum_bytes(data) != record.checksum:
+            what = "missing" if data is None else "corrupt (size or checksum mismatch)"
+            if warn:
+                logger.warning("stage '%s': artifact %s is %s; recomputing", stage_name, path, what)
+            return Miss(f"artifact {what}")
+        try:
+            value = fmt.read(io.BytesIO(data), record.read_options)
+        except Exception as exc:  # a checksum-valid file that no longer parses: recompute
+            if warn:
+                logger.warning("stage '%s': artifact %s cannot be read (%s); recomputing", stage_name, path, exc)
+            return Miss("artifact unreadable")
+        self.catalog.touch_artifact(stage_hash)
+        return Hit(value, record.size)
+
+    def _adopt(self, stage_name: str, stage_hash: str) -> ArtifactRecord | None:
+        """Re-record an artifact whose catalog row is gone, if its manifest and bytes agree."""
+        manifest = self.store.read_manifest(stage_hash)
+        if manifest is None or manifest.get("format") not in FORMATS:
+            return None
+        try:
+            record = record_from_manifest(manifest)
+        except (KeyError, TypeError, ValueError):
+            return None
+        fmt = FORMATS[record.format]
+        data = self.store.read_bytes(stage_hash, fmt.suffix)
+        if data is None or len(data) != record.size or checksum_bytes(data) != record.checksum:
+            return None
+        self.catalog.record_artifact(record)
+        logger.info("stage %s: artifact %s adopted from its manifest (the catalog had no row)", stage_name, stage_hash[:12])
+        return record
+
+    def save(self, stage_name: str, stage_hash: str, result: Any, wanted: Format | None, seconds: float) -> int:
+        """Write and record ``result``; return its size in bytes.
+
+        :raises ResultNotStorableError: the format would not give ``result`` back unchanged.
+        :raises ArtifactWriteError: the disk refused (full, I/O error); nothing is published.
+        """
+        fmt = wanted or default_format_for(result)
+        try:
+            options, size, checksum = self._write(stage_name, stage_hash, fmt, result)
+        except ResultNotStorableError as exc:
+            if wanted is not None or fmt.name != DEFAULT_FRAME_FORMAT:
+                raise
+            logger.warning("%s; caching it as pickle instead (the default for such results)", exc)
+            fmt = FORMATS["pickle"]
+            options, size, checksum = self._write(stage_name, stage_hash, fmt, result)
+        previous = self.catalog.lookup_artifact(stage_hash)
+        now = utcnow()
+        record = ArtifactRecord(
+            hash=stage_hash, stage=stage_name, format=fmt.name, size=size, checksum=checksum,
+            read_options=options, created_at=now, last_access=now, compute_seconds=seconds,
+            lwdp_version=__version__, pandas_version=pd.__version__,
+        )
+        try:
+            self.store.write_manifest(stage_hash, manifest_of(record))
+        except OSError as exc:
+            self.store.delete(stage_hash, fmt.suffix)
+            raise ArtifactWriteError(exc.errno, f"stage '{stage_name}': writing its manifest failed ({exc}); nothing was cached") from exc
+        self.catalog.record_artifact(record)
+        if previous is not None and FORMATS[previous.format].suffix != fmt.suffix:
+            self.store.path_for(stage_hash, FORMATS[previous.format].suffix).unlink(missing_ok=True)
+        return size
+
+    def _write(self, stage_name: str, stage_hash: str, fmt: Format, result: Any) -> tuple[dict[str, Any], int, str]:
+        where = f"stage '{stage_name}'"
+        why_not = fmt.why_cannot_store(result)
+        if why_not is not None:
+            raise ResultNotStorableError(
+                f"{where}: cache format {fmt.name!r} cannot store the {type(result).__qualname__} "
+                f"it returned: {why_not}; use cache_format='pickle'"
+            )
+        try:
+            return self.store.write(stage_hash, fmt.suffix, lambda p: fmt.write(result, p))
+        except LwdpError:
+            raise
+        except OSError as exc:
+            raise ArtifactWriteError(
+                exc.errno, f"{where}: writing its artifact failed ({exc.strerror or exc}); nothing was cached"
+            ) from exc
+        except Exception as exc:  # the format's writer refused the result
+            raise ResultNotStorableError(
+                f"{where}: cache format {fmt.name!r} cannot store this {type(result).__qualname__} "
+                f"({type(exc).__name__}: {exc}); choose another cache_format"
+            ) from exc
+
+
+def manifest_of(record: ArtifactRecord) -> dict[str, Any]:
+    """What the file beside an artifact says about it (times as ISO 8601 UTC)."""
+    manifest = asdict(record)
+    manifest.pop("last_access")
+    manifest["created_at"] = record.created_at.isoformat()
+    return manifest
+
+
+def record_from_manifest(manifest: dict[str, Any]) -> ArtifactRecord:
+    values = dict(manifest)
+    values["created_at"] = dt.datetime.fromisoformat(values["created_at"])
+    values["last_access"] = utcnow()
+    return ArtifactRecord(**values)
