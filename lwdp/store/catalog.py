@@ -77,6 +77,14 @@ class LineageRow:
     input_path: str | None
 
 
+def _record_from_row(row: Any) -> ArtifactRecord:
+    values = dict(row)
+    values["read_options"] = json.loads(values["read_options"] or "{}")
+    values["created_at"] = _aware(values["created_at"])
+    values["last_access"] = _aware(values["last_access"])
+    return ArtifactRecord(**values)
+
+
 def _make_engine(path: Path) -> Engine:
     engine = create_engine(
         f"sqlite:///{path}",
@@ -125,13 +133,13 @@ class Catalog:
     def lookup_artifact(self, stage_hash: str) -> ArtifactRecord | None:
         with self._read() as conn:
             row = conn.execute(select(artifacts).where(artifacts.c.hash == stage_hash)).mappings().first()
-        if row is None:
-            return None
-        values = dict(row)
-        values["read_options"] = json.loads(values["read_options"] or "{}")
-        values["created_at"] = _aware(values["created_at"])
-        values["last_access"] = _aware(values["last_access"])
-        return ArtifactRecord(**values)
+        return None if row is None else _record_from_row(row)
+
+    def all_artifacts(self) -> list[ArtifactRecord]:
+        """Every artifact row, newest first."""
+        with self._read() as conn:
+            rows = conn.execute(select(artifacts).order_by(artifacts.c.created_at.desc())).mappings().all()
+        return [_record_from_row(row) for row in rows]
 
     def record_artifact(self, record: ArtifactRecord) -> None:
         values = {

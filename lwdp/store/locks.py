@@ -48,6 +48,22 @@ class LockDir:
         finally:
             os.close(fd)
 
+    @contextmanager
+    def try_hold(self, stage_hash: str) -> Iterator[bool]:
+        """Hold the lock if nobody does (yield True), else yield False at once."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.path_for(stage_hash)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield _still_names(path, fd)
+        finally:
+            os.close(fd)
+
     def remove_if_free(self, stage_hash: str) -> bool:
         """Delete a lock file nobody holds (for gc); False if it is held."""
         path = self.path_for(stage_hash)
