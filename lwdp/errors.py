@@ -39,7 +39,15 @@ class CatalogVersionError(LwdpError, RuntimeError):
     """The catalog was written by a newer lwdp than the one running."""
 
 
-class CacheDirError(LwdpError, OSError):
+class _LwdpOSError(LwdpError, OSError):
+    """An OSError whose message is lwdp's own sentence, keeping the cause's errno."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+class CacheDirError(_LwdpOSError):
     """The cache directory cannot be created, written, or its catalog opened."""
 
 
@@ -47,5 +55,5 @@ class StageNameCollisionError(LwdpError, ValueError):
     """Two different stages in one pipeline share a qualified name."""
 
 
-class ArtifactWriteError(LwdpError, OSError):
+class ArtifactWriteError(_LwdpOSError):
     """Writing an artifact failed (disk full, I/O error); nothing was published."""

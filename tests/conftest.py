@@ -16,6 +16,7 @@ import pytest
 import lwdp
 
 RUNNER = Path(__file__).with_name("runner.py")
+DROP_FILE_POWERS = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
 
 
 @dataclass
@@ -46,12 +47,20 @@ class Project:
         path.write_text(textwrap.dedent(text))
         return path
 
-    def run(self, script: str = "pipeline.py", *args: str, env: dict[str, str] | None = None, check: bool = True) -> RunResult:
-        """Run ``script`` as ``python script`` would, in a new interpreter."""
+    def run(
+        self, script: str = "pipeline.py", *args: str, env: dict[str, str] | None = None, check: bool = True,
+        honour_permissions: bool = False,
+    ) -> RunResult:
+        """Run ``script`` as ``python script`` would, in a new interpreter.
+
+        ``honour_permissions``: file permissions apply even when the tests run as root
+        (the process runs without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH).
+        """
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("LWDP_")}
         full_env.update(env or {})
+        prefix = DROP_FILE_POWERS if honour_permissions and os.geteuid() == 0 else []
         proc = subprocess.run(
-            [sys.executable, str(RUNNER), script, *args],
+            [*prefix, sys.executable, str(RUNNER), script, *args],
             cwd=self.root, env=full_env, capture_output=True, text=True, timeout=300,
         )
         events = [json.loads(line.split(" ", 1)[1]) for line in proc.stderr.splitlines() if line.startswith("LWDP_EVENT ")]

@@ -121,7 +121,9 @@ class ResultCache:
             self.store.write_manifest(stage_hash, manifest_of(record))
         except OSError as exc:
             self.store.delete(stage_hash, fmt.suffix)
-            raise ArtifactWriteError(exc.errno, f"stage '{stage_name}': writing its manifest failed ({exc}); nothing was cached") from exc
+            raise ArtifactWriteError(
+                f"stage '{stage_name}': writing its manifest failed ({exc.strerror or exc}); nothing was cached", exc.errno
+            ) from exc
         self.catalog.record_artifact(record)
         if previous is not None and FORMATS[previous.format].suffix != fmt.suffix:
             self.store.path_for(stage_hash, FORMATS[previous.format].suffix).unlink(missing_ok=True)
@@ -140,9 +142,8 @@ class ResultCache:
         except LwdpError:
             raise
         except OSError as exc:
-            raise ArtifactWriteError(
-                exc.errno, f"{where}: writing its artifact failed ({exc.strerror or exc}); nothing was cached"
-            ) from exc
+            detail = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+            raise ArtifactWriteError(f"{where}: writing its artifact failed ({detail}); nothing was cached", exc.errno) from exc
         except Exception as exc:  # the format's writer refused the result
             raise ResultNotStorableError(
                 f"{where}: cache format {fmt.name!r} cannot store this {type(result).__qualname__} "

@@ -237,9 +237,9 @@ def _open_or_rebuild(cache_dir: Path) -> Catalog:
     except (OSError, sqlalchemy.exc.OperationalError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else exc.orig
         raise CacheDirError(
+            f"cannot use cache directory {cache_dir} ({reason}); fix its permissions or choose "
+            "another with lwdp.configure(cache_dir=...) or LWDP_CACHE_DIR",
             getattr(exc, "errno", None),
-            f"cannot use cache directory {cache_dir} ({reason}); fix it or choose another "
-            "with lwdp.configure(cache_dir=...) or LWDP_CACHE_DIR",
         ) from exc
 
 
