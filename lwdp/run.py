@@ -130,7 +130,7 @@ class PipelineRun:
         if isinstance(found, Miss):
             with self.cache.computing(stage_hash, stage.name):
                 # Another process may have computed it while this one waited for the lock.
-                found = self.cache.load(stage.name, stage_hash, stage.format, warn=False)
+                found = self.cache.load(stage.name, stage_hash, stage.format, locked=True)
                 if isinstance(found, Miss):
                     return self._compute(stage, found.reason)
         self._log(StageEvent(stage.name, stage_hash, "hit", time.perf_counter() - started, found.size))

@@ -54,11 +54,23 @@ class ResultCache:
         with self.locks.hold(stage_hash, stage_name):
             yield
 
-    def load(self, stage_name: str, stage_hash: str, wanted: Format | None, warn: bool = True) -> Hit | Miss:
-        """The cached result, or why there is none (warning about damaged artifacts if ``warn``)."""
+    def load(self, stage_name: str, stage_hash: str, wanted: Format | None, locked: bool = False) -> Hit | Miss:
+        """The cached result, or why there is none.
+
+        The artifact's lock is held shared while reading (so gc leaves it alone), unless
+        the caller holds it already (``locked``: the re-check after waiting to compute,
+        which also doesn't repeat the first check's warnings).
+        """
         record = self.catalog.lookup_artifact(stage_hash) or self._adopt(stage_name, stage_hash)
         if record is None:
             return Miss("never computed")
+        if locked:
+            return self._read(stage_name, record, wanted, warn=False)
+        with self.locks.hold(stage_hash, stage_name, shared=True):
+            return self._read(stage_name, record, wanted, warn=True)
+
+    def _read(self, stage_name: str, record: ArtifactRecord, wanted: Format | None, warn: bool) -> Hit | Miss:
+        stage_hash = record.hash
         if wanted is not None and record.format != wanted.name:
             return Miss(f"cache format changed {record.format} -> {wanted.name}")
         fmt = FORMATS[record.format]

@@ -1,9 +1,11 @@
-"""Compute-once locks: one ``flock`` per stage hash, shared by every process on the machine.
+"""Per-artifact locks: one ``flock`` file per stage hash, shared by every process on the machine.
 
-The kernel releases a flock when its holder exits, however it exits, so a crash never
-leaves a stale lock and no lock file ever has to be deleted by hand. Lock files are
-never removed while in use: whoever deletes one first takes it, and a waiter that wins a
-lock on a deleted file notices (the path no longer names its inode) and tries again.
+A computing process holds the lock exclusively; a reader holds it shared while it reads
+the bytes; gc deletes an artifact only if it can take the lock at once. The kernel
+releases a flock when its holder exits, however it exits, so a crash never leaves a stale
+lock and no lock file has to be deleted by hand. Whoever deletes a lock file holds it
+while doing so; a waiter that then wins a lock on the deleted file notices (the path no
+longer names its inode) and locks the new file instead.
 """
 
 from __future__ import annotations
@@ -29,70 +31,61 @@ class LockDir:
         return self.root / f"{stage_hash}.lock"
 
     @contextmanager
-    def hold(self, stage_hash: str, stage_name: str) -> Iterator[None]:
-        """Hold the lock of ``stage_hash``, waiting (and saying so) while another process has it."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self.path_for(stage_hash)
+    def hold(self, stage_hash: str, stage_name: str, shared: bool = False) -> Iterator[None]:
+        """Hold the lock, waiting (and saying so in the log) while another process has it."""
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        fd = self._open(stage_hash)
         while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
             try:
-                _lock_announcing_wait(fd, path, stage_name)
-                if _still_names(path, fd):
+                _lock_announcing_wait(fd, mode, self.path_for(stage_hash), stage_name)
+                if _still_names(self.path_for(stage_hash), fd):
                     break
             except BaseException:
                 os.close(fd)
                 raise
-            os.close(fd)  # deleted while we waited: lock the new file instead
+            os.close(fd)  # the file was deleted while we waited: lock the new one
+            fd = self._open(stage_hash)
         try:
             yield
         finally:
             os.close(fd)
 
     @contextmanager
-    def try_hold(self, stage_hash: str) -> Iterator[bool]:
-        """Hold the lock if nobody does (yield True), else yield False at once."""
-        self.root.mkdir(parents=True, exist_ok=True)
+    def try_hold(self, stage_hash: str, remove: bool = False) -> Iterator[bool]:
+        """Hold the lock exclusively if nobody holds it (yield True), else yield False at once.
+
+        ``remove``: delete the lock file too (while holding it), for an artifact being deleted.
+        """
         path = self.path_for(stage_hash)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = self._open(stage_hash)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 yield False
                 return
-            yield _still_names(path, fd)
+            free = _still_names(path, fd)
+            yield free
+            if free and remove:
+                path.unlink(missing_ok=True)
         finally:
             os.close(fd)
 
-    def remove_if_free(self, stage_hash: str) -> bool:
-        """Delete a lock file nobody holds (for gc); False if it is held."""
-        path = self.path_for(stage_hash)
-        try:
-            fd = os.open(path, os.O_RDWR)
-        except FileNotFoundError:
-            return True
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        try:
-            if _still_names(path, fd):
-                path.unlink()
-        finally:
-            os.close(fd)
-        return True
+    def _open(self, stage_hash: str) -> int:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return os.open(self.path_for(stage_hash), os.O_RDWR | os.O_CREAT, 0o666)
 
 
-def _lock_announcing_wait(fd: int, path: Path, stage_name: str) -> None:
+def _lock_announcing_wait(fd: int, mode: int, path: Path, stage_name: str) -> None:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
         return
     except BlockingIOError:
         pass
-    logger.info("stage %s: another process is computing it; waiting for lock %s", stage_name, path)
+    doing = "reading" if mode == fcntl.LOCK_EX else "writing"
+    logger.info("stage %s: another process is %s it; waiting for lock %s", stage_name, doing, path)
     started = time.perf_counter()
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    fcntl.flock(fd, mode)
     logger.info("stage %s: lock acquired after %.1f s", stage_name, time.perf_counter() - started)
 
 
