@@ -25,6 +25,7 @@ from ..digest import file_digest
 T = TypeVar("T")
 TEMP_PREFIX = ".tmp-"
 MANIFEST_SUFFIX = "manifest.json"
+UNLISTED_GRACE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,14 @@ class LocalArtifactStore:
         self.path_for(stage_hash, MANIFEST_SUFFIX).unlink(missing_ok=True)
         self.path_for(stage_hash, suffix).unlink(missing_ok=True)
 
+    def is_intact(self, stage_hash: str, suffix: str, size: int, checksum: str) -> bool | None:
+        """Whether the file has this size and checksum; None when it is missing."""
+        path = self.path_for(stage_hash, suffix)
+        try:
+            return path.stat().st_size == size and file_digest(str(path)) == checksum
+        except FileNotFoundError:
+            return None
+
     def write_manifest(self, stage_hash: str, manifest: dict[str, Any]) -> None:
         payload = json.dumps(manifest, sort_keys=True).encode()
         self.write(stage_hash, MANIFEST_SUFFIX, lambda path: Path(path).write_bytes(payload))
@@ -101,19 +110,38 @@ class LocalArtifactStore:
             stage_hash, _, suffix = name.partition(".")
             yield StoredFile(stage_hash, suffix, path)
 
-    def temp_files(self, older_than_s: float = 0.0) -> list[Path]:
-        """Temporary files left by writers, at least ``older_than_s`` old."""
+    def unlisted_files(self, listed: set[str]) -> Iterator[StoredFile]:
+        """Artifact files whose hash is not in ``listed``, except ones published in the last
+        `UNLISTED_GRACE_S` (a writer records its row a moment after publishing)."""
+        cutoff = time.time() - UNLISTED_GRACE_S
+        for stored in self.files():
+            if stored.hash not in listed and _mtime(stored.path) <= cutoff:
+                yield stored
+
+    def dead_temp_files(self) -> list[Path]:
+        """Temporary files whose writer is no longer running (never read; safe to delete)."""
         if not self.root.is_dir():
             return []
-        cutoff = time.time() - older_than_s
-        found = []
-        for path in self.root.glob(f"??/{TEMP_PREFIX}*"):
-            try:
-                if path.stat().st_mtime <= cutoff:
-                    found.append(path)
-            except FileNotFoundError:
-                pass  # its writer just published or removed it
-        return found
+        return [p for p in self.root.glob(f"??/{TEMP_PREFIX}*") if not _writer_alive(p)]
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")  # just removed: treat as too young to touch
+
+
+def _writer_alive(temp: Path) -> bool:
+    """Temporary names are ``.tmp-<hash>-<pid>-<random>.<suffix>``: is that pid running?"""
+    try:
+        pid = int(temp.name[len(TEMP_PREFIX):].split("-")[1])
+        os.kill(pid, 0)
+    except (ValueError, IndexError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True  # running, as another user
+    return True
 
 
 def checksum_bytes(data: bytes) -> str:

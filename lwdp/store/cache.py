@@ -90,21 +90,24 @@ class ResultCache:
         self.catalog.touch_artifact(stage_hash)
         return Hit(value, record.size)
 
-    def _adopt(self, stage_name: str, stage_hash: str) -> ArtifactRecord | None:
-        """Re-record an artifact whose catalog row is gone, if its manifest and bytes agree."""
+    def adoptable(self, stage_hash: str) -> ArtifactRecord | None:
+        """The record an unlisted artifact file would get, if its manifest and bytes agree."""
         manifest = self.store.read_manifest(stage_hash)
-        if manifest is None or manifest.get("format") not in FORMATS:
-            return None
         try:
-            record = record_from_manifest(manifest)
+            record = record_from_manifest(manifest) if manifest is not None else None
         except (KeyError, TypeError, ValueError):
             return None
-        fmt = FORMATS[record.format]
-        data = self.store.read_bytes(stage_hash, fmt.suffix)
-        if data is None or len(data) != record.size or checksum_bytes(data) != record.checksum:
+        if record is None or record.format not in FORMATS:
             return None
-        self.catalog.record_artifact(record)
-        logger.info("stage %s: artifact %s adopted from its manifest (the catalog had no row)", stage_name, stage_hash[:12])
+        intact = self.store.is_intact(stage_hash, FORMATS[record.format].suffix, record.size, record.checksum)
+        return record if intact else None
+
+    def _adopt(self, stage_name: str, stage_hash: str) -> ArtifactRecord | None:
+        """Re-record an artifact whose catalog row is gone, if its manifest and bytes agree."""
+        record = self.adoptable(stage_hash)
+        if record is not None:
+            self.catalog.record_artifact(record)
+            logger.info("stage %s: artifact %s adopted from its manifest (the catalog had no row)", stage_name, stage_hash[:12])
         return record
 
     def save(self, stage_name: str, stage_hash: str, result: Any, wanted: Format | None, seconds: float) -> int:

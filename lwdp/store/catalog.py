@@ -66,6 +66,17 @@ class ArtifactRecord:
 
 
 @dataclass(frozen=True)
+class UsageRow:
+    """What gc needs to know about an artifact."""
+
+    hash: str
+    stage: str
+    format: str
+    size: int
+    last_access: dt.datetime
+
+
+@dataclass(frozen=True)
 class LineageRow:
     """One input of one evaluated stage."""
 
@@ -135,11 +146,22 @@ class Catalog:
             row = conn.execute(select(artifacts).where(artifacts.c.hash == stage_hash)).mappings().first()
         return None if row is None else _record_from_row(row)
 
-    def all_artifacts(self) -> list[ArtifactRecord]:
-        """Every artifact row, newest first."""
+    def all_artifacts(self, stage: str | None = None) -> list[ArtifactRecord]:
+        """Every artifact row (of one stage), newest first."""
+        query = select(artifacts).order_by(artifacts.c.created_at.desc())
+        if stage is not None:
+            query = query.where(artifacts.c.stage == stage)
         with self._read() as conn:
-            rows = conn.execute(select(artifacts).order_by(artifacts.c.created_at.desc())).mappings().all()
+            rows = conn.execute(query).mappings().all()
         return [_record_from_row(row) for row in rows]
+
+    def usage_by_recency(self) -> list[UsageRow]:
+        """(hash, stage, format, size, last_access) of every artifact, most recently used
+        first: a walk of the covering (last_access, size) index, for gc."""
+        columns = [artifacts.c.hash, artifacts.c.stage, artifacts.c.format, artifacts.c.size, artifacts.c.last_access]
+        with self._read() as conn:
+            rows = conn.execute(select(*columns).order_by(artifacts.c.last_access.desc())).all()
+        return [UsageRow(h, s, f, size, _aware(at)) for h, s, f, size, at in rows]
 
     def record_artifact(self, record: ArtifactRecord) -> None:
         values = {

@@ -9,19 +9,14 @@ Temporary files of writers that died are not damage (never read) and are listed 
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import config
-from ..digest import file_digest
 from ..formats import FORMATS
-from .artifacts import TEMP_PREFIX, LocalArtifactStore
-from .cache import ResultCache, manifest_of, record_from_manifest
+from .artifacts import LocalArtifactStore
+from .cache import ResultCache, manifest_of
 from .catalog import ArtifactRecord, open_catalog
-
-ORPHAN_GRACE_S = 60.0  # a writer publishes the file a moment before its row
-
 
 @dataclass(frozen=True)
 class Problem:
@@ -78,13 +73,11 @@ def verify(repair: bool = False, cache_dir: str | os.PathLike[str] | None = None
         problem = _check_recorded(cache.store, record)
         if problem is not None:
             report.problems.append(_repair(cache, problem, record) if repair else problem)
-    for stored in cache.store.files():
-        if stored.hash in recorded or _younger_than(stored.path, ORPHAN_GRACE_S):
-            continue
+    for stored in cache.store.unlisted_files(set(recorded)):
         report.checked += 1
-        problem = _check_unrecorded(cache.store, stored.hash, stored.path)
+        problem = _check_unrecorded(cache, stored.hash, stored.path)
         report.problems.append(_repair(cache, problem, None) if repair else problem)
-    report.dead_temp_files = [p for p in cache.store.temp_files() if not _writer_alive(p)]
+    report.dead_temp_files = cache.store.dead_temp_files()
     if repair:
         for path in report.dead_temp_files:
             path.unlink(missing_ok=True)
@@ -93,9 +86,8 @@ def verify(repair: bool = False, cache_dir: str | os.PathLike[str] | None = None
 
 def _check_recorded(store: LocalArtifactStore, record: ArtifactRecord) -> Problem | None:
     path = store.path_for(record.hash, FORMATS[record.format].suffix)
-    try:
-        intact = path.stat().st_size == record.size and file_digest(str(path)) == record.checksum
-    except FileNotFoundError:
+    intact = store.is_intact(record.hash, FORMATS[record.format].suffix, record.size, record.checksum)
+    if intact is None:
         return Problem("missing", record.hash, record.stage, path)
     if not intact:
         return Problem("corrupt", record.hash, record.stage, path)
@@ -104,15 +96,12 @@ def _check_recorded(store: LocalArtifactStore, record: ArtifactRecord) -> Proble
     return None
 
 
-def _check_unrecorded(store: LocalArtifactStore, stage_hash: str, path: Path) -> Problem:
-    manifest = store.read_manifest(stage_hash)
-    try:
-        record = record_from_manifest(manifest) if manifest is not None else None
-    except (KeyError, TypeError, ValueError):
-        record = None
-    if record is not None and path.stat().st_size == record.size and file_digest(str(path)) == record.checksum:
+def _check_unrecorded(cache: ResultCache, stage_hash: str, path: Path) -> Problem:
+    record = cache.adoptable(stage_hash)
+    if record is not None:
         return Problem("unrecorded", stage_hash, record.stage, path)
-    return Problem("orphan", stage_hash, None if record is None else record.stage, path)
+    stage = (cache.store.read_manifest(stage_hash) or {}).get("stage")
+    return Problem("orphan", stage_hash, stage if isinstance(stage, str) else None, path)
 
 
 def _repair(cache: ResultCache, problem: Problem, record: ArtifactRecord | None) -> Problem:
@@ -122,32 +111,11 @@ def _repair(cache: ResultCache, problem: Problem, record: ArtifactRecord | None)
         if problem.kind == "no-manifest" and record is not None:
             cache.store.write_manifest(record.hash, manifest_of(record))
             done = "manifest rewritten"
-        elif problem.kind == "unrecorded":
-            manifest = cache.store.read_manifest(problem.hash)
-            assert manifest is not None
-            cache.catalog.record_artifact(record_from_manifest(manifest))
+        elif problem.kind == "unrecorded" and (adopted := cache.adoptable(problem.hash)) is not None:
+            cache.catalog.record_artifact(adopted)
             done = "adopted"
         else:
             cache.catalog.delete_artifact(problem.hash)  # the row first, then the files
             cache.store.delete(problem.hash, problem.path.name.partition(".")[2])
             done = "removed; the next run recomputes it" if record is not None else "removed"
     return Problem(problem.kind, problem.hash, problem.stage, problem.path, done)
-
-
-def _younger_than(path: Path, seconds: float) -> bool:
-    try:
-        return time.time() - path.stat().st_mtime < seconds
-    except FileNotFoundError:
-        return True
-
-
-def _writer_alive(temp: Path) -> bool:
-    """Temporary names are ``.tmp-<hash>-<pid>-<random>.<suffix>``: is that pid running?"""
-    try:
-        pid = int(temp.name[len(TEMP_PREFIX):].split("-")[1])
-        os.kill(pid, 0)
-    except (ValueError, IndexError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,0 +1,133 @@
+"""Eviction: TTL by last access, LRU to a size budget, and a sweep of what nothing lists.
+
+Every gc also removes files the catalog doesn't list, rows whose file is gone, and the
+temporary files of writers that died. An artifact is deleted only while gc holds its
+lock exclusively, so one being computed or read at that moment is left alone; its row
+goes first, then its files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import config
+from ..formats import FORMATS
+from ..units import human_size, parse_duration, parse_size
+from .cache import ResultCache
+from .catalog import UsageRow, open_catalog, utcnow
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One artifact gc removed (or, in a dry run, would remove)."""
+
+    hash: str
+    stage: str | None
+    size: int
+    reason: str  # "expired" | "lru" | "dangling" | "orphan"
+
+
+@dataclass
+class GcReport:
+    """What a gc removed, or would remove in a dry run."""
+
+    dry_run: bool
+    removed: list[Removal] = field(default_factory=list)
+    temp_files: list[Path] = field(default_factory=list)
+    in_use: list[str] = field(default_factory=list)  # hashes kept because they were busy
+
+    @property
+    def count(self) -> int:
+        return len(self.removed)
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(r.size for r in self.removed)
+
+    @property
+    def stages(self) -> list[str]:
+        return sorted({r.stage for r in self.removed if r.stage})
+
+    def __repr__(self) -> str:
+        verb = "would remove" if self.dry_run else "removed"
+        lines = [f"GcReport: {verb} {self.count} artifacts, {human_size(self.bytes_freed)}, from {len(self.stages)} stages"]
+        lines += [f"  {r.reason:<8} {r.stage or '?':<40} {r.hash[:12]}  {human_size(r.size):>9}" for r in self.removed]
+        if self.temp_files:
+            lines.append(f"  {len(self.temp_files)} temporary files of dead writers {verb}")
+        if self.in_use:
+            lines.append(f"  {len(self.in_use)} artifacts kept: in use by another process")
+        return "\n".join(lines)
+
+
+def gc(
+    max_age: int | float | str | dt.timedelta | None = None,
+    max_size: int | float | str | None = None,
+    dry_run: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> GcReport:
+    """Remove artifacts not used within ``max_age``, then the least recently used beyond
+    ``max_size`` bytes, and everything the catalog and the store don't agree on.
+
+    :raises UnitError: ``max_age`` or ``max_size`` can't be understood (a ValueError).
+    """
+    age = parse_duration(max_age) if max_age is not None else None
+    budget = parse_size(max_size) if max_size is not None else None
+    root = Path(cache_dir).absolute() if cache_dir is not None else config.cache_dir()
+    cache = ResultCache(root, open_catalog(root))
+    report = GcReport(dry_run)
+    usage = cache.catalog.usage_by_recency()
+    for row, reason in _victims(cache, usage, age, budget):
+        _remove(cache, report, row.hash, row.stage, FORMATS[row.format].suffix, row.size, reason, row.last_access)
+    for stored in cache.store.unlisted_files({row.hash for row in usage}):
+        adoptable = cache.adoptable(stored.hash)
+        if adoptable is not None:  # intact, only its row was lost: keep it, listed again
+            if not dry_run:
+                cache.catalog.record_artifact(adoptable)
+            continue
+        _remove(cache, report, stored.hash, None, stored.suffix, stored.path.stat().st_size, "orphan", None)
+    report.temp_files = cache.store.dead_temp_files()
+    if not dry_run:
+        for path in report.temp_files:
+            path.unlink(missing_ok=True)
+    return report
+
+
+def _victims(cache: ResultCache, usage: list[UsageRow], age: dt.timedelta | None, budget: int | None) -> list[tuple[UsageRow, str]]:
+    """Rows to remove and why; ``usage`` is most recently used first."""
+    cutoff = utcnow().replace(tzinfo=dt.timezone.utc) - age if age is not None else None
+    victims = []
+    kept = 0
+    over_budget = False
+    for row in usage:
+        if not cache.store.path_for(row.hash, FORMATS[row.format].suffix).exists():
+            victims.append((row, "dangling"))
+        elif cutoff is not None and row.last_access < cutoff:
+            victims.append((row, "expired"))
+        elif budget is not None and (over_budget or kept + row.size > budget):
+            over_budget = True  # strict LRU: everything older than the first misfit goes too
+            victims.append((row, "lru"))
+        else:
+            kept += row.size
+    return victims
+
+
+def _remove(
+    cache: ResultCache, report: GcReport, stage_hash: str, stage: str | None, suffix: str, size: int,
+    reason: str, last_access: dt.datetime | None,
+) -> None:
+    with cache.locks.try_hold(stage_hash, remove=not report.dry_run) as free:
+        if not free:
+            report.in_use.append(stage_hash)
+            return
+        if last_access is not None:
+            current = cache.catalog.lookup_artifact(stage_hash)
+            if current is not None and current.last_access != last_access:
+                report.in_use.append(stage_hash)  # read since we looked: no longer a victim
+                return
+        if not report.dry_run:
+            cache.catalog.delete_artifact(stage_hash)
+            cache.store.delete(stage_hash, suffix)
+        report.removed.append(Removal(stage_hash, stage, size, reason))
