@@ -57,3 +57,7 @@ class StageNameCollisionError(LwdpError, ValueError):
 
 class ArtifactWriteError(_LwdpOSError):
     """Writing an artifact failed (disk full, I/O error); nothing was published."""
+
+
+class UnknownStageError(LwdpError, LookupError):
+    """A stage name or hash the catalog doesn't know, or a bare name that several stages share."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy.exc
-from sqlalchemy import Connection, Engine, create_engine, delete, event, select, update
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, literal, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..digest import DigestMemo, FileState
@@ -86,6 +86,10 @@ class LineageRow:
     input_kind: str  # "stage" | "raw" | "param"
     input_hash: str
     input_path: str | None
+
+
+def _lineage_row(row: Any) -> LineageRow:
+    return LineageRow(row["hash"], row["stage"], row["input_name"], row["input_kind"], row["input_hash"], row["input_path"])
 
 
 def _record_from_row(row: Any) -> ArtifactRecord:
@@ -191,6 +195,74 @@ class Catalog:
             return
         with self._write() as conn:
             conn.execute(sqlite_insert(lineage).on_conflict_do_nothing(), values)
+
+    # names and lineage
+
+    def stage_names(self) -> set[str]:
+        """Every stage name the catalog has seen (in lineage or artifacts)."""
+        query = select(lineage.c.stage).union(select(artifacts.c.stage))
+        with self._read() as conn:
+            return set(conn.execute(query).scalars())
+
+    def hashes_with_prefix(self, prefix: str) -> dict[str, str]:
+        """{hash: stage} of every recorded stage hash starting with ``prefix``."""
+        pattern = prefix.lower() + "%"
+        query = select(lineage.c.hash, lineage.c.stage).where(lineage.c.hash.like(pattern)).union(
+            select(artifacts.c.hash, artifacts.c.stage).where(artifacts.c.hash.like(pattern))
+        )
+        with self._read() as conn:
+            return {h: s for h, s in conn.execute(query)}
+
+    def latest_hash(self, stage: str) -> str | None:
+        """The stage's most recently evaluated hash."""
+        query = (
+            select(lineage.c.hash).where(lineage.c.stage == stage)
+            .order_by(lineage.c.recorded_at.desc()).limit(1)
+        )
+        with self._read() as conn:
+            found = conn.execute(query).scalar()
+            if found is None:
+                query = select(artifacts.c.hash).where(artifacts.c.stage == stage).order_by(artifacts.c.created_at.desc()).limit(1)
+                found = conn.execute(query).scalar()
+        return found
+
+    def inputs_of(self, stage_hashes: Iterable[str]) -> list[LineageRow]:
+        """The lineage rows of these stage hashes and of all their ancestors."""
+        seeds = list(stage_hashes)
+        if not seeds:
+            return []
+        seed = select(lineage.c.hash).where(lineage.c.hash.in_(seeds)).distinct().cte("ancestry", recursive=True)
+        step = select(lineage.c.input_hash).join(seed, lineage.c.hash == seed.c.hash).where(lineage.c.input_kind == "stage")
+        ancestry = seed.union(step)
+        query = select(lineage).where(lineage.c.hash.in_(select(ancestry.c.hash)))
+        with self._read() as conn:
+            return [_lineage_row(row) for row in conn.execute(query).mappings()]
+
+    def raw_inputs(self) -> list[LineageRow]:
+        """Every recorded raw input of every stage hash."""
+        with self._read() as conn:
+            return [_lineage_row(row) for row in conn.execute(select(lineage).where(lineage.c.input_kind == "raw")).mappings()]
+
+    def descendants(self, stage_hashes: Iterable[str]) -> list[tuple[str, str, int]]:
+        """(hash, stage, depth) of every stage hash derived from these, transitively (depth 1 =
+        a direct consumer)."""
+        seeds = list(stage_hashes)
+        if not seeds:
+            return []
+        seed = select(lineage.c.hash, literal(0).label("depth")).where(lineage.c.hash.in_(seeds)).distinct().cte(
+            "derived", recursive=True
+        )
+        step = select(lineage.c.hash, (seed.c.depth + 1).label("depth")).join(
+            seed, (lineage.c.input_hash == seed.c.hash) & (lineage.c.input_kind == "stage")
+        )
+        derived = seed.union(step)
+        query = (
+            select(derived.c.hash, lineage.c.stage, func.min(derived.c.depth))
+            .join(lineage, lineage.c.hash == derived.c.hash)
+            .group_by(derived.c.hash, lineage.c.stage)
+        )
+        with self._read() as conn:
+            return [(h, s, d) for h, s, d in conn.execute(query)]
 
     # raw-file digest memo
 
