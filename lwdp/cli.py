@@ -1,18 +1,62 @@
 """The ``lwdp`` command line: parse, call `lwdp.store`, print.
 
-Bad arguments exit with status 2 and a one-line message, never a traceback.
+Bad arguments (a size that isn't one, an unknown hash, a module that doesn't import) exit
+with status 2 and a one-line message naming the bad value, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import importlib
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from typing import Any
 
 from . import configure
 from .errors import LwdpError
+from .units import human_age, human_size
+
+WIDTH = 80
+
+
+class UsageError(Exception):
+    """A bad argument: printed as one line, exit status 2."""
+
+
+def _ls(args: argparse.Namespace) -> int:
+    from .store import artifacts
+
+    records = artifacts(stage=args.stage)
+    if args.json:
+        print(records.to_frame().to_json(orient="records", date_format="iso", indent=2))
+        return 0
+    now = dt.datetime.now(dt.timezone.utc)
+    stage_width = WIDTH - 53
+    print(f"{'STAGE':<{stage_width}} {'HASH':<12} {'FORMAT':<7} {'SIZE':>9} {'CREATED':<10} {'ACCESSED':>9}")
+    for r in records:
+        stage = r.stage if len(r.stage) <= stage_width else "…" + r.stage[-stage_width + 1:]
+        print(
+            f"{stage:<{stage_width}} {r.hash[:12]} {r.format:<7} {human_size(r.size):>9} "
+            f"{r.created_at:%Y-%m-%d} {human_age(now - r.last_access):>9}"
+        )
+    print(f"{len(records)} artifacts, {human_size(sum(r.size for r in records))}")
+    return 0
+
+
+def _gc(args: argparse.Namespace) -> int:
+    from .store import gc
+
+    report = gc(max_age=args.max_age, max_size=args.max_size, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps({**asdict(report), "temp_files": [str(p) for p in report.temp_files],
+                          "bytes_freed": report.bytes_freed}, indent=2))
+    else:
+        print(repr(report))
+    return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -31,14 +75,157 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _lineage(args: argparse.Namespace) -> int:
+    from .store import lineage
+
+    tree = lineage(args.stage_or_hash)
+    if args.json:
+        print(json.dumps(asdict(tree), indent=2))
+    else:
+        print(repr(tree))
+    return 0
+
+
+def _dependents(args: argparse.Namespace) -> int:
+    from .store import dependents
+
+    found = dependents(args.path)
+    if args.json:
+        print(json.dumps([asdict(d) for d in found], indent=2))
+    else:
+        print(f"{args.path}: {repr(found)}" if not found else repr(found))
+    return 0
+
+
+def _import_stage(spec: str) -> Any:
+    from .stage import Stage
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise UsageError(f"{spec!r} is not MODULE:STAGE (e.g. pipeline:stg_report)")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise UsageError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from None
+    target = getattr(module, attribute, None)
+    if not isinstance(target, Stage):
+        raise UsageError(f"{attribute!r} in module {module_name!r} is not an @stage")
+    return target
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .status import pipeline_status
+
+    statuses = pipeline_status(_import_stage(args.target))
+    if args.json:
+        print(json.dumps([{"stage": s.stage.name, "hash": s.hash, "state": s.state, "reasons": s.reasons}
+                          for s in statuses], indent=2))
+        return 0
+    for s in statuses:
+        why = f": {'; '.join(s.reasons)}" if s.reasons else ""
+        print(f"{s.state:<15} {s.stage.name} {s.hash[:12]}{why}")
+    return 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from .status import pipeline_status
+
+    statuses = pipeline_status(_import_stage(args.target))
+    ids = {s.stage: f"s{i}" for i, s in enumerate(statuses)}
+    raws: dict[str, str] = {}
+    edges: list[tuple[str, str, str]] = []
+    for s in statuses:
+        for inp in s.stage.inputs:
+            if inp.kind == "stage":
+                edges.append((ids[inp.value], ids[s.stage], inp.name))
+            elif inp.kind == "raw":
+                raw_id = raws.setdefault(os.fspath(inp.value), f"r{len(raws)}")
+                edges.append((raw_id, ids[s.stage], inp.name))
+    render = _mermaid if args.format == "mermaid" else _dot
+    print(render(statuses, ids, raws, edges))
+    return 0
+
+
+def _mermaid(statuses: list[Any], ids: dict[Any, str], raws: dict[str, str], edges: list[tuple[str, str, str]]) -> str:
+    lines = ["flowchart LR"]
+    lines += [f'  {raw_id}[/"{path}"/]' for path, raw_id in raws.items()]
+    lines += [f'  {ids[s.stage]}["{s.stage.name}<br/>{s.state}"]:::{s.state.replace(" ", "_")}' for s in statuses]
+    lines += [f"  {a} -->|{name}| {b}" for a, b, name in edges]
+    lines += [
+        "  classDef fresh fill:#d4f7d4,stroke:#2a2",
+        "  classDef stale fill:#fde2c8,stroke:#e80",
+        "  classDef never_computed fill:#eee,stroke:#888",
+        "  classDef not_cached fill:#fff,stroke:#888,stroke-dasharray:3",
+    ]
+    return "\n".join(lines)
+
+
+def _dot(statuses: list[Any], ids: dict[Any, str], raws: dict[str, str], edges: list[tuple[str, str, str]]) -> str:
+    colors = {"fresh": "#d4f7d4", "stale": "#fde2c8", "never computed": "#eeeeee", "not cached": "#ffffff"}
+    lines = ["digraph lwdp {", "  rankdir=LR;", '  node [shape=box, style=filled, fontname="Helvetica"];']
+    lines += [f'  {raw_id} [label="{path}", shape=note, fillcolor="#ffffff"];' for path, raw_id in raws.items()]
+    lines += [f'  {ids[s.stage]} [label="{s.stage.name}\\n{s.state}", fillcolor="{colors[s.state]}"];' for s in statuses]
+    lines += [f'  {a} -> {b} [label="{name}"];' for a, b, name in edges]
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _show(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from . import config
+    from .store.cache import Hit, ResultCache
+    from .store.catalog import open_catalog
+    from .store.lineage import resolve_hash
+
+    catalog = open_catalog(config.cache_dir())
+    stage_hash, stage = resolve_hash(catalog, args.hash)
+    found = ResultCache(config.cache_dir(), catalog).load(stage, stage_hash, None)
+    if not isinstance(found, Hit):
+        raise UsageError(f"no readable artifact for {args.hash!r} ({stage}): {found.reason}")
+    value = found.value
+    print(f"{stage} {stage_hash}  {human_size(found.size)}")
+    if isinstance(value, pd.DataFrame):
+        print(f"shape: {value.shape[0]:,} rows x {value.shape[1]} columns")
+        print(value.dtypes.to_string())
+        with pd.option_context("display.width", WIDTH, "display.max_columns", 20):
+            print(value.head(args.rows).to_string(max_colwidth=20))
+    else:
+        print(f"{type(value).__qualname__}: {repr(value)[:2000]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lwdp", description="Inspect and maintain an lwdp cache.")
     parser.add_argument("--cache-dir", help="cache directory (default: LWDP_CACHE_DIR, else ./.lwdp)")
-    commands = parser.add_subparsers(dest="command", required=True)
-    verify = commands.add_parser("verify", help="check every artifact's file and checksum")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help: str, json_flag: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        if json_flag:
+            sub.add_argument("--json", action="store_true", help="print JSON for scripts")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    command("ls", _ls, "list artifacts, newest first").add_argument("--stage", help="only this stage")
+    gc = command("gc", _gc, "remove expired, least recently used and stray artifacts")
+    gc.add_argument("--max-age", help="remove what was not used for this long: 90s, 30m, 12h, 7d, 2w")
+    gc.add_argument("--max-size", help="then keep the most recently used within this size: 500MB, 10GB, 1.5GiB")
+    gc.add_argument("--dry-run", action="store_true", help="report what would go; change nothing")
+    verify = command("verify", _verify, "check every artifact's file and checksum")
     verify.add_argument("--repair", action="store_true", help="drop damaged artifacts, adopt or remove unlisted files")
-    verify.add_argument("--json", action="store_true", help="print the report as JSON")
-    verify.set_defaults(handler=_verify)
+    command("lineage", _lineage, "where a stage's result came from, as a tree").add_argument(
+        "stage_or_hash", metavar="STAGE_OR_HASH")
+    command("dependents", _dependents, "every stage derived from a raw file").add_argument("path", metavar="PATH")
+    command("status", _status, "fresh, stale (and why) or never computed, for each stage").add_argument(
+        "target", metavar="MODULE:STAGE")
+    graph = command("graph", _graph, "the pipeline as a Mermaid or Graphviz graph", json_flag=False)
+    graph.add_argument("target", metavar="MODULE:STAGE")
+    graph.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    show = command("show", _show, "shape, schema and first rows of an artifact", json_flag=False)
+    show.add_argument("hash", metavar="HASH")
+    show.add_argument("--rows", type=int, default=5)
     return parser
 
 
@@ -48,8 +235,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure(cache_dir=args.cache_dir)
     try:
         return int(args.handler(args))
-    except LwdpError as exc:
-        print(f"lwdp: error: {exc}", file=sys.stderr)
+    except (UsageError, LwdpError) as exc:
+        print(f"lwdp {args.command}: error: {exc}", file=sys.stderr)
         return 2
-
-

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 HASH_SCHEME = "lwdp-stage-v1"
 
+InputRow = tuple[str, str, str, "str | None"]  # (input name, kind, digest, raw path as written)
+
 
 def combine_stage_hash(code_digest: str, inputs: Iterable[tuple[str, str, str]]) -> str:
     """XXH3-128 hex of the code digest and (input name, kind, digest) triples."""
@@ -48,16 +50,13 @@ def raw_input_digests(stages: list[Stage], memos: MemoStore) -> dict[tuple[Stage
     }
 
 
-def stage_hashes(stages: list[Stage], memos: MemoStore) -> tuple[dict[Stage, str], dict[Stage, list[tuple[str, str, str, str | None]]]]:
-    """Hash of each stage (``stages`` in dependency order), and each stage's input rows.
-
-    An input row is (name, kind, digest, raw path as written or None).
-    """
+def stage_hashes(stages: list[Stage], memos: MemoStore) -> tuple[dict[Stage, str], dict[Stage, list[InputRow]]]:
+    """Hash of each stage (``stages`` in dependency order), and each stage's input rows."""
     raw = raw_input_digests(stages, memos)
     hashes: dict[Stage, str] = {}
-    inputs: dict[Stage, list[tuple[str, str, str, str | None]]] = {}
+    inputs: dict[Stage, list[InputRow]] = {}
     for stage in stages:
-        rows: list[tuple[str, str, str, str | None]] = []
+        rows: list[InputRow] = []
         for inp in stage.inputs:
             if inp.kind == "raw":
                 rows.append((inp.name, inp.kind, raw[stage, inp.name], os.fspath(inp.value)))
