@@ -20,10 +20,12 @@ _DOC_OWNERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 _FUNCTION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
 
-def code_digest(func: Callable[..., Any]) -> str:
-    """XXH3-128 of ``func``'s normalized AST, or of its code object when no source exists."""
+def code_digest(func: Callable[..., Any], _seen: frozenset[int] = frozenset()) -> str:
+    """XXH3-128 of ``func``'s normalized AST (or of its code object when no source exists)
+    and of the values its closure captured (a stage made by a factory differs by those)."""
+    hasher = xxhash.xxh3_128()
     try:
-        dump = normalized_source_dump(inspect.getsource(func))
+        hasher.update(normalized_source_dump(inspect.getsource(func)).encode())
     except (OSError, TypeError, SyntaxError, LookupError):
         logger.warning(
             "no parsable source for %s.%s; hashing its bytecode instead, which changes with "
@@ -31,8 +33,36 @@ def code_digest(func: Callable[..., Any]) -> str:
             func.__module__,
             func.__qualname__,
         )
-        return xxhash.xxh3_128_hexdigest(_code_object_bytes(func.__code__))
-    return xxhash.xxh3_128_hexdigest(dump.encode())
+        hasher.update(_code_object_bytes(func.__code__))
+    for name, cell in zip(func.__code__.co_freevars, func.__closure__ or ()):
+        hasher.update(f"\0{name}={_captured_digest(func, name, cell, _seen | {id(func)})}".encode())
+    return hasher.hexdigest()
+
+
+def _captured_digest(func: Callable[..., Any], name: str, cell: types.CellType, seen: frozenset[int]) -> str:
+    """A digest of one captured value: code for functions, the value for parameters."""
+    from .params import param_digest
+    from .stage import Stage
+
+    try:
+        value = cell.cell_contents
+    except ValueError:
+        return "empty"
+    if isinstance(value, Stage):
+        return f"stage:{value.name}"
+    if isinstance(value, (types.FunctionType, types.MethodType)):
+        inner = getattr(value, "__func__", value)
+        return "cycle" if id(inner) in seen else f"function:{code_digest(inner, seen)}"
+    if isinstance(value, (type, types.ModuleType)):
+        return f"{type(value).__name__}:{getattr(value, '__qualname__', value.__name__)}"
+    try:
+        return f"value:{param_digest(value)}"
+    except TypeError:
+        logger.warning(
+            "%s.%s captures %r, a %s lwdp cannot hash: changing it won't invalidate the cache",
+            func.__module__, func.__qualname__, name, type(value).__qualname__,
+        )
+        return f"unhashed:{type(value).__qualname__}"
 
 
 def normalized_source_dump(source: str) -> str:

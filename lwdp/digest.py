@@ -93,24 +93,22 @@ def _literal_root(pattern: str) -> str:
     return os.path.join(*literal) if literal else "."
 
 
-def expand_raw_input(raw: str | os.PathLike[str], stage: str, input_name: str) -> dict[str, str]:
+def expand_raw_input(
+    raw: str | os.PathLike[str], stage: str, input_name: str, exclude: Path | None = None
+) -> dict[str, str]:
     """The files behind a raw input, as {name used in the digest: absolute path}.
 
-    A file maps to itself; a directory to every file below it, and a glob to every file
-    it matches, named relative to the directory (or the glob's literal root).
+    A file maps to itself; a directory to every file below it (following symlinked
+    directories), and a glob to every file it matches, named relative to the directory
+    (or the glob's literal root). Files under ``exclude`` (the cache directory) never count:
+    a cache inside a raw directory would otherwise change that input on every run.
     """
     text = os.fspath(raw)
     where = f"stage '{stage}', input '{input_name}'"
     if os.path.isfile(text):
         return {"": os.path.abspath(text)}
     if os.path.isdir(text):
-        files = {
-            Path(os.path.relpath(os.path.join(root, name), text)).as_posix(): os.path.abspath(
-                os.path.join(root, name)
-            )
-            for root, _dirs, names in os.walk(text)
-            for name in names
-        }
+        files = {name: path for name, path in _walk_files(text) if not _is_under(path, exclude)}
         if not files:
             raise RawInputNotFoundError(
                 f"{where}: directory {text!r} contains no files (cwd {os.getcwd()}); "
@@ -118,7 +116,9 @@ def expand_raw_input(raw: str | os.PathLike[str], stage: str, input_name: str) -
             )
         return dict(sorted(files.items()))
     if _has_glob_magic(text):
-        matched = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
+        matched = sorted(
+            p for p in glob.glob(text, recursive=True) if os.path.isfile(p) and not _is_under(os.path.abspath(p), exclude)
+        )
         if not matched:
             raise RawInputNotFoundError(
                 f"{where}: glob {text!r} matches no file (cwd {os.getcwd()}); "
@@ -129,6 +129,27 @@ def expand_raw_input(raw: str | os.PathLike[str], stage: str, input_name: str) -
     raise RawInputNotFoundError(
         f"{where}: raw input {text!r} not found (cwd {os.getcwd()}); fix the path in @stage"
     )
+
+
+def _walk_files(top: str) -> list[tuple[str, str]]:
+    """(name relative to ``top``, absolute path) of every file below it; a symlinked
+    directory is followed once (a link back up the tree is not followed again)."""
+    found = []
+    visited: set[str] = set()
+    for root, dirs, names in os.walk(top, followlinks=True):
+        real = os.path.realpath(root)
+        if real in visited:
+            dirs[:] = []
+            continue
+        visited.add(real)
+        for name in names:
+            path = os.path.join(root, name)
+            found.append((Path(os.path.relpath(path, top)).as_posix(), os.path.abspath(path)))
+    return found
+
+
+def _is_under(path: str, directory: Path | None) -> bool:
+    return directory is not None and (path + os.sep).startswith(str(directory) + os.sep)
 
 
 def combine_set_digest(file_digests: Mapping[str, str]) -> str:

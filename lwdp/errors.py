@@ -61,3 +61,7 @@ class ArtifactWriteError(_LwdpOSError):
 
 class UnknownStageError(LwdpError, LookupError):
     """A stage name or hash the catalog doesn't know, or a bare name that several stages share."""
+
+
+class CatalogUnavailableError(_LwdpOSError):
+    """The catalog could not be read or written (locked too long, disk or permission trouble)."""

@@ -110,8 +110,8 @@ def _has_default_index(df: pd.DataFrame) -> bool:
     return isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1 and idx.name is None
 
 
-def _text_layout(df: pd.DataFrame) -> tuple[bool, ReadOptions]:
-    """Whether to write the index, and the options that restore names, index and dtypes."""
+def _text_layout(df: pd.DataFrame) -> ReadOptions:
+    """The options that restore names, index and dtypes; ``index_col`` means "write the index"."""
     write_index = not _has_default_index(df)
     options: ReadOptions = {"dtypes": [str(t) for t in df.dtypes]}
     if all(isinstance(c, (str, int, float, bool)) for c in df.columns):
@@ -120,7 +120,7 @@ def _text_layout(df: pd.DataFrame) -> tuple[bool, ReadOptions]:
         options["index_col"] = list(range(df.index.nlevels))
         options["index_names"] = [n if isinstance(n, (str, int)) else None for n in df.index.names]
         options["index_dtypes"] = [str(df.index.get_level_values(i).dtype) for i in range(df.index.nlevels)]
-    return write_index, options
+    return options
 
 
 def _restore(df: pd.DataFrame, options: ReadOptions) -> pd.DataFrame:
@@ -160,7 +160,7 @@ def _with_layout(
     """
 
     def write(df: pd.DataFrame, path: str) -> ReadOptions:
-        _, options = _text_layout(df)
+        options = _text_layout(df)
         to_file(df, path, options)
         return options
 

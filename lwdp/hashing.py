@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import xxhash
@@ -29,8 +30,9 @@ def combine_stage_hash(code_digest: str, inputs: Iterable[tuple[str, str, str]])
     return hasher.hexdigest()
 
 
-def raw_input_digests(stages: list[Stage], memos: MemoStore) -> dict[tuple[Stage, str], str]:
-    """The digest of every raw input of ``stages``, keyed by (stage, input name).
+def raw_input_digests(stages: list[Stage], memos: MemoStore, cache_dir: Path) -> dict[tuple[Stage, str], str]:
+    """The digest of every raw input of ``stages``, keyed by (stage, input name); nothing
+    inside ``cache_dir`` counts as raw input.
 
     All files are stat'ed and looked up in the memo in one batch, so a warm run over many
     unchanged files costs one query, not one per file.
@@ -39,7 +41,7 @@ def raw_input_digests(stages: list[Stage], memos: MemoStore) -> dict[tuple[Stage
     where: dict[str, str] = {}
     for stage in stages:
         for raw in stage.inputs_of_kind("raw"):
-            files = expand_raw_input(raw.value, stage.name, raw.name)
+            files = expand_raw_input(raw.value, stage.name, raw.name, exclude=cache_dir)
             members[stage, raw.name] = files
             for path in files.values():
                 where.setdefault(path, f"stage '{stage.name}', input '{raw.name}'")
@@ -50,9 +52,11 @@ def raw_input_digests(stages: list[Stage], memos: MemoStore) -> dict[tuple[Stage
     }
 
 
-def stage_hashes(stages: list[Stage], memos: MemoStore) -> tuple[dict[Stage, str], dict[Stage, list[InputRow]]]:
+def stage_hashes(
+    stages: list[Stage], memos: MemoStore, cache_dir: Path
+) -> tuple[dict[Stage, str], dict[Stage, list[InputRow]]]:
     """Hash of each stage (``stages`` in dependency order), and each stage's input rows."""
-    raw = raw_input_digests(stages, memos)
+    raw = raw_input_digests(stages, memos, cache_dir)
     hashes: dict[Stage, str] = {}
     inputs: dict[Stage, list[InputRow]] = {}
     for stage in stages:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,18 +45,23 @@ class StageEvent:
 
 
 def dependency_order(target: Stage) -> list[Stage]:
-    """``target`` and its ancestors, each after its upstreams.
+    """``target`` and its ancestors, each after its upstreams (a loop, not recursion: a
+    pipeline may be deeper than Python's recursion limit).
 
     :raises StageNameCollisionError: two different stages share a qualified name.
     """
     order: list[Stage] = []
-    seen: set[Stage] = set()
     by_name: dict[str, Stage] = {}
-
-    def visit(stage: Stage) -> None:
-        if stage in seen:
-            return
-        seen.add(stage)
+    expanded: set[Stage] = set()
+    stack = [target]
+    while stack:
+        stage = stack[-1]
+        if stage in expanded:
+            stack.pop()
+            if stage not in order:
+                order.append(stage)
+            continue
+        expanded.add(stage)
         other = by_name.setdefault(stage.name, stage)
         if other is not stage:
             raise StageNameCollisionError(
@@ -61,27 +69,35 @@ def dependency_order(target: Stage) -> list[Stage]:
                 f"'{target.name}'; rename one of the functions (a stage factory: set each "
                 "function's __qualname__ before applying @stage)"
             )
-        for upstream in stage.upstreams:
-            visit(upstream)
-        order.append(stage)
-
-    visit(target)
+        stack.extend(up for up in reversed(stage.upstreams) if up not in expanded)
     return order
 
 
 def current_hashes(target: Stage) -> dict[Stage, str]:
     """The stage hash of ``target`` and each of its ancestors, without running anything."""
-    catalog = open_catalog(config.cache_dir())
-    hashes, _ = stage_hashes(dependency_order(target), catalog)
+    cache_dir = config.cache_dir()
+    hashes, _ = stage_hashes(dependency_order(target), open_catalog(cache_dir), cache_dir)
     return hashes
 
 
 def run_stage(target: Stage) -> Any:
     """Compute or load ``target``'s result."""
     run = PipelineRun(target)
-    result = run.result(target)
+    with _recursion_room(len(run.order)):
+        result = run.result(target)
     run.log_not_needed()
     return result
+
+
+@contextmanager
+def _recursion_room(stages: int) -> Iterator[None]:
+    """Loading or computing a stage recurses into its upstreams, a few frames per stage."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, limit + 8 * stages))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def _view(value: Any) -> Any:
@@ -101,7 +117,7 @@ class PipelineRun:
         catalog = open_catalog(cache_dir)
         self.cache = ResultCache(cache_dir, catalog)
         order = dependency_order(target)
-        self.hashes, inputs = stage_hashes(order, catalog)
+        self.hashes, inputs = stage_hashes(order, catalog, cache_dir)
         catalog.record_lineage(
             LineageRow(self.hashes[stage], stage.name, name, kind, digest, path)
             for stage in order
@@ -168,8 +184,11 @@ class PipelineRun:
         try:
             return stage.func(**kwargs)
         except Exception as exc:
-            if hasattr(exc, "add_note"):  # Python 3.11+
-                exc.add_note(f"raised in lwdp stage '{stage.name}'")
+            note = f"raised in lwdp stage '{stage.name}'"
+            if hasattr(exc, "add_note"):
+                exc.add_note(note)
+            else:  # Python 3.10: the same attribute PEP 678 defines, without the display
+                exc.__notes__ = [*getattr(exc, "__notes__", []), note]
             raise
 
     @staticmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import enum
 import functools
 import inspect
 import os
@@ -41,7 +42,7 @@ def qualified_name(func: Callable[..., Any]) -> str:
 def _bind_input(stage_name: str, name: str, value: Any) -> Input:
     if isinstance(value, Stage):
         return Input(name, "stage", value)
-    if isinstance(value, (str, os.PathLike)):
+    if isinstance(value, (str, os.PathLike)) and not isinstance(value, enum.Enum):
         return Input(name, "raw", value)
     where = f"stage '{stage_name}', input '{name}'"
     if callable(value) and not isinstance(value, type):
@@ -89,13 +90,8 @@ class Stage:
         bound = {name: _bind_input(self.name, name, value) for name, value in sorted(inputs.items())}
         self.inputs: tuple[Input, ...] = tuple(bound.values())
         self.passed_inputs = _accepted_names(func, self.name, bound)
-        self._code_digest: str | None = None
-
-    @property
-    def code_digest(self) -> str:
-        if self._code_digest is None:
-            self._code_digest = code_digest(self.func)
-        return self._code_digest
+        # Now, not on first use: the source file may be edited while this process runs.
+        self.code_digest = code_digest(func)
 
     def inputs_of_kind(self, kind: str) -> list[Input]:
         return [inp for inp in self.inputs if inp.kind == kind]

@@ -30,7 +30,7 @@ def pipeline_status(target: Stage) -> list[StageStatus]:
     catalog = open_catalog(root)
     cache = ResultCache(root, catalog)
     order = dependency_order(target)
-    hashes, inputs = stage_hashes(order, catalog)
+    hashes, inputs = stage_hashes(order, catalog, root)
     return [_status_of(stage, hashes[stage], inputs[stage], catalog, cache) for stage in order]
 
 

@@ -38,7 +38,20 @@ def write_chain(project, factor="2", body=CHAIN):
 
 @pytest.fixture
 def chain(project):
+    return _cold_chain(project)
+
+
+@pytest.fixture
+def aged_chain(project):
+    """The chain over a raw file older than the racy window, so its digest memo is trusted:
+    what a change must get past is the memo, not a re-read."""
+    return _cold_chain(project, age=True)
+
+
+def _cold_chain(project, age=False):
     project.write("raw/input.csv", "k,v\na,1\nb,2\nc,3\n")
+    if age:
+        time.sleep(RACY_WINDOW_NS / 1e9 + 0.1)
     write_chain(project)
     cold = project.run()
     assert cold.ran() == {"stg_read", "stg_scale", "stg_total"}
@@ -85,13 +98,14 @@ def test_raw_content_change_reruns_everything_downstream(chain):
     assert warm.stdout.strip() == "14"
 
 
-def test_touched_raw_file_keeps_the_cache(chain):
+def test_touched_raw_file_keeps_the_cache(aged_chain):
     later = time.time() + 60
-    os.utime(chain.root / "raw/input.csv", (later, later))
-    assert chain.run().ran() == set()
+    os.utime(aged_chain.root / "raw/input.csv", (later, later))
+    assert aged_chain.run().ran() == set()
 
 
-def test_same_size_same_mtime_edit_is_caught(chain):
+def test_same_size_same_mtime_edit_is_caught(aged_chain):
+    chain = aged_chain
     raw = chain.root / "raw/input.csv"
     before = raw.stat()
     raw.write_text("k,v\na,1\nb,2\nc,5\n")  # same size

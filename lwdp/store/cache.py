@@ -136,9 +136,7 @@ class ResultCache:
             self.store.write_manifest(stage_hash, manifest_of(record))
         except OSError as exc:
             self.store.delete(stage_hash, fmt.suffix)
-            raise ArtifactWriteError(
-                f"stage '{stage_name}': writing its manifest failed ({exc.strerror or exc}); nothing was cached", exc.errno
-            ) from exc
+            raise _write_failed(stage_name, "manifest", exc) from exc
         self.catalog.record_artifact(record)
         if previous is not None and FORMATS[previous.format].suffix != fmt.suffix:
             self.store.path_for(stage_hash, FORMATS[previous.format].suffix).unlink(missing_ok=True)
@@ -157,13 +155,17 @@ class ResultCache:
         except LwdpError:
             raise
         except OSError as exc:
-            detail = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
-            raise ArtifactWriteError(f"{where}: writing its artifact failed ({detail}); nothing was cached", exc.errno) from exc
+            raise _write_failed(stage_name, "artifact", exc) from exc
         except Exception as exc:  # the format's writer refused the result
             raise ResultNotStorableError(
                 f"{where}: cache format {fmt.name!r} cannot store this {type(result).__qualname__} "
                 f"({type(exc).__name__}: {exc}); choose another cache_format"
             ) from exc
+
+
+def _write_failed(stage_name: str, what: str, exc: OSError) -> ArtifactWriteError:
+    detail = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    return ArtifactWriteError(f"stage '{stage_name}': writing its {what} failed ({detail}); nothing was cached", exc.errno)
 
 
 def manifest_of(record: ArtifactRecord) -> dict[str, Any]:

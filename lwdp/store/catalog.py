@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, create_engine, delete, event, func, l
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..digest import DigestMemo, FileState
-from ..errors import CacheDirError
+from ..errors import CacheDirError, CatalogUnavailableError
 from .migrate import ensure_schema
 from .schema import artifacts, lineage, raw_files
 
@@ -130,18 +130,37 @@ class Catalog:
         self.path = path
         self.engine = _make_engine(path)
         ensure_schema(self.engine, str(path))
+        self.inode = path.stat().st_ino
+
+    def is_current(self) -> bool:
+        """False once the catalog file was deleted or replaced under this process."""
+        try:
+            return self.path.stat().st_ino == self.inode
+        except FileNotFoundError:
+            return False
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        with self._errors_explained(), self.engine.connect() as conn:
             conn = conn.execution_options(lwdp_write=True)
             with conn.begin():
                 yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
+        with self._errors_explained(), self.engine.connect() as conn, conn.begin():
             yield conn
+
+    @contextmanager
+    def _errors_explained(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlalchemy.exc.OperationalError as exc:
+            locked = "locked" in str(exc.orig)
+            cause = f"another process kept it locked for {BUSY_TIMEOUT_MS // 1000} s" if locked else str(exc.orig)
+            raise CatalogUnavailableError(
+                f"catalog {self.path}: {cause}; retry, or check the disk and the permissions of {self.path.parent}"
+            ) from exc
 
     # artifacts
 
@@ -302,7 +321,9 @@ def open_catalog(cache_dir: Path) -> Catalog:
     """
     key = (os.getpid(), cache_dir)
     catalog = _catalogs.get(key)
-    if catalog is None:
+    if catalog is None or not catalog.is_current():
+        if catalog is not None:
+            catalog.engine.dispose()
         catalog = _catalogs[key] = _open_or_rebuild(cache_dir)
     return catalog
 

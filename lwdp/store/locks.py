@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..errors import CacheDirError
+
 logger = logging.getLogger("lwdp")
 
 
@@ -72,8 +74,15 @@ class LockDir:
             os.close(fd)
 
     def _open(self, stage_hash: str) -> int:
-        self.root.mkdir(parents=True, exist_ok=True)
-        return os.open(self.path_for(stage_hash), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path_for(stage_hash), os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise CacheDirError(
+                f"cannot create lock file {self.path_for(stage_hash)} ({exc.strerror}); fix the "
+                "permissions of the cache directory or choose another with LWDP_CACHE_DIR",
+                exc.errno,
+            ) from exc
 
 
 def _lock_announcing_wait(fd: int, mode: int, path: Path, stage_name: str) -> None:

@@ -1,0 +1,162 @@
+"""Regressions found in review, each named after the bug."""
+
+from __future__ import annotations
+
+import enum
+import os
+import shutil
+import time
+
+import pandas as pd
+import pytest
+
+from lwdp import stage
+from lwdp.digest import RACY_WINDOW_NS
+from lwdp.errors import CacheDirError
+
+FACTORY = '''
+import sys
+import pandas as pd
+from lwdp import stage
+
+def make(col):
+    def pick():
+        return pd.DataFrame({"v": [col]})
+    pick.__qualname__ = f"pick_{len(col)}"
+    return stage(cache=True)(pick)
+
+print(make(sys.argv[1])()["v"].iloc[0])
+'''
+
+
+def test_stages_from_a_factory_differ_by_the_values_they_capture(project):
+    project.write("pipeline.py", FACTORY)
+    assert project.run("pipeline.py", "a").stdout.strip() == "a"
+    second = project.run("pipeline.py", "b")
+    assert second.stdout.strip() == "b"
+    assert second.ran() == {"pick_1"}
+
+
+def test_code_hash_is_taken_at_decoration_not_after_the_file_is_edited(project):
+    """Editing a module after importing it must not store old code's result under the new hash."""
+    project.write("mod.py", "from lwdp import stage\n\n@stage(cache=True)\ndef stg_value():\n    return [1]\n")
+    project.write(
+        "pipeline.py",
+        "import sys, pathlib\nsys.path.insert(0, '.')\nimport mod\n"
+        "p = pathlib.Path('mod.py'); p.write_text(p.read_text().replace('[1]', '[2]'))\n"
+        "print(mod.stg_value())\n",
+    )
+    assert project.run().stdout.strip() == "[1]"  # the code that was imported ran
+    project.write("check.py", "import sys\nsys.path.insert(0, '.')\nimport mod\nprint(mod.stg_value())\n")
+    check = project.run("check.py")
+    assert check.stdout.strip() == "[2]"
+    assert check.ran() == {"stg_value"}
+
+
+def test_str_enum_parameter_is_a_parameter_not_a_path(project):
+    class Mode(str, enum.Enum):
+        FAST = "fast"
+        SLOW = "slow"
+
+    @stage(mode=Mode.FAST)
+    def run_fast(mode):
+        return mode
+
+    @stage(mode=Mode.SLOW)
+    def run_slow(mode):
+        return mode
+
+    assert run_fast() is Mode.FAST
+    assert run_fast.inputs[0].kind == "param"
+    assert run_slow.inputs[0].digest != run_fast.inputs[0].digest
+
+
+SYMLINKED = '''
+from lwdp import stage
+
+@stage(d="data", cache=True)
+def total(d):
+    return sum(int(open(f"{d}/{name}").read()) for name in ("a.txt", "more/b.txt"))
+
+print(total())
+'''
+
+
+def test_directory_input_follows_symlinked_subdirectories(project):
+    project.write("data/a.txt", "1")
+    project.write("shared/b.txt", "10")
+    os.symlink("../shared", project.root / "data" / "more")
+    os.symlink("..", project.root / "data" / "loop")  # a cycle must not hang or count twice
+    project.write("pipeline.py", SYMLINKED)
+    assert project.run().stdout.strip() == "11"
+    project.write("shared/b.txt", "99")
+    assert project.run().stdout.strip() == "100"
+
+
+def test_cache_directory_inside_a_directory_input_does_not_count(project):
+    project.write("data/a.csv", "v\n1\n")
+    project.write(
+        "pipeline.py",
+        "import lwdp\nfrom lwdp import stage\nlwdp.configure(cache_dir='data/.cache')\n"
+        "@stage(d='data', cache=True)\ndef listing(d):\n    return 1\n\nprint(listing.hash, listing())\n",
+    )
+    first = project.run()
+    second = project.run()
+    assert first.stdout.split()[0] == second.stdout.split()[0]
+    assert second.outcomes() == {"listing": "hit"}
+
+
+def test_pipeline_deeper_than_the_recursion_limit(project):
+    @stage(n=0)
+    def first(n):
+        return n
+
+    previous = first
+    for i in range(400):
+        def step(prev):
+            return prev + 1
+        step.__qualname__ = f"step_{i}"
+        previous = stage(prev=previous)(step)
+    assert previous() == 400
+
+
+def test_deleting_the_cache_directory_while_a_process_runs(project, stage_events):
+    @stage(n=2, cache=True)
+    def square(n):
+        return n * n
+
+    assert square() == 4
+    shutil.rmtree(project.cache_dir)
+    assert square() == 4
+    assert stage_events() == {"square": "computed"}
+    assert (project.cache_dir / "catalog.sqlite").exists()
+    assert square() == 4
+    assert stage_events() == {"square": "hit"}
+
+
+def test_lock_directory_that_cannot_be_made_is_a_cache_dir_error(project):
+    @stage(cache=True)
+    def one():
+        return 1
+
+    project.cache_dir.mkdir()
+    (project.cache_dir / "locks").write_text("not a directory")
+    with pytest.raises(CacheDirError, match="locks"):
+        one()
+
+
+def test_touch_keeps_the_cache_through_a_trusted_memo(project, stage_events):
+    """With the memo trusted (file older than the racy window), a touch must re-read, not trust."""
+    raw = project.write("raw/input.csv", "v\n1\n")
+    time.sleep(RACY_WINDOW_NS / 1e9 + 0.1)
+
+    @stage(src="raw/input.csv", cache=True)
+    def load(src):
+        return pd.read_csv(src)
+
+    load()
+    before = raw.stat()
+    raw.write_text("v\n7\n")  # same size
+    os.utime(raw, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert load()["v"].iloc[0] == 7
+    assert stage_events() == {"load": "computed"}
