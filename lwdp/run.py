@@ -101,12 +101,33 @@ def _recursion_room(stages: int) -> Iterator[None]:
 
 
 def _view(value: Any) -> Any:
-    """A copy a consumer may mutate freely (cheap under pandas copy-on-write)."""
-    if isinstance(value, (pd.DataFrame, pd.Series, pd.Index)):
-        return value.copy(deep=not _COPY_ON_WRITE)
-    if isinstance(value, _IMMUTABLE):
+    """A copy a consumer may mutate freely (cheap under pandas copy-on-write).
+
+    pandas never copies the Python objects inside object columns, so cells holding lists,
+    dicts or other mutable objects are deep-copied one by one.
+    """
+    if isinstance(value, pd.DataFrame):
+        frame = value.copy(deep=not _COPY_ON_WRITE)
+        for position in range(frame.shape[1]):
+            column = frame.iloc[:, position]
+            if _holds_mutable_objects(column):
+                frame.isetitem(position, column.map(copy.deepcopy).to_numpy())
+        return frame
+    if isinstance(value, pd.Series):
+        series = value.copy(deep=not _COPY_ON_WRITE)
+        return series.map(copy.deepcopy) if _holds_mutable_objects(series) else series
+    if isinstance(value, (pd.Index, *_IMMUTABLE)):
         return value
     return copy.deepcopy(value)
+
+
+_IMMUTABLE_KINDS = frozenset(
+    {"string", "bytes", "empty", "integer", "floating", "mixed-integer-float", "decimal", "boolean", "date", "datetime", "time", "timedelta"}
+)
+
+
+def _holds_mutable_objects(values: pd.Series) -> bool:
+    return values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) not in _IMMUTABLE_KINDS
 
 
 class PipelineRun:

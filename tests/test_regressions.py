@@ -160,3 +160,25 @@ def test_touch_keeps_the_cache_through_a_trusted_memo(project, stage_events):
     os.utime(raw, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert load()["v"].iloc[0] == 7
     assert stage_events() == {"load": "computed"}
+
+
+def test_mutable_objects_inside_cells_do_not_leak_between_consumers(project):
+    @stage(cache=True, cache_format="pickle")
+    def tagged():
+        return pd.DataFrame({"tags": [["a"], ["b"]], "n": [1, 2]})
+
+    @stage(t=tagged)
+    def appends(t):
+        t["tags"].iloc[0].append("LEAK")
+        return t
+
+    @stage(t=tagged)
+    def reads(t):
+        return list(t["tags"].iloc[0])
+
+    @stage(a=appends, r=reads)
+    def both(a, r):
+        return r
+
+    assert both() == ["a"]
+    assert tagged()["tags"].iloc[0] == ["a"]
