@@ -187,16 +187,25 @@ class Catalog:
         return [UsageRow(h, s, f, size, _aware(at)) for h, s, f, size, at in rows]
 
     def record_artifact(self, record: ArtifactRecord) -> None:
-        values = {
-            **record.__dict__,
-            "read_options": json.dumps(record.read_options),
-            "created_at": _naive_utc(record.created_at),
-            "last_access": _naive_utc(record.last_access),
-        }
-        stmt = sqlite_insert(artifacts).values(values)
-        stmt = stmt.on_conflict_do_update(index_elements=["hash"], set_={k: stmt.excluded[k] for k in values if k != "hash"})
+        self.record_artifacts([record])
+
+    def record_artifacts(self, records: Iterable[ArtifactRecord]) -> None:
+        """Insert or replace artifact rows, in one transaction."""
+        values = [
+            {
+                **record.__dict__,
+                "read_options": json.dumps(record.read_options),
+                "created_at": _naive_utc(record.created_at),
+                "last_access": _naive_utc(record.last_access),
+            }
+            for record in records
+        ]
+        if not values:
+            return
+        stmt = sqlite_insert(artifacts)
+        stmt = stmt.on_conflict_do_update(index_elements=["hash"], set_={k: stmt.excluded[k] for k in values[0] if k != "hash"})
         with self._write() as conn:
-            conn.execute(stmt)
+            conn.execute(stmt, values)
 
     def touch_artifact(self, stage_hash: str) -> None:
         with self._write() as conn:
@@ -209,11 +218,15 @@ class Catalog:
     # lineage
 
     def record_lineage(self, rows: Iterable[LineageRow]) -> None:
+        """Record each input of each evaluated stage hash; ``recorded_at`` becomes now, so the
+        newest ``recorded_at`` of a stage names its most recently evaluated hash."""
         values = [{**row.__dict__, "recorded_at": utcnow()} for row in rows]
         if not values:
             return
+        stmt = sqlite_insert(lineage)
+        stmt = stmt.on_conflict_do_update(index_elements=["hash", "input_name"], set_={"recorded_at": stmt.excluded.recorded_at})
         with self._write() as conn:
-            conn.execute(sqlite_insert(lineage).on_conflict_do_nothing(), values)
+            conn.execute(stmt, values)
 
     # names and lineage
 

@@ -118,7 +118,7 @@ def _remove(
     cache: ResultCache, report: GcReport, stage_hash: str, stage: str | None, suffix: str, size: int,
     reason: str, last_access: dt.datetime | None,
 ) -> None:
-    with cache.locks.try_hold(stage_hash, remove=not report.dry_run) as free:
+    with cache.locks.try_hold(stage_hash, remove=not report.dry_run, create=not report.dry_run) as free:
         if not free:
             report.in_use.append(stage_hash)
             return

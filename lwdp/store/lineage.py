@@ -31,15 +31,18 @@ def resolve_stage(catalog: Catalog, name: str) -> str:
 
     :raises UnknownStageError: no such stage, or a bare name several stages share.
     """
-    names = catalog.stage_names()
-    if name in names:
+    if name in catalog.stage_names():
         return name
-    matches = sorted(n for n in names if n.rsplit(".", 1)[-1] == name or n.endswith("." + name))
+    matches = _bare_name_matches(catalog, name)
     if len(matches) == 1:
         return matches[0]
     if matches:
         raise UnknownStageError(f"stage name {name!r} is ambiguous; use one of: {', '.join(matches)}")
     raise UnknownStageError(f"no stage named {name!r} in the catalog {catalog.path}")
+
+
+def _bare_name_matches(catalog: Catalog, name: str) -> list[str]:
+    return sorted(n for n in catalog.stage_names() if n.endswith("." + name))
 
 
 def resolve_hash(catalog: Catalog, stage_or_hash: str) -> tuple[str, str]:
@@ -50,10 +53,9 @@ def resolve_hash(catalog: Catalog, stage_or_hash: str) -> tuple[str, str]:
             return next(iter(found.items()))
         if len(found) > 1:
             raise UnknownStageError(f"hash prefix {stage_or_hash!r} is ambiguous ({len(found)} hashes); give more digits")
-    try:
-        stage = resolve_stage(catalog, stage_or_hash)
-    except UnknownStageError:
-        raise UnknownStageError(f"no stage or stage hash {stage_or_hash!r} in the catalog {catalog.path}") from None
+    if stage_or_hash not in catalog.stage_names() and not _bare_name_matches(catalog, stage_or_hash):
+        raise UnknownStageError(f"no stage or stage hash {stage_or_hash!r} in the catalog {catalog.path}")
+    stage = resolve_stage(catalog, stage_or_hash)  # raises if the bare name is ambiguous
     stage_hash = catalog.latest_hash(stage)
     assert stage_hash is not None  # a known stage name has a row
     return stage_hash, stage

@@ -53,12 +53,17 @@ class LockDir:
             os.close(fd)
 
     @contextmanager
-    def try_hold(self, stage_hash: str, remove: bool = False) -> Iterator[bool]:
+    def try_hold(self, stage_hash: str, remove: bool = False, create: bool = True) -> Iterator[bool]:
         """Hold the lock exclusively if nobody holds it (yield True), else yield False at once.
 
         ``remove``: delete the lock file too (while holding it), for an artifact being deleted.
+        ``create=False``: where no lock file exists nobody holds the lock; yield True without
+        creating one (for a dry run, which must leave the cache as it was).
         """
         path = self.path_for(stage_hash)
+        if not create and not path.exists():
+            yield True
+            return
         fd = self._open(stage_hash)
         try:
             try:
