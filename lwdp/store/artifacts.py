@@ -25,6 +25,7 @@ from ..digest import file_digest
 T = TypeVar("T")
 TEMP_PREFIX = ".tmp-"
 MANIFEST_SUFFIX = "manifest.json"
+MANIFEST_DOT = "." + MANIFEST_SUFFIX
 UNLISTED_GRACE_S = 60.0
 
 
@@ -99,24 +100,32 @@ class LocalArtifactStore:
         except ValueError:
             return None
 
-    def files(self) -> Iterator[StoredFile]:
-        """Every published artifact file (no manifests, no temporary files)."""
+    def payload_names(self) -> dict[str, str]:
+        """{hash: suffix} of every published artifact file, from one pass over the store's
+        directories (no manifests, no temporary files)."""
+        names: dict[str, str] = {}
         if not self.root.is_dir():
-            return
-        for path in self.root.glob("??/*"):
-            name = path.name
-            if name.startswith(TEMP_PREFIX) or name.endswith("." + MANIFEST_SUFFIX):
-                continue
-            stage_hash, _, suffix = name.partition(".")
-            yield StoredFile(stage_hash, suffix, path)
+            return names
+        with os.scandir(self.root) as buckets:
+            for bucket in buckets:
+                if not bucket.is_dir():
+                    continue
+                with os.scandir(bucket.path) as entries:
+                    for entry in entries:
+                        if not entry.name.startswith(TEMP_PREFIX) and not entry.name.endswith(MANIFEST_DOT):
+                            stage_hash, _, suffix = entry.name.partition(".")
+                            names[stage_hash] = suffix
+        return names
 
-    def unlisted_files(self, listed: set[str]) -> Iterator[StoredFile]:
+    def unlisted_files(self, listed: set[str], names: dict[str, str] | None = None) -> Iterator[StoredFile]:
         """Artifact files whose hash is not in ``listed``, except ones published in the last
         `UNLISTED_GRACE_S` (a writer records its row a moment after publishing)."""
         cutoff = time.time() - UNLISTED_GRACE_S
-        for stored in self.files():
-            if stored.hash not in listed and _mtime(stored.path) <= cutoff:
-                yield stored
+        for stage_hash, suffix in (self.payload_names() if names is None else names).items():
+            if stage_hash not in listed:
+                path = self.path_for(stage_hash, suffix)
+                if _mtime(path) <= cutoff:
+                    yield StoredFile(stage_hash, suffix, path)
 
     def dead_temp_files(self) -> list[Path]:
         """Temporary files whose writer is no longer running (never read; safe to delete)."""

@@ -73,7 +73,7 @@ class UsageRow:
     stage: str
     format: str
     size: int
-    last_access: dt.datetime
+    expired: bool
 
 
 @dataclass(frozen=True)
@@ -178,13 +178,15 @@ class Catalog:
             rows = conn.execute(query).mappings().all()
         return [_record_from_row(row) for row in rows]
 
-    def usage_by_recency(self) -> list[UsageRow]:
-        """(hash, stage, format, size, last_access) of every artifact, most recently used
-        first: a walk of the covering (last_access, size) index, for gc."""
-        columns = [artifacts.c.hash, artifacts.c.stage, artifacts.c.format, artifacts.c.size, artifacts.c.last_access]
+    def usage_by_recency(self, expired_before: dt.datetime | None) -> list[UsageRow]:
+        """Every artifact, most recently used first (a walk of the (last_access, size)
+        index), marked expired if last used before ``expired_before``: for gc. The database
+        compares the times, so no timestamp is parsed per row."""
+        expired = artifacts.c.last_access < _naive_utc(expired_before) if expired_before is not None else literal(False)
+        columns = [artifacts.c.hash, artifacts.c.stage, artifacts.c.format, artifacts.c.size, expired]
         with self._read() as conn:
             rows = conn.execute(select(*columns).order_by(artifacts.c.last_access.desc())).all()
-        return [UsageRow(h, s, f, size, _aware(at)) for h, s, f, size, at in rows]
+        return [UsageRow(h, s, f, size, bool(old)) for h, s, f, size, old in rows]
 
     def record_artifact(self, record: ArtifactRecord) -> None:
         self.record_artifacts([record])
@@ -206,6 +208,11 @@ class Catalog:
         stmt = stmt.on_conflict_do_update(index_elements=["hash"], set_={k: stmt.excluded[k] for k in values[0] if k != "hash"})
         with self._write() as conn:
             conn.execute(stmt, values)
+
+    def last_access(self, stage_hash: str) -> dt.datetime | None:
+        """When the artifact was last used (naive UTC), or None without a row."""
+        with self._read() as conn:
+            return conn.execute(select(artifacts.c.last_access).where(artifacts.c.hash == stage_hash)).scalar()
 
     def touch_artifact(self, stage_hash: str) -> None:
         with self._write() as conn:

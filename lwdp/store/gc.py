@@ -78,16 +78,18 @@ def gc(
     root = Path(cache_dir).absolute() if cache_dir is not None else config.cache_dir()
     cache = ResultCache(root, open_catalog(root))
     report = GcReport(dry_run)
-    usage = cache.catalog.usage_by_recency()
-    for row, reason in _victims(cache, usage, age, budget):
-        _remove(cache, report, row.hash, row.stage, FORMATS[row.format].suffix, row.size, reason, row.last_access)
-    for stored in cache.store.unlisted_files({row.hash for row in usage}):
-        adoptable = cache.adoptable(stored.hash)
+    started = utcnow()
+    usage = cache.catalog.usage_by_recency(started - age if age is not None else None)
+    stored = cache.store.payload_names()
+    for row, reason in _victims(usage, stored, budget):
+        _remove(cache, report, row.hash, row.stage, FORMATS[row.format].suffix, row.size, reason, started)
+    for orphan in cache.store.unlisted_files({row.hash for row in usage}, stored):
+        adoptable = cache.adoptable(orphan.hash)
         if adoptable is not None:  # intact, only its row was lost: keep it, listed again
             if not dry_run:
                 cache.catalog.record_artifact(adoptable)
             continue
-        _remove(cache, report, stored.hash, None, stored.suffix, stored.path.stat().st_size, "orphan", None)
+        _remove(cache, report, orphan.hash, None, orphan.suffix, orphan.path.stat().st_size, "orphan", None)
     report.temp_files = cache.store.dead_temp_files()
     if not dry_run:
         for path in report.temp_files:
@@ -95,16 +97,15 @@ def gc(
     return report
 
 
-def _victims(cache: ResultCache, usage: list[UsageRow], age: dt.timedelta | None, budget: int | None) -> list[tuple[UsageRow, str]]:
-    """Rows to remove and why; ``usage`` is most recently used first."""
-    cutoff = utcnow().replace(tzinfo=dt.timezone.utc) - age if age is not None else None
+def _victims(usage: list[UsageRow], stored: dict[str, str], budget: int | None) -> list[tuple[UsageRow, str]]:
+    """Rows to remove and why; ``usage`` is most recently used first, ``stored`` the files."""
     victims = []
     kept = 0
     over_budget = False
     for row in usage:
-        if not cache.store.path_for(row.hash, FORMATS[row.format].suffix).exists():
+        if stored.get(row.hash) != FORMATS[row.format].suffix:
             victims.append((row, "dangling"))
-        elif cutoff is not None and row.last_access < cutoff:
+        elif row.expired:
             victims.append((row, "expired"))
         elif budget is not None and (over_budget or kept + row.size > budget):
             over_budget = True  # strict LRU: everything older than the first misfit goes too
@@ -116,16 +117,16 @@ def _victims(cache: ResultCache, usage: list[UsageRow], age: dt.timedelta | None
 
 def _remove(
     cache: ResultCache, report: GcReport, stage_hash: str, stage: str | None, suffix: str, size: int,
-    reason: str, last_access: dt.datetime | None,
+    reason: str, selected_at: dt.datetime | None,
 ) -> None:
     with cache.locks.try_hold(stage_hash, remove=not report.dry_run, create=not report.dry_run) as free:
         if not free:
             report.in_use.append(stage_hash)
             return
-        if last_access is not None:
-            current = cache.catalog.lookup_artifact(stage_hash)
-            if current is not None and current.last_access != last_access:
-                report.in_use.append(stage_hash)  # read since we looked: no longer a victim
+        if selected_at is not None:
+            last_access = cache.catalog.last_access(stage_hash)
+            if last_access is not None and last_access >= selected_at:
+                report.in_use.append(stage_hash)  # read since gc started: no longer a victim
                 return
         if not report.dry_run:
             cache.catalog.delete_artifact(stage_hash)
