@@ -65,3 +65,7 @@ class UnknownStageError(LwdpError, LookupError):
 
 class CatalogUnavailableError(_LwdpOSError):
     """The catalog could not be read or written (locked too long, disk or permission trouble)."""
+
+
+class CatalogDamagedError(_LwdpOSError):
+    """The catalog turned out damaged mid-run; it was moved aside and a new one is made."""

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from . import config
-from .errors import StageNameCollisionError
+from .errors import CatalogDamagedError, StageNameCollisionError
 from .formats import PANDAS_MAJOR
 from .hashing import stage_hashes
 from .stage import Stage
@@ -81,7 +81,18 @@ def current_hashes(target: Stage) -> dict[Stage, str]:
 
 
 def run_stage(target: Stage) -> Any:
-    """Compute or load ``target``'s result."""
+    """Compute or load ``target``'s result.
+
+    A catalog found damaged mid-run is moved aside; the run then starts again on a new
+    one, where what was already computed is adopted from its manifests.
+    """
+    try:
+        return _run_once(target)
+    except CatalogDamagedError:
+        return _run_once(target)
+
+
+def _run_once(target: Stage) -> Any:
     run = PipelineRun(target)
     with _recursion_room(len(run.order)):
         result = run.result(target)

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, create_engine, delete, event, func, l
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..digest import DigestMemo, FileState
-from ..errors import CacheDirError, CatalogUnavailableError
+from ..errors import CacheDirError, CatalogDamagedError, CatalogUnavailableError
 from .migrate import ensure_schema
 from .schema import artifacts, lineage, raw_files
 
@@ -153,14 +153,22 @@ class Catalog:
 
     @contextmanager
     def _errors_explained(self) -> Iterator[None]:
+        """SQLite's failures as lwdp errors; a catalog found damaged is moved aside."""
         try:
             yield
-        except sqlalchemy.exc.OperationalError as exc:
+        except sqlalchemy.exc.OperationalError as exc:  # before its base class, DatabaseError
             locked = "locked" in str(exc.orig)
             cause = f"another process kept it locked for {BUSY_TIMEOUT_MS // 1000} s" if locked else str(exc.orig)
             raise CatalogUnavailableError(
                 f"catalog {self.path}: {cause}; retry, or check the disk and the permissions of {self.path.parent}"
             ) from exc
+        except sqlalchemy.exc.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise
+            if self.is_current():
+                self.engine.dispose()
+                _move_aside(self.path, exc.orig)
+            raise CatalogDamagedError(f"catalog {self.path} turned out damaged ({exc.orig}) and was moved aside") from exc
 
     # artifacts
 
@@ -357,17 +365,7 @@ def _open_or_rebuild(cache_dir: Path) -> Catalog:
         except sqlalchemy.exc.DatabaseError as exc:
             if not _is_corruption(exc):
                 raise
-            damage = exc.orig
-        aside = path.with_name(f"{CATALOG_FILE}.corrupt-{utcnow():%Y%m%dT%H%M%S%f}")
-        logger.warning(
-            "catalog %s is damaged (%s); moved it to %s and started a new one: cached "
-            "artifacts are re-adopted from their manifests as they are used",
-            path, damage, aside.name,
-        )
-        for suffix in ("", "-wal", "-shm"):
-            side = path.with_name(path.name + suffix)
-            if side.exists():
-                os.replace(side, aside.with_name(aside.name + suffix))
+            _move_aside(path, exc.orig)
         return Catalog(path)
     except (OSError, sqlalchemy.exc.OperationalError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else exc.orig
@@ -376,6 +374,20 @@ def _open_or_rebuild(cache_dir: Path) -> Catalog:
             "another with lwdp.configure(cache_dir=...) or LWDP_CACHE_DIR",
             getattr(exc, "errno", None),
         ) from exc
+
+
+def _move_aside(path: Path, damage: object) -> None:
+    """Keep a damaged catalog for inspection under another name; the next open starts anew."""
+    aside = path.with_name(f"{CATALOG_FILE}.corrupt-{utcnow():%Y%m%dT%H%M%S%f}")
+    logger.warning(
+        "catalog %s is damaged (%s); moved it to %s and started a new one: cached "
+        "artifacts are re-adopted from their manifests as they are used",
+        path, damage, aside.name,
+    )
+    for suffix in ("", "-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.replace(side, aside.with_name(aside.name + suffix))
 
 
 def _is_corruption(exc: sqlalchemy.exc.DatabaseError) -> bool:
