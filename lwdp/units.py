@@ -27,16 +27,9 @@ def parse_duration(value: int | float | str | dt.timedelta) -> dt.timedelta:
     :raises UnitError: anything else, or a negative duration.
     """
     if isinstance(value, dt.timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _NUMBER_UNIT.fullmatch(value)) and match[2].lower() in _DURATION_UNITS:
-        seconds = float(match[1]) * _DURATION_UNITS[match[2].lower()]
-    else:
-        raise UnitError(f"max_age {value!r} is not a duration: use seconds, a timedelta, or e.g. '90s', '30m', '12h', '7d', '2w'")
-    if seconds < 0:
-        raise UnitError(f"max_age {value!r} is negative")
-    return dt.timedelta(seconds=seconds)
+        value = value.total_seconds()
+    hint = "is not a duration: use seconds, a timedelta, or e.g. '90s', '30m', '12h', '7d', '2w'"
+    return dt.timedelta(seconds=_amount("max_age", value, _DURATION_UNITS, hint))
 
 
 def parse_size(value: int | float | str) -> int:
@@ -44,15 +37,21 @@ def parse_size(value: int | float | str) -> int:
 
     :raises UnitError: anything else, or a negative size.
     """
+    hint = "is not a size: use bytes or e.g. '500MB', '10GB', '1.5GiB'"
+    return int(_amount("max_size", value, _SIZE_UNITS, hint))
+
+
+def _amount(what: str, value: object, units: dict[str, int], hint: str) -> float:
+    """A plain number, or a number with one of ``units``, as a non-negative float."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        size = float(value)
-    elif isinstance(value, str) and (match := _NUMBER_UNIT.fullmatch(value)) and match[2].lower() in _SIZE_UNITS:
-        size = float(match[1]) * _SIZE_UNITS[match[2].lower()]
+        amount = float(value)
+    elif isinstance(value, str) and (match := _NUMBER_UNIT.fullmatch(value)) and match[2].lower() in units:
+        amount = float(match[1]) * units[match[2].lower()]
     else:
-        raise UnitError(f"max_size {value!r} is not a size: use bytes or e.g. '500MB', '10GB', '1.5GiB'")
-    if size < 0:
-        raise UnitError(f"max_size {value!r} is negative")
-    return int(size)
+        raise UnitError(f"{what} {value!r} {hint}")
+    if amount < 0:
+        raise UnitError(f"{what} {value!r} is negative")
+    return amount
 
 
 def human_size(size: int) -> str:
