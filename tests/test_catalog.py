@@ -312,6 +312,7 @@ def test_catalog_from_newer_lwdp_is_refused_and_left_unchanged(ran):
     assert len(before_rows[0]) == 2
 
 
+@pytest.mark.slow
 def test_wheel_installs_in_a_clean_venv_and_runs_the_quickstart(tmp_path):
     # build from a clean copy: setuptools would otherwise reuse (and leave) the repo's build/
     source = tmp_path / "source"

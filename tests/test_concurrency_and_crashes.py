@@ -379,6 +379,7 @@ else:
 '''
 
 
+@pytest.mark.slow
 def test_eight_processes_run_pipelines_at_once_and_lose_no_catalog_row(project):
     project.write("load.py", LOAD)
     (project.root / "done").mkdir()
@@ -459,6 +460,7 @@ def _phase(project, seed_files_before: set[Path]) -> str:
     return "nothing written"
 
 
+@pytest.mark.slow
 def test_kills_during_large_writes_never_leave_a_damaged_cache(project):
     project.write("big.py", BIG)
     # Calibrate: how long from "the stage returned" to the end of the process, per format.
