@@ -88,6 +88,44 @@ def _plain_unique_labels(df: pd.DataFrame) -> str | None:
 _EXACT_DOUBLE_INT = 2**53
 
 
+def _has_columns(df: pd.DataFrame) -> str | None:
+    """Arrow tables have no rows without columns: the row count would be lost."""
+    return "the frame has no columns" if df.shape[1] == 0 else None
+
+
+def _has_columns_and_rows(df: pd.DataFrame) -> str | None:
+    """XML and ORC files of an empty frame don't say what its columns were."""
+    return "the frame is empty (no columns or no rows)" if 0 in df.shape else None
+
+
+def _no_missing_integers(df: pd.DataFrame) -> str | None:
+    """Stata writes a nullable integer column with missing values as floats."""
+    for label, values in _all_columns(df):
+        if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) and pd.api.types.is_integer_dtype(values.dtype) and values.isna().any():
+            return f"integer column {label!r} has missing values"
+    return None
+
+
+def _no_empty_rows(df: pd.DataFrame) -> str | None:
+    """A spreadsheet reader drops rows in which every cell is empty."""
+    if df.shape[1] and _has_default_index(df) and df.isna().all(axis=1).any():
+        return "a row has no values at all, which it would drop"
+    return None
+
+
+def _no_timedeltas(df: pd.DataFrame) -> str | None:
+    """pandas writes JSON timedeltas it cannot read back."""
+    for label, values in _all_columns(df):
+        if pd.api.types.is_timedelta64_dtype(values.dtype):
+            return f"column {label!r} holds timedeltas, which pandas cannot read back from JSON"
+    return None
+
+
+def _unique_index(df: pd.DataFrame) -> str | None:
+    """JSON's table layout keys rows by index: repeated keys would collapse rows."""
+    return None if df.index.is_unique else "its index has repeated values"
+
+
 def _ints_fit_doubles(df: pd.DataFrame) -> str | None:
     """Excel and Stata keep numbers as doubles: larger integers would change."""
     for label, values in _all_columns(df):
@@ -113,37 +151,77 @@ def _has_default_index(df: pd.DataFrame) -> bool:
 def _text_layout(df: pd.DataFrame) -> ReadOptions:
     """The options that restore names, index and dtypes; ``index_col`` means "write the index"."""
     write_index = not _has_default_index(df)
-    options: ReadOptions = {"dtypes": [str(t) for t in df.dtypes]}
+    options: ReadOptions = {"dtypes": _dtype_names(df.dtypes)}
     if all(isinstance(c, (str, int, float, bool)) for c in df.columns):
         options["columns"] = list(df.columns)
+    if isinstance(df.columns.name, (str, int)):
+        options["columns_name"] = df.columns.name
     if write_index:
-        options["index_col"] = list(range(df.index.nlevels))
-        options["index_names"] = [n if isinstance(n, (str, int)) else None for n in df.index.names]
-        options["index_dtypes"] = [str(df.index.get_level_values(i).dtype) for i in range(df.index.nlevels)]
+        options.update(_dtype_options(df), index_col=list(range(df.index.nlevels)))
     return options
 
 
 def _restore(df: pd.DataFrame, options: ReadOptions) -> pd.DataFrame:
-    """Undo what a text format lost: column names, index names and dtypes, where they fit."""
+    """Undo what a text format lost: column labels, index and dtypes, where they fit."""
     if "columns" in options and len(options["columns"]) == df.shape[1]:
         df.columns = options["columns"]
+    df.columns.name = options.get("columns_name")
+    return _restore_dtypes(df, options)
+
+
+def _dtype_options(df: pd.DataFrame) -> ReadOptions:
+    """The dtypes of every column and index level, to cast back to after reading."""
+    return {
+        "dtypes": _dtype_names(df.dtypes),
+        "index_dtypes": _dtype_names(df.index.get_level_values(i).dtype for i in range(df.index.nlevels)),
+        "index_names": [n if isinstance(n, (str, int)) else None for n in df.index.names],
+    }
+
+
+def _dtype_names(dtypes: Any) -> list[Any]:
+    """dtype names, except categoricals: [categories, ordered], since "category" says neither."""
+    return [
+        [t.categories.tolist(), bool(t.ordered)] if isinstance(t, pd.CategoricalDtype) else str(t)
+        for t in dtypes
+    ]
+
+
+def _restore_dtypes(df: pd.DataFrame, options: ReadOptions) -> pd.DataFrame:
+    """Cast columns and index levels back to the recorded dtypes where they came back other
+    (Arrow has no datetime64[s] and reads object strings as str; text has no dtypes)."""
     for position, dtype in enumerate(options.get("dtypes", [])[: df.shape[1]]):
         df.isetitem(position, _astype_or_keep(df.iloc[:, position], dtype))
-    if "index_col" in options:
-        levels = [
-            _astype_or_keep(pd.Series(df.index.get_level_values(i)), t)
-            for i, t in enumerate(options["index_dtypes"])
-        ]
+    index_dtypes = options.get("index_dtypes", [])
+    current = _dtype_names(df.index.get_level_values(i).dtype for i in range(df.index.nlevels))
+    if len(index_dtypes) == df.index.nlevels and index_dtypes != current:
+        levels = [_astype_or_keep(pd.Series(df.index.get_level_values(i)), t) for i, t in enumerate(index_dtypes)]
         index = pd.MultiIndex.from_arrays(levels) if len(levels) > 1 else pd.Index(levels[0])
-        df.index = index.set_names(options["index_names"])
+        df.index = index.set_names(options.get("index_names", df.index.names))
+    elif "index_names" in options and len(options["index_names"]) == df.index.nlevels:
+        df.index = df.index.set_names(options["index_names"])
     return df
 
 
-def _astype_or_keep(values: pd.Series, dtype: str) -> Any:
-    if str(values.dtype) == dtype:
+def _arrow_format(name: str, suffix: str, to_file: Callable[[pd.DataFrame, str], Any],
+                  from_file: Callable[[io.BytesIO], pd.DataFrame]) -> Format:
+    """A format that keeps Arrow types: only dtypes Arrow lacks need casting back."""
+
+    def write(df: pd.DataFrame, path: str) -> ReadOptions:
+        to_file(df, path)
+        return _dtype_options(df)
+
+    def read(buf: io.BytesIO, options: ReadOptions) -> pd.DataFrame:
+        return _restore_dtypes(from_file(buf), options)
+
+    return Format(name, suffix, write, read, checks=(_only_arrow_safe_objects, _has_columns))
+
+
+def _astype_or_keep(values: pd.Series, dtype: Any) -> Any:
+    target = pd.CategoricalDtype(dtype[0], ordered=dtype[1]) if isinstance(dtype, list) else dtype
+    if values.dtype == target and str(values.dtype) == str(target):
         return values
     try:
-        return values.astype(dtype)  # type: ignore[call-overload]
+        return values.astype(target)
     except (TypeError, ValueError):
         return values
 
@@ -252,21 +330,21 @@ def _write_pickle(obj: Any, path: str) -> ReadOptions:
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
-        Format(
-            "parquet", "parquet", lambda df, p: df.to_parquet(p) or {}, lambda b, o: pd.read_parquet(b),
-            checks=(_only_arrow_safe_objects,),
-        ),
-        Format(
-            "feather", "feather", lambda df, p: df.to_feather(p) or {}, lambda b, o: pd.read_feather(b),
-            checks=(_only_arrow_safe_objects,),
-        ),
-        Format("orc", "orc", *_ORC, checks=(_only_arrow_safe_objects,)),
+        _arrow_format("parquet", "parquet", lambda df, p: df.to_parquet(p), pd.read_parquet),
+        _arrow_format("feather", "feather", lambda df, p: df.to_feather(p), pd.read_feather),
+        Format("orc", "orc", *_ORC, checks=(_only_arrow_safe_objects, _has_columns_and_rows)),
         Format("pickle", "pkl", _write_pickle, lambda b, o: pd.read_pickle(b), frames_only=False),
         Format("csv", "csv", *_CSV, checks=(_plain_unique_labels,)),
-        Format("json", "json", *_JSON, checks=(_plain_unique_labels,)),
-        Format("excel", "xlsx", *_EXCEL, requires=("openpyxl",), checks=(_plain_unique_labels, _ints_fit_doubles)),
-        Format("xml", "xml", *_XML, checks=(_plain_unique_labels,)),
-        Format("stata", "dta", *_STATA, checks=(_plain_unique_labels, _ints_fit_doubles, _no_missing_text)),
+        Format("json", "json", *_JSON, checks=(_plain_unique_labels, _unique_index, _ints_fit_doubles, _no_timedeltas)),
+        Format(
+            "excel", "xlsx", *_EXCEL, requires=("openpyxl",),
+            checks=(_plain_unique_labels, _ints_fit_doubles, _no_empty_rows),
+        ),
+        Format("xml", "xml", *_XML, checks=(_plain_unique_labels, _has_columns_and_rows)),
+        Format(
+            "stata", "dta", *_STATA,
+            checks=(_plain_unique_labels, _ints_fit_doubles, _no_missing_text, _no_missing_integers),
+        ),
     )
 }
 DEFAULT_FRAME_FORMAT = "parquet"

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 
@@ -452,3 +453,40 @@ def test_json_with_integer_column_labels_is_a_cache_hit(project, stage_events):
     stg_matrix()
     pd.testing.assert_frame_equal(stg_matrix(), frame)
     assert stage_events() == {"stg_matrix": "hit"}
+
+
+# Regressions found by property tests over generated frames: each came back different.
+EXACT_NOW = [
+    ("parquet", pd.DataFrame({"t": pd.Series(pd.to_datetime(["2024-01-01 00:00:01"]), dtype="datetime64[s]")})),
+    ("feather", pd.DataFrame({"s": pd.Series(["a", None], dtype=object)})),
+    ("parquet", pd.DataFrame({"s": pd.Series(["a", "b"], dtype=object)}).set_index("s")),
+    ("parquet", pd.DataFrame({"c": pd.Categorical([], categories=[""])})),
+    ("feather", pd.DataFrame({"c": pd.Categorical(["b", None], categories=["b", "a", "z"], ordered=True)})),
+    ("csv", pd.DataFrame({"c": pd.Categorical([3, 1], categories=[1, 2, 3])})),
+    ("json", pd.DataFrame({"c": pd.Categorical(["x"], categories=["y", "x"], ordered=True)})),
+    ("csv", pd.DataFrame({"v": [1, 2]}).rename_axis(columns="measure")),
+]
+
+
+@pytest.mark.parametrize(("fmt", "frame"), EXACT_NOW, ids=[f"{f}-{i}" for i, (f, _) in enumerate(EXACT_NOW)])
+def test_frames_that_used_to_come_back_different(tmp_path, fmt, frame):
+    got = _round_trip(fmt, frame.copy())
+    pd.testing.assert_frame_equal(got, frame, check_exact=True)
+    assert got.columns.name == frame.columns.name
+
+
+REFUSED_NOW = [
+    ("parquet", pd.DataFrame(index=range(2)), "no columns"),
+    ("json", pd.DataFrame({"v": [1, 2]}, index=[0, 0]), "repeated"),
+    ("json", pd.DataFrame({"d": pd.to_timedelta([1], unit="s")}), "timedeltas"),
+    ("json", pd.DataFrame({"v": pd.array([None, 2**53 + 1], dtype="Int64")}), "2\\*\\*53"),
+    ("xml", pd.DataFrame({"v": pd.Series([], dtype="int64")}), "empty"),
+    ("stata", pd.DataFrame({"v": pd.array([None, 1], dtype="Int64")}), "missing"),
+    ("excel", pd.DataFrame({"s": pd.Series([None], dtype=object)}), "no values"),
+]
+
+
+@pytest.mark.parametrize(("fmt", "frame", "why"), REFUSED_NOW, ids=[f"{f}-{w[:10]}" for f, _, w in REFUSED_NOW])
+def test_frames_a_format_would_change_are_now_refused(fmt, frame, why):
+    reason = FORMATS[fmt].why_cannot_store(frame)
+    assert reason is not None and re.search(why, reason), reason
