@@ -1,4 +1,4 @@
-"""The code part of a stage hash: the function's normalized AST.
+"""The code part of a stage hash: the function's normalized AST, and its helpers' (`lwdp.codedeps`).
 
 Comments and formatting never reach the AST; docstrings and decorators are removed from it,
 so only edits that can change what the function computes change the digest.
@@ -10,6 +10,7 @@ import ast
 import inspect
 import logging
 import types
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import xxhash
@@ -20,49 +21,65 @@ _DOC_OWNERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 _FUNCTION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
 
-def code_digest(func: Callable[..., Any], _seen: frozenset[int] = frozenset()) -> str:
-    """XXH3-128 of ``func``'s normalized AST (or of its code object when no source exists)
-    and of the values its closure captured (a stage made by a factory differs by those)."""
-    hasher = xxhash.xxh3_128()
+@dataclass(frozen=True)
+class CodeDigest:
+    """The code part of a stage hash, and the user's helpers it covers.
+
+    ``helpers`` maps each function or class of the user's own code the stage reaches
+    (``module.qualname``) to a digest of that helper's own code and references, so a
+    changed helper can be named.
+    """
+
+    digest: str
+    helpers: dict[str, str] = field(default_factory=dict)
+
+
+def code_digest(func: Callable[..., Any]) -> str:
+    """The digest of `deep_code_digest`."""
+    return deep_code_digest(func).digest
+
+
+def deep_code_digest(func: Callable[..., Any]) -> CodeDigest:
+    """XXH3-128 of ``func``'s normalized AST (or of its code object when no source exists),
+    of the values its closure captured and its defaults, and of every function, class and
+    constant of the user's own code it references, transitively (see `lwdp.codedeps`).
+    Library objects count by their qualified name only."""
+    from .codedeps import graph_digests
+
+    inner = inspect.unwrap(func) if not isinstance(func, types.FunctionType) else func
+    if not isinstance(inner, types.FunctionType):
+        raise TypeError(f"{func!r} is not a Python function")
+    digest, helpers = graph_digests(inner, _function_digest)
+    return CodeDigest(digest, helpers)
+
+
+# id(code object) -> (the code object, kept alive so the id stays unique; its digest). A
+# helper used by many stages is read and parsed once, and keeps the digest of the source
+# it was imported from even if its file is edited while the process runs.
+_FUNCTION_DIGESTS: dict[int, tuple[types.CodeType, str]] = {}
+
+
+def _function_digest(func: types.FunctionType, warn: bool) -> str:
+    """XXH3-128 of one function's normalized source, or of its bytecode without one."""
+    cached = _FUNCTION_DIGESTS.get(id(func.__code__))
+    if cached is None:
+        cached = _FUNCTION_DIGESTS[id(func.__code__)] = (func.__code__, _read_function_digest(func, warn))
+    return cached[1]
+
+
+def _read_function_digest(func: types.FunctionType, warn: bool) -> str:
     try:
-        hasher.update(normalized_source_dump(inspect.getsource(func)).encode())
+        return xxhash.xxh3_128_hexdigest(normalized_source_dump(inspect.getsource(func)).encode())
     except (OSError, TypeError, SyntaxError, LookupError):
-        logger.warning(
-            "no parsable source for %s.%s; hashing its bytecode instead, which changes with "
-            "the Python version",
-            func.__module__,
-            func.__qualname__,
-        )
-        hasher.update(_code_object_bytes(func.__code__))
-    for name, cell in zip(func.__code__.co_freevars, func.__closure__ or ()):
-        hasher.update(f"\0{name}={_captured_digest(func, name, cell, _seen | {id(func)})}".encode())
-    return hasher.hexdigest()
-
-
-def _captured_digest(func: Callable[..., Any], name: str, cell: types.CellType, seen: frozenset[int]) -> str:
-    """A digest of one captured value: code for functions, the value for parameters."""
-    from .params import param_digest
-    from .stage import Stage
-
-    try:
-        value = cell.cell_contents
-    except ValueError:
-        return "empty"
-    if isinstance(value, Stage):
-        return f"stage:{value.name}"
-    if isinstance(value, (types.FunctionType, types.MethodType)):
-        inner = getattr(value, "__func__", value)
-        return "cycle" if id(inner) in seen else f"function:{code_digest(inner, seen)}"
-    if isinstance(value, (type, types.ModuleType)):
-        return f"{type(value).__name__}:{getattr(value, '__qualname__', value.__name__)}"
-    try:
-        return f"value:{param_digest(value)}"
-    except TypeError:
-        logger.warning(
-            "%s.%s captures %r, a %s lwdp cannot hash: changing it won't invalidate the cache",
-            func.__module__, func.__qualname__, name, type(value).__qualname__,
-        )
-        return f"unhashed:{type(value).__qualname__}"
+        # Methods a decorator generated (dataclass, namedtuple) have no file: no warning.
+        if warn or not func.__code__.co_filename.startswith("<"):
+            logger.warning(
+                "no parsable source for %s.%s; hashing its bytecode instead, which changes with "
+                "the Python version",
+                func.__module__,
+                func.__qualname__,
+            )
+        return xxhash.xxh3_128_hexdigest(_code_object_bytes(func.__code__))
 
 
 def normalized_source_dump(source: str) -> str:

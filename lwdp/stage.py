@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .codehash import code_digest
+from .codehash import CodeDigest, deep_code_digest
 from .errors import InputBindingError
 from .formats import Format, get_format
 from .params import param_digest
@@ -90,8 +90,10 @@ class Stage:
         bound = {name: _bind_input(self.name, name, value) for name, value in sorted(inputs.items())}
         self.inputs: tuple[Input, ...] = tuple(bound.values())
         self.passed_inputs = _accepted_names(func, self.name, bound)
-        # Now, not on first use: the source file may be edited while this process runs.
-        self.code_digest = code_digest(func)
+        # Now, not on first use: the source file (or a helper's) may be edited while this
+        # process runs.
+        self.code: CodeDigest = deep_code_digest(func)
+        self.code_digest = self.code.digest
 
     def inputs_of_kind(self, kind: str) -> list[Input]:
         return [inp for inp in self.inputs if inp.kind == kind]
