@@ -21,8 +21,11 @@ def configure(*, cache_dir: str | os.PathLike[str] | None = None) -> None:
     _configured_cache_dir = None if cache_dir is None else Path(cache_dir).absolute()
 
 
-def cache_dir() -> Path:
-    """The cache directory in force at this moment (absolute; not created here)."""
+def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """The cache directory in force at this moment (absolute; not created here): ``override``
+    when given (a ``cache_dir=`` argument), else the configured one, else the environment's."""
+    if override is not None:
+        return Path(override).absolute()
     if _configured_cache_dir is not None:
         return _configured_cache_dir
     from_env = os.environ.get(ENV_CACHE_DIR)

@@ -12,9 +12,7 @@ import importlib.util
 import itertools
 import os
 import re
-import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -75,7 +75,7 @@ def gc(
     """
     age = parse_duration(max_age) if max_age is not None else None
     budget = parse_size(max_size) if max_size is not None else None
-    root = Path(cache_dir).absolute() if cache_dir is not None else config.cache_dir()
+    root = config.cache_dir(cache_dir)
     cache = ResultCache(root, open_catalog(root))
     report = GcReport(dry_run)
     started = utcnow()

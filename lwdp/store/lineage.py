@@ -11,7 +11,6 @@ import fnmatch
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
@@ -23,7 +22,7 @@ _HEX_PREFIX = re.compile(r"[0-9a-fA-F]{6,32}")
 
 
 def _catalog(cache_dir: str | os.PathLike[str] | None) -> Catalog:
-    return open_catalog(Path(cache_dir).absolute() if cache_dir is not None else config.cache_dir())
+    return open_catalog(config.cache_dir(cache_dir))
 
 
 def resolve_stage(catalog: Catalog, name: str) -> str:

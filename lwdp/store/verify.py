@@ -63,7 +63,7 @@ def verify(repair: bool = False, cache_dir: str | os.PathLike[str] | None = None
     manifest and checksum agree, rewrites missing manifests, removes unlisted files and
     the temporary files of dead writers. Artifacts being written are left alone.
     """
-    root = Path(cache_dir).absolute() if cache_dir is not None else config.cache_dir()
+    root = config.cache_dir(cache_dir)
     catalog = open_catalog(root)
     cache = ResultCache(root, catalog)
     report = VerifyReport(repaired=repair)
