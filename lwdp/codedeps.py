@@ -21,7 +21,7 @@ import sys
 import sysconfig
 import types
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypedDict
 
 import xxhash
 
@@ -35,6 +35,10 @@ _GLOBAL_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
 _ATTR_LOADS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
 _REF = re.compile("\x01(\\d+)\x01")
 _MAX_DEPTH = 20
+
+# How `Graph.value` writes a reference to a function, class, module or stage (not a value).
+_NAMED_REFERENCES = ("lib:", "libobj:", "module:", "stage:", "method(", "partial(", "wrapped(")
+Part = tuple[str, str]  # (what it is, e.g. "global OFFSET"; its text in the digest)
 
 
 @functools.lru_cache(maxsize=None)
@@ -137,6 +141,7 @@ class Graph:
         self._function_text = function_text
         self.nodes: list[Any] = []
         self._index: dict[int, int] = {}
+        self.parts: list[list[Part]] = []
         self.texts: list[str] = []
 
     def walk(self, root: types.FunctionType) -> None:
@@ -144,7 +149,9 @@ class Graph:
         done = 0
         while done < len(self.nodes):
             obj = self.nodes[done]
-            self.texts.append(self._class_text(obj) if isinstance(obj, type) else self._func_text(obj, done == 0))
+            parts = self._class_parts(obj) if isinstance(obj, type) else self._func_parts(obj, done == 0)
+            self.parts.append(parts)
+            self.texts.append("\0".join(text for _, text in parts))
             done += 1
 
     def ref(self, obj: Any) -> str:
@@ -158,41 +165,48 @@ class Graph:
         """``text`` with placeholders as node numbers, or as node names when ``names``."""
         return _REF.sub(lambda m: f"#{m.group(1)}" if names is None else f"<{names[int(m.group(1))]}>", text)
 
-    def _func_text(self, func: types.FunctionType, is_root: bool) -> str:
-        parts = [f"function\0{self._function_text(func, is_root)}"]
+    def _func_parts(self, func: types.FunctionType, is_root: bool) -> list[Part]:
+        """(what, text) of each thing a function's result depends on; ``what`` names it for
+        explanations: "code", "closure n", "default by", "constant OFFSET" (a value) or
+        "global helpers" (a function, class or module)."""
+        parts = [("code", f"function\0{self._function_text(func, is_root)}")]
         where = f"{func.__module__}.{func.__qualname__}"
         for name, cell in zip(func.__code__.co_freevars, func.__closure__ or ()):
             try:
                 contents = cell.cell_contents
             except ValueError:
-                parts.append(f"closure {name}=empty")
+                parts.append((f"closure {name}", f"closure {name}=empty"))
                 continue
-            parts.append(f"closure {name}={self.value(contents, f'{where} captures {name!r}')}")
-        for i, default in enumerate(func.__defaults__ or ()):
-            parts.append(f"default {i}={self.value(default, f'{where} default {i}')}")
+            parts.append((f"closure {name}", f"closure {name}={self.value(contents, f'{where} captures {name!r}')}"))
+        positional = func.__code__.co_varnames[: func.__code__.co_argcount]
+        defaults = func.__defaults__ or ()
+        for i, (name, default) in enumerate(zip(positional[len(positional) - len(defaults):], defaults)):
+            parts.append((f"default {name}", f"default {i}={self.value(default, f'{where} default {i}')}"))
         for name, default in sorted((func.__kwdefaults__ or {}).items()):
-            parts.append(f"kwdefault {name}={self.value(default, f'{where} default {name!r}')}")
+            parts.append((f"default {name}", f"kwdefault {name}={self.value(default, f'{where} default {name!r}')}"))
         for dotted in sorted(global_references(func.__code__)):
             found, obj = resolve(dotted, func.__globals__)
             if found:
-                parts.append(f"global {dotted}={self.value(obj, f'{where} reads {dotted!r}')}")
-        return "\0".join(parts)
+                text = self.value(obj, f"{where} reads {dotted!r}")
+                what = "global" if text.startswith(_NAMED_REFERENCES) or _REF.fullmatch(text) else "constant"
+                parts.append((f"{what} {dotted}", f"global {dotted}={text}"))
+        return parts
 
-    def _class_text(self, cls: type) -> str:
-        parts = [f"class\0{cls.__qualname__}"]
+    def _class_parts(self, cls: type) -> list[Part]:
+        parts = [("code", f"class\0{cls.__qualname__}")]
         where = f"{cls.__module__}.{cls.__qualname__}"
-        parts.extend(f"base={self.value(base, where)}" for base in cls.__bases__)
+        parts.extend((f"base {i}", f"base={self.value(base, where)}") for i, base in enumerate(cls.__bases__))
         for name, value in sorted(vars(cls).items()):
             if isinstance(value, (staticmethod, classmethod)):
-                parts.append(f"{type(value).__name__} {name}={self.value(value.__func__, where)}")
+                parts.append((f"method {name}", f"{type(value).__name__} {name}={self.value(value.__func__, where)}"))
             elif isinstance(value, property):
                 accessors = (self.value(f, where) if f is not None else "-" for f in (value.fget, value.fset, value.fdel))
-                parts.append(f"property {name}={','.join(accessors)}")
+                parts.append((f"method {name}", f"property {name}={','.join(accessors)}"))
             elif isinstance(value, types.FunctionType):
-                parts.append(f"method {name}={self.value(value, where)}")
+                parts.append((f"method {name}", f"method {name}={self.value(value, where)}"))
             elif not (name.startswith("_") and name.endswith("_")):  # dunder and enum sunder data
-                parts.append(f"attr {name}={self.value(value, f'{where}.{name}')}")
-        return "\0".join(parts)
+                parts.append((f"attribute {name}", f"attr {name}={self.value(value, f'{where}.{name}')}"))
+        return parts
 
     def value(self, value: Any, where: str, depth: int = 0) -> str:
         """The text of one referenced object: an edge, a library name or a value digest."""
@@ -262,8 +276,20 @@ def node_names(nodes: list[Any]) -> list[str]:
     return names
 
 
-def graph_digests(root: types.FunctionType, function_text: Callable[[types.FunctionType, bool], str]) -> tuple[str, dict[str, str]]:
-    """(digest of the whole graph, {helper name: digest of its own text}) for ``root``.
+class NodeDigest(TypedDict):
+    """One function or class of a stage's code: where it is defined, the digest of its own
+    text, and a digest per part (its code, each closure value, default and global it reads),
+    so that an explanation can say which part changed."""
+
+    file: str
+    digest: str
+    parts: dict[str, str]
+
+
+def graph_digests(
+    root: types.FunctionType, function_text: Callable[[types.FunctionType, bool], str]
+) -> tuple[str, dict[str, NodeDigest]]:
+    """(digest of the whole graph, {name: `NodeDigest`}) for ``root`` (first) and every helper.
 
     A root that references nothing (no globals, closure or defaults) and has no helpers
     gets the digest of its own code text alone, as before deep hashing.
@@ -271,13 +297,32 @@ def graph_digests(root: types.FunctionType, function_text: Callable[[types.Funct
     graph = Graph(function_text)
     graph.walk(root)
     names = node_names(graph.nodes)
-    helpers = {
-        names[i]: xxhash.xxh3_128_hexdigest(graph.render(graph.texts[i], names).encode())
-        for i in range(1, len(graph.nodes))
+    nodes = {
+        names[i]: NodeDigest(
+            file=_display_path(_defining_file(obj)),
+            digest=_xxh(graph.render(graph.texts[i], names)),
+            parts={what: _xxh(graph.render(text, names)) for what, text in graph.parts[i]},
+        )
+        for i, obj in enumerate(graph.nodes)
     }
     if len(graph.nodes) == 1 and "\0" not in graph.texts[0].split("\0", 1)[1]:
-        return graph.texts[0].split("\0", 1)[1], helpers
+        return graph.texts[0].split("\0", 1)[1], nodes
     hasher = xxhash.xxh3_128()
     for i, text in enumerate(graph.texts):
         hasher.update(f"{i}\0{graph.render(text)}\n".encode())
-    return hasher.hexdigest(), helpers
+    return hasher.hexdigest(), nodes
+
+
+def _xxh(text: str) -> str:
+    return xxhash.xxh3_128_hexdigest(text.encode())
+
+
+def _display_path(path: str | None) -> str:
+    """A file as a user names it: relative to the working directory when inside it."""
+    if not path or path.startswith("<"):
+        return path or "<unknown>"
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive
+        return path
+    return path if relative.startswith("..") else relative

@@ -11,9 +11,12 @@ import inspect
 import logging
 import types
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import xxhash
+
+if TYPE_CHECKING:
+    from .codedeps import NodeDigest
 
 logger = logging.getLogger("lwdp")
 
@@ -23,15 +26,20 @@ _FUNCTION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
 @dataclass(frozen=True)
 class CodeDigest:
-    """The code part of a stage hash, and the user's helpers it covers.
+    """The code part of a stage hash, and what it covers.
 
-    ``helpers`` maps each function or class of the user's own code the stage reaches
-    (``module.qualname``) to a digest of that helper's own code and references, so a
-    changed helper can be named.
+    ``nodes`` has the stage function first, then each function or class of the user's own
+    code the stage reaches (``module.qualname``), with digests of their parts, so that a
+    changed helper, constant, closure value or default can be named.
     """
 
     digest: str
-    helpers: dict[str, str] = field(default_factory=dict)
+    nodes: dict[str, NodeDigest] = field(default_factory=dict)
+
+    @property
+    def helpers(self) -> dict[str, str]:
+        """{helper name: digest of its own text}: every node but the stage function."""
+        return {name: node["digest"] for name, node in list(self.nodes.items())[1:]}
 
 
 def code_digest(func: Callable[..., Any]) -> str:
@@ -49,8 +57,7 @@ def deep_code_digest(func: Callable[..., Any]) -> CodeDigest:
     inner = inspect.unwrap(func) if not isinstance(func, types.FunctionType) else func
     if not isinstance(inner, types.FunctionType):
         raise TypeError(f"{func!r} is not a Python function")
-    digest, helpers = graph_digests(inner, _function_digest)
-    return CodeDigest(digest, helpers)
+    return CodeDigest(*graph_digests(inner, _function_digest))
 
 
 # id(code object) -> (the code object, kept alive so the id stays unique; its digest). A

@@ -69,3 +69,7 @@ class CatalogUnavailableError(_LwdpOSError):
 
 class CatalogDamagedError(_LwdpOSError):
     """The catalog turned out damaged mid-run; it was moved aside and a new one is made."""
+
+
+class UnknownPackageError(LwdpError, LookupError):
+    """A package named in ``hash_packages`` is not installed."""

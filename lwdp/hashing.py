@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import xxhash
 
+from . import config
 from .digest import MemoStore, combine_set_digest, digest_files, expand_raw_input
 
 if TYPE_CHECKING:
@@ -19,7 +20,10 @@ if TYPE_CHECKING:
 
 HASH_SCHEME = "lwdp-stage-v1"
 
-InputRow = tuple[str, str, str, "str | None"]  # (input name, kind, digest, raw path as written)
+# (input name, kind, digest, detail): the detail is a raw input's path as written or a
+# package's version. Kinds: "raw", "stage", "param", and "package" for the installed
+# versions `lwdp.configure(hash_packages=...)` adds to every stage (named "package NAME").
+InputRow = tuple[str, str, str, "str | None"]
 
 
 def combine_stage_hash(code_digest: str, inputs: Iterable[tuple[str, str, str]]) -> str:
@@ -57,6 +61,10 @@ def stage_hashes(
 ) -> tuple[dict[Stage, str], dict[Stage, list[InputRow]]]:
     """Hash of each stage (``stages`` in dependency order), and each stage's input rows."""
     raw = raw_input_digests(stages, memos, cache_dir)
+    packages: list[InputRow] = [
+        (f"package {name}", "package", xxhash.xxh3_128_hexdigest(version.encode()), version)
+        for name, version in config.package_versions().items()
+    ]
     hashes: dict[Stage, str] = {}
     inputs: dict[Stage, list[InputRow]] = {}
     for stage in stages:
@@ -69,6 +77,7 @@ def stage_hashes(
             else:
                 assert inp.digest is not None  # parameters are digested at decoration
                 rows.append((inp.name, inp.kind, inp.digest, None))
+        rows += packages
         inputs[stage] = rows
         hashes[stage] = combine_stage_hash(stage.code_digest, ((n, k, d) for n, k, d, _ in rows))
     return hashes, inputs

@@ -22,6 +22,7 @@ from . import config
 from .errors import CatalogDamagedError, StageNameCollisionError
 from .formats import PANDAS_MAJOR
 from .hashing import stage_hashes
+from .manifest import stage_manifest, why_rerun
 from .stage import Stage
 from .store.cache import Miss, ResultCache
 from .store.catalog import LineageRow, open_catalog
@@ -149,11 +150,11 @@ class PipelineRun:
         catalog = open_catalog(cache_dir)
         self.cache = ResultCache(cache_dir, catalog)
         order = dependency_order(target)
-        self.hashes, inputs = stage_hashes(order, catalog, cache_dir)
+        self.hashes, self.inputs = stage_hashes(order, catalog, cache_dir)
         catalog.record_lineage(
             LineageRow(self.hashes[stage], stage.name, name, kind, digest, path)
             for stage in order
-            for name, kind, digest, path in inputs[stage]
+            for name, kind, digest, path in self.inputs[stage]
         )
         self.order = order
         self.results: dict[Stage, Any] = {}
@@ -180,9 +181,14 @@ class PipelineRun:
                 # Another process may have computed it while this one waited for the lock.
                 found = self.cache.load(stage.name, stage_hash, stage.format, locked=True)
                 if isinstance(found, Miss):
-                    return self._compute(stage, found.reason)
+                    return self._compute(stage, found.reason if found.reason != "never computed" else self._why_rerun(stage))
         self._log(StageEvent(stage.name, stage_hash, "hit", time.perf_counter() - started, found.size))
         return found.value
+
+    def _why_rerun(self, stage: Stage) -> str:
+        """What changed since the stage's result was last cached (`lwdp.manifest`)."""
+        stored_before, previous = self.cache.catalog.previous_manifest(stage.name, self.hashes[stage])
+        return "; ".join(why_rerun(stored_before, previous, stage_manifest(stage, self.inputs[stage])))
 
     def _compute(self, stage: Stage, miss_reason: str | None) -> Any:
         """Run the stage (its inputs first) and cache the result if it is a cached stage."""
@@ -193,7 +199,8 @@ class PipelineRun:
         seconds = time.perf_counter() - started
         size = None
         if stage.cache:
-            size = self.cache.save(stage.name, stage_hash, result, stage.format, seconds)
+            manifest = stage_manifest(stage, self.inputs[stage])
+            size = self.cache.save(stage.name, stage_hash, result, stage.format, seconds, manifest)
         outcome = "computed" if stage.cache else "computed-uncached"
         self._log(StageEvent(stage.name, stage_hash, outcome, time.perf_counter() - started, size, miss_reason))
         return result

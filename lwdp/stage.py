@@ -11,12 +11,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .codehash import CodeDigest, deep_code_digest
 from .errors import InputBindingError
 from .formats import Format, get_format
 from .params import param_digest
+
+if TYPE_CHECKING:
+    from .status import StageStatus
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,6 +111,14 @@ class Stage:
         from .run import current_hashes
 
         return current_hashes(self)[self]
+
+    def explain(self) -> StageStatus:
+        """Whether calling the stage now would load its cached result, and if not, why it
+        would rerun ("parameter `threshold` changed 0.5 → -0.5", "helper `scale` in
+        helpers.py changed", ...), without running anything. ``str()`` of it is a sentence."""
+        from .status import pipeline_status
+
+        return pipeline_status(self)[-1]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if args or kwargs:

@@ -7,6 +7,7 @@ Usage: python runner.py SCRIPT [ARGS...]. Each `StageEvent` is printed to stderr
 import dataclasses
 import json
 import logging
+import os
 import runpy
 import sys
 
@@ -22,4 +23,5 @@ logger = logging.getLogger("lwdp")
 logger.addHandler(_EventPrinter())
 logger.setLevel(logging.INFO)
 sys.argv = sys.argv[1:]
+sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))  # as `python SCRIPT` sets it
 runpy.run_path(sys.argv[0], run_name="__main__")

@@ -45,6 +45,7 @@ from helpers import shift
 from lwdp import stage
 
 OFFSET = 10
+LIMIT = 3
 
 
 def unrelated(x):
@@ -103,35 +104,68 @@ def stg_plain(n):
     return n
 
 
-ALL = [stg_local, stg_module, stg_imported, stg_closure, stg_cycle, stg_plain]
-print("RESULTS", json.dumps([s() for s in ALL]))
-print("HELPERS", json.dumps({s.name.rsplit(".", 1)[-1]: s.code.helpers for s in ALL}))
+@stage(n=1, cache=True)
+def stg_direct(n, k=2):
+    return n * LIMIT + k
+
+
+ALL = [stg_local, stg_module, stg_imported, stg_closure, stg_cycle, stg_plain, stg_direct]
+if __name__ == "__main__":
+    print("RESULTS", json.dumps([s() for s in ALL]))
+    print("HELPERS", json.dumps({s.name.rsplit(".", 1)[-1]: s.code.helpers for s in ALL}))
 '''
 
-ALL_STAGES = {"stg_local", "stg_module", "stg_imported", "stg_closure", "stg_cycle", "stg_plain"}
+# Asks each stage why it would rerun, without running anything.
+EXPLAIN = '''
+import json
+import pipeline
 
-# (file, old text, new text, stages that must rerun)
+print("EXPLAIN", json.dumps({s.name.rsplit(".", 1)[-1]: [s.explain().state, s.explain().reasons] for s in pipeline.ALL}))
+'''
+
+ALL_STAGES = {"stg_local", "stg_module", "stg_imported", "stg_closure", "stg_cycle", "stg_plain", "stg_direct"}
+
+# (file, old text, new text, {stage that must rerun: why}; every other stage is a hit)
+# A default argument's value is also written in the function's code: both parts changed.
 EDITS = {
-    "same-module helper": ("pipeline.py", "return x + OFFSET", "return x + OFFSET + 1", {"stg_local"}),
-    "helper in another local module": ("helpers.py", "return x * FACTOR", "return x * FACTOR * 3", {"stg_module"}),
-    "module constant read by a helper": ("pipeline.py", "OFFSET = 10", "OFFSET = 11", {"stg_local"}),
-    "constant of another local module": ("helpers.py", "FACTOR = 2", "FACTOR = 4", {"stg_module"}),
-    "closure value": ("pipeline.py", "make_adder(5)", "make_adder(6)", {"stg_closure"}),
-    "helper's default argument": ("helpers.py", "by=7", "by=8", {"stg_imported"}),
-    "helper inside a cycle": ("pipeline.py", "else 1", "else 2", {"stg_cycle"}),
-    "unrelated function": ("pipeline.py", "return x - 1", "return x - 2", set()),
-    "unrelated function added": ("helpers.py", "def shift", "def unused():\n    return 0\n\n\ndef shift", set()),
+    "same-module helper": ("pipeline.py", "return x + OFFSET", "return x + OFFSET + 1", {
+        "stg_local": ["helper `local_helper` in pipeline.py changed"],
+    }),
+    "helper in another local module": ("helpers.py", "return x * FACTOR", "return x * FACTOR * 3", {
+        "stg_module": ["helper `scale` in helpers.py changed"],
+    }),
+    "module constant read by a helper": ("pipeline.py", "OFFSET = 10", "OFFSET = 11", {
+        "stg_local": ["module constant `OFFSET` changed (in helper `local_helper` in pipeline.py)"],
+    }),
+    "constant of another local module": ("helpers.py", "FACTOR = 2", "FACTOR = 4", {
+        "stg_module": ["module constant `FACTOR` changed (in helper `scale` in helpers.py)"],
+    }),
+    "closure value": ("pipeline.py", "make_adder(5)", "make_adder(6)", {
+        "stg_closure": ["captured value `n` changed (in helper `make_adder.<locals>.add` in pipeline.py)"],
+    }),
+    "helper's default argument": ("helpers.py", "by=7", "by=8", {
+        "stg_imported": [
+            "helper `shift` in helpers.py changed", "default of argument `by` changed (in helper `shift` in helpers.py)",
+        ],
+    }),
+    "helper inside a cycle": ("pipeline.py", "else 1", "else 2", {"stg_cycle": ["helper `b_cycle` in pipeline.py changed"]}),
+    "constant the stage reads": ("pipeline.py", "LIMIT = 3", "LIMIT = 4", {"stg_direct": ["module constant `LIMIT` changed"]}),
+    "stage's default argument": ("pipeline.py", "k=2", "k=5", {"stg_direct": ["code changed", "default of argument `k` changed"]}),
+    "stage's own code": ("pipeline.py", "return local_helper(n)", "return local_helper(n) * 2", {"stg_local": ["code changed"]}),
+    "parameter": ("pipeline.py", "@stage(n=3, cache=True)", "@stage(n=4, cache=True)", {"stg_cycle": ["parameter `n` changed 3 → 4"]}),
+    "unrelated function": ("pipeline.py", "return x - 1", "return x - 2", {}),
+    "unrelated function added": ("helpers.py", "def shift", "def unused():\n    return 0\n\n\ndef shift", {}),
     "helper reformatted": (
         "pipeline.py",
         "def local_helper(x):\n    return x + OFFSET",
         'def local_helper(\n    x,\n):\n    """Add the offset."""\n    # the offset\n\n    return (x +\n            OFFSET)  # why not',
-        set(),
+        {},
     ),
     "other module's helper reformatted": (
         "helpers.py",
         "def scale(x):\n    return x * FACTOR",
         "def scale(x) :  # scale it\n\n    return x*FACTOR",
-        set(),
+        {},
     ),
 }
 
@@ -140,23 +174,39 @@ def _helpers_of(run) -> dict[str, dict[str, str]]:
     return json.loads(next(line for line in run.stdout.splitlines() if line.startswith("HELPERS ")).split(" ", 1)[1])
 
 
+def _explained(project) -> dict[str, list]:
+    run = project.run("explain.py")
+    return json.loads(next(line for line in run.stdout.splitlines() if line.startswith("EXPLAIN ")).split(" ", 1)[1])
+
+
 @pytest.mark.parametrize("what", list(EDITS))
-def test_an_edit_reruns_exactly_the_stages_that_use_it(project, what):
+def test_an_edit_reruns_exactly_the_stages_that_use_it_and_says_why(project, what):
     path, old, new, expected = EDITS[what]
     project.write("helpers.py", HELPERS)
     project.write("pipeline.py", PIPELINE)
+    project.write("explain.py", EXPLAIN)
+    assert _explained(project) == {name: ["never computed", ["never computed"]] for name in ALL_STAGES}
     cold = project.run()
     assert cold.ran() == ALL_STAGES
     source = {"helpers.py": HELPERS, "pipeline.py": PIPELINE}[path]
     assert source.count(old) == 1, what
     project.write(path, source.replace(old, new))
+    # explain() says what will rerun and why, before anything runs ...
+    explained = _explained(project)
+    assert explained == {
+        name: ["stale", expected[name]] if name in expected else ["fresh", []] for name in ALL_STAGES
+    }, what
+    # ... and the run reruns exactly those stages, logging the same reason.
     warm = project.run()
-    assert warm.ran() == expected, what
-    assert {name for name, outcome in warm.outcomes().items() if outcome == "hit"} == ALL_STAGES - expected
+    assert warm.ran() == set(expected), what
+    assert {name for name, outcome in warm.outcomes().items() if outcome == "hit"} == ALL_STAGES - set(expected)
+    assert {e["stage"].rsplit(".", 1)[-1]: e["reason"] for e in warm.events if e["reason"]} == {
+        name: "; ".join(reasons) for name, reasons in expected.items()
+    }
     # The helper list names what changed: only the edited helper's digest differs.
     before, after = _helpers_of(cold), _helpers_of(warm)
     assert set(before) == set(after) == ALL_STAGES
-    for name in ALL_STAGES - expected:
+    for name in ALL_STAGES - set(expected):
         assert after[name] == before[name], (what, name)
 
 

@@ -1178,8 +1178,8 @@ def test_cli_status_and_graph_say_what_is_stale_and_why_without_running_anything
     assert list(status) == ["stg_a", "stg_b", "stg_c", "stg_d"]  # upstream first
     assert status["stg_a"] == ("fresh", h["stg_a"][:12], "")
     assert status["stg_c"] == ("fresh", h["stg_c"][:12], "")
-    assert status["stg_b"][0::2] == ("stale", "parameter `x` changed") and status["stg_b"][1] != h["stg_b"][:12]
-    assert status["stg_d"][0::2] == ("stale", "upstream `left` changed") and status["stg_d"][1] != h["stg_d"][:12]
+    assert status["stg_b"][0::2] == ("stale", "parameter `x` changed 2 → 5") and status["stg_b"][1] != h["stg_b"][:12]
+    assert status["stg_d"][0::2] == ("stale", "upstream `left` changed (stage stg_b)") and status["stg_d"][1] != h["stg_d"][:12]
 
     mermaid = _ok(mermaid).splitlines()
     assert mermaid[0] == "flowchart LR"
@@ -1218,9 +1218,9 @@ def test_cli_status_and_graph_say_what_is_stale_and_why_without_running_anything
     status = _status(project.root, "pipeline:stg_d")
     assert {s: (v[0], v[2]) for s, v in status.items()} == {
         "stg_a": ("stale", "raw input `src` (raw/x.csv) content changed"),
-        "stg_b": ("stale", "upstream `up` changed"),
-        "stg_c": ("stale", "upstream `up` changed"),
-        "stg_d": ("stale", "upstream `left` changed; upstream `right` changed"),
+        "stg_b": ("stale", "upstream `up` changed (stage stg_a)"),
+        "stg_c": ("stale", "upstream `up` changed (stage stg_a)"),
+        "stg_d": ("stale", "upstream `left` changed (stage stg_b); upstream `right` changed (stage stg_c)"),
     }
     nothing_ran()
 
@@ -1234,7 +1234,7 @@ def test_cli_status_and_graph_say_what_is_stale_and_why_without_running_anything
         "stg_a": ("fresh", ""),
         "stg_b": ("fresh", ""),
         "stg_c": ("stale", "code changed"),
-        "stg_d": ("stale", "upstream `right` changed"),
+        "stg_d": ("stale", "upstream `right` changed (stage stg_c)"),
     }
     assert {s: v[0] for s, v in _parse_status(never).items()} == {f"new_{c}": "never computed" for c in "abcd"}
     nothing_ran()

@@ -102,16 +102,26 @@ class ResultCache:
         intact = self.store.is_intact(stage_hash, FORMATS[record.format].suffix, record.size, record.checksum)
         return record if intact else None
 
+    def record_adopted(self, record: ArtifactRecord) -> None:
+        """List an adoptable artifact in the catalog again, with its stage manifest if the
+        file beside it has one (so explanations survive a lost catalog)."""
+        stage_manifest = (self.store.read_manifest(record.hash) or {}).get("stage_manifest")
+        self.catalog.record_artifact(record, stage_manifest if isinstance(stage_manifest, dict) else None)
+
     def _adopt(self, stage_name: str, stage_hash: str) -> ArtifactRecord | None:
         """Re-record an artifact whose catalog row is gone, if its manifest and bytes agree."""
         record = self.adoptable(stage_hash)
         if record is not None:
-            self.catalog.record_artifact(record)
+            self.record_adopted(record)
             logger.info("stage %s: artifact %s adopted from its manifest (the catalog had no row)", stage_name, stage_hash[:12])
         return record
 
-    def save(self, stage_name: str, stage_hash: str, result: Any, wanted: Format | None, seconds: float) -> int:
-        """Write and record ``result``; return its size in bytes.
+    def save(
+        self, stage_name: str, stage_hash: str, result: Any, wanted: Format | None, seconds: float,
+        stage_manifest: dict[str, Any] | None = None,
+    ) -> int:
+        """Write and record ``result`` (with what went into its hash, ``stage_manifest``, in
+        the catalog and beside the file); return its size in bytes.
 
         :raises ResultNotStorableError: the format would not give ``result`` back unchanged.
         :raises ArtifactWriteError: the disk refused (full, I/O error); nothing is published.
@@ -133,11 +143,11 @@ class ResultCache:
             lwdp_version=__version__, pandas_version=pd.__version__,
         )
         try:
-            self.store.write_manifest(stage_hash, manifest_of(record))
+            self.store.write_manifest(stage_hash, manifest_of(record, stage_manifest))
         except OSError as exc:
             self.store.delete(stage_hash, fmt.suffix)
             raise _write_failed(stage_name, "manifest", exc) from exc
-        self.catalog.record_artifact(record)
+        self.catalog.record_artifact(record, stage_manifest)
         if previous is not None and FORMATS[previous.format].suffix != fmt.suffix:
             self.store.path_for(stage_hash, FORMATS[previous.format].suffix).unlink(missing_ok=True)
         return size
@@ -168,16 +178,20 @@ def _write_failed(stage_name: str, what: str, exc: OSError) -> ArtifactWriteErro
     return ArtifactWriteError(f"stage '{stage_name}': writing its {what} failed ({detail}); nothing was cached", exc.errno)
 
 
-def manifest_of(record: ArtifactRecord) -> dict[str, Any]:
-    """What the file beside an artifact says about it (times as ISO 8601 UTC)."""
+def manifest_of(record: ArtifactRecord, stage_manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the file beside an artifact says about it (times as ISO 8601 UTC), with what
+    went into its hash when known."""
     manifest = asdict(record)
     manifest.pop("last_access")
     manifest["created_at"] = record.created_at.isoformat()
+    if stage_manifest is not None:
+        manifest["stage_manifest"] = stage_manifest
     return manifest
 
 
 def record_from_manifest(manifest: dict[str, Any]) -> ArtifactRecord:
     values = dict(manifest)
+    values.pop("stage_manifest", None)
     values["created_at"] = dt.datetime.fromisoformat(values["created_at"])
     values["last_access"] = utcnow()
     return ArtifactRecord(**values)

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from ..digest import DigestMemo, FileState
 from ..errors import CacheDirError, CatalogDamagedError, CatalogUnavailableError
 from .migrate import ensure_schema
-from .schema import artifacts, lineage, raw_files
+from .schema import artifacts, lineage, raw_files, stage_manifests
 
 logger = logging.getLogger("lwdp")
 
@@ -196,11 +196,13 @@ class Catalog:
             rows = conn.execute(select(*columns).order_by(artifacts.c.last_access.desc())).all()
         return [UsageRow(h, s, f, size, bool(old)) for h, s, f, size, old in rows]
 
-    def record_artifact(self, record: ArtifactRecord) -> None:
-        self.record_artifacts([record])
+    def record_artifact(self, record: ArtifactRecord, stage_manifest: dict[str, Any] | None = None) -> None:
+        """Insert or replace an artifact's row and, when given, its stage hash's manifest
+        (`lwdp.manifest`), in one transaction."""
+        self.record_artifacts([record], {record.hash: stage_manifest} if stage_manifest else None)
 
-    def record_artifacts(self, records: Iterable[ArtifactRecord]) -> None:
-        """Insert or replace artifact rows, in one transaction."""
+    def record_artifacts(self, records: Iterable[ArtifactRecord], stage_manifests_by_hash: dict[str, dict[str, Any]] | None = None) -> None:
+        """Insert or replace artifact rows and stage manifests, in one transaction."""
         values = [
             {
                 **record.__dict__,
@@ -212,10 +214,20 @@ class Catalog:
         ]
         if not values:
             return
+        stages = {row["hash"]: row["stage"] for row in values}
+        manifest_values = [
+            {"hash": h, "stage": stages[h], "manifest": json.dumps(m, sort_keys=True, ensure_ascii=False), "recorded_at": utcnow()}
+            for h, m in (stage_manifests_by_hash or {}).items()
+        ]
         stmt = sqlite_insert(artifacts)
         stmt = stmt.on_conflict_do_update(index_elements=["hash"], set_={k: stmt.excluded[k] for k in values[0] if k != "hash"})
         with self._write() as conn:
             conn.execute(stmt, values)
+            if manifest_values:
+                upsert = sqlite_insert(stage_manifests)
+                conn.execute(upsert.on_conflict_do_update(index_elements=["hash"], set_={
+                    "manifest": upsert.excluded.manifest, "recorded_at": upsert.excluded.recorded_at,
+                }), manifest_values)
 
     def last_access(self, stage_hash: str) -> dt.datetime | None:
         """When the artifact was last used (naive UTC), or None without a row."""
@@ -242,6 +254,22 @@ class Catalog:
         stmt = stmt.on_conflict_do_update(index_elements=["hash", "input_name"], set_={"recorded_at": stmt.excluded.recorded_at})
         with self._write() as conn:
             conn.execute(stmt, values)
+
+    def previous_manifest(self, stage: str, current: str) -> tuple[bool, dict[str, Any] | None]:
+        """(whether a result of ``current`` was stored before, the manifest to explain its
+        absence against): of the stage's other hashes, the one whose artifact was used last,
+        else the one computed last."""
+        m = stage_manifests
+        query = (
+            select(m.c.manifest).select_from(m.outerjoin(artifacts, artifacts.c.hash == m.c.hash))
+            .where(m.c.stage == stage, m.c.hash != current)
+            .order_by(artifacts.c.last_access.is_(None), artifacts.c.last_access.desc(), m.c.recorded_at.desc())
+            .limit(1)
+        )
+        with self._read() as conn:
+            seen = conn.execute(select(m.c.hash).where(m.c.hash == current)).first() is not None
+            found = conn.execute(query).scalar()
+        return seen, json.loads(found) if found is not None else None
 
     # names and lineage
 

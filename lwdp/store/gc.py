@@ -87,7 +87,7 @@ def gc(
         adoptable = cache.adoptable(orphan.hash)
         if adoptable is not None:  # intact, only its row was lost: keep it, listed again
             if not dry_run:
-                cache.catalog.record_artifact(adoptable)
+                cache.record_adopted(adoptable)
             continue
         _remove(cache, report, orphan.hash, None, orphan.suffix, orphan.path.stat().st_size, "orphan", None)
     report.temp_files = cache.store.dead_temp_files()

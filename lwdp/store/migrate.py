@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, inspect, text
 
 from ..errors import CatalogVersionError
 
-HEAD_REVISION = "0003"  # tests check this against the newest file in migrations/versions
+HEAD_REVISION = "0004"  # tests check this against the newest file in migrations/versions
 
 
 def migrations_dir() -> Path:

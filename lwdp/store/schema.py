@@ -38,6 +38,15 @@ lineage = Table(
     Column("recorded_at", DateTime, nullable=False),
 )
 
+stage_manifests = Table(
+    "stage_manifests",
+    metadata,
+    Column("hash", String(32), primary_key=True),
+    Column("stage", Text, nullable=False),
+    Column("manifest", Text, nullable=False),  # JSON, see lwdp.manifest
+    Column("recorded_at", DateTime, nullable=False),
+)
+
 raw_files = Table(
     "raw_files",
     metadata,
@@ -50,4 +59,4 @@ raw_files = Table(
     Column("digested_at_ns", BigInteger, nullable=False),
 )
 
-__all__ = ["artifacts", "lineage", "metadata", "raw_files"]
+__all__ = ["artifacts", "lineage", "metadata", "raw_files", "stage_manifests"]

@@ -112,7 +112,7 @@ def _repair(cache: ResultCache, problem: Problem, record: ArtifactRecord | None)
             cache.store.write_manifest(record.hash, manifest_of(record))
             done = "manifest rewritten"
         elif problem.kind == "unrecorded" and (adopted := cache.adoptable(problem.hash)) is not None:
-            cache.catalog.record_artifact(adopted)
+            cache.record_adopted(adopted)
             done = "adopted"
         else:
             cache.catalog.delete_artifact(problem.hash)  # the row first, then the files

@@ -1,0 +1,147 @@
+"""A stage hash's manifest (what went into it), and the difference between two manifests in
+words: why a stage must rerun.
+
+The manifest names every part of the hash: each function and class of the stage's code
+with a digest per part (code, constants read, captured values, defaults), and each input
+with its digest and what a user recognizes it by (path, upstream stage, parameter value,
+package version). The catalog keeps one per evaluated stage hash.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from typing import TYPE_CHECKING, Any
+
+from .hashing import HASH_SCHEME, InputRow
+
+if TYPE_CHECKING:
+    from .codedeps import NodeDigest
+    from .stage import Stage
+
+Manifest = dict[str, Any]
+
+_VALUE_REPR = reprlib.Repr()
+_VALUE_REPR.maxstring = _VALUE_REPR.maxother = 60
+
+
+def stage_manifest(stage: Stage, rows: list[InputRow]) -> Manifest:
+    """The manifest of ``stage``'s hash, given its input rows from `lwdp.hashing.stage_hashes`."""
+    inputs: dict[str, dict[str, str]] = {}
+    by_name = {inp.name: inp for inp in stage.inputs}
+    for name, kind, digest, detail in rows:
+        entry = {"kind": kind, "digest": digest}
+        if kind == "raw" and detail is not None:
+            entry["path"] = detail
+        elif kind == "stage":
+            entry["stage"] = by_name[name].value.name
+        elif kind == "param":
+            entry["value"] = _VALUE_REPR.repr(by_name[name].value)
+        elif kind == "package" and detail is not None:
+            entry["version"] = detail
+        inputs[name] = entry
+    (own, *_), helpers = stage.code.nodes.values(), stage.code.nodes
+    code = {"digest": stage.code_digest, "own": own, "helpers": {name: helpers[name] for name in stage.code.helpers}}
+    return {"scheme": HASH_SCHEME, "code": code, "inputs": inputs}
+
+
+def why_rerun(stored_before: bool, before: Manifest | None, now: Manifest) -> list[str]:
+    """Why a stage has no result for its current hash: evicted (``stored_before``), else what
+    differs between the manifest of its previous hash (``before``) and the current one
+    ``now``, or "never computed" without a previous one."""
+    if stored_before:
+        return ["its result was cached before and is gone (evicted by gc or deleted)"]
+    if before is None:
+        return ["never computed"]
+    reasons = _input_changes(before.get("inputs", {}), now["inputs"])
+    reasons += _code_changes(before.get("code", {}), now["code"])
+    if not reasons and before.get("scheme") != now["scheme"]:
+        reasons.append(f"lwdp's hash scheme changed ({before.get('scheme')} -> {now['scheme']})")
+    return reasons or ["code changed"]
+
+
+def _input_changes(old: dict[str, dict[str, str]], new: dict[str, dict[str, str]]) -> list[str]:
+    reasons = [f"{_input_label(name, new[name])} added" for name in sorted(set(new) - set(old))]
+    reasons += [f"{_input_label(name, old[name])} removed" for name in sorted(set(old) - set(new))]
+    for name in sorted(set(old) & set(new)):
+        was, now = old[name], new[name]
+        if was == now:
+            continue
+        kind = now["kind"]
+        if kind != was.get("kind"):
+            reasons.append(f"input `{name}` is now a {_KIND_WORDS.get(kind, kind)} (was a {_KIND_WORDS.get(was.get('kind', ''), '?')})")
+        elif kind == "raw" and was.get("path") != now.get("path"):
+            reasons.append(f"raw input `{name}` now reads {now.get('path')} (was {was.get('path')})")
+        elif kind == "raw":
+            reasons.append(f"raw input `{name}` ({now.get('path')}) content changed")
+        elif kind == "stage":
+            reasons.append(f"upstream `{name}` changed" + _also_named(name, now.get("stage")))
+        elif kind == "param":
+            reasons.append(f"parameter `{name}` changed {was.get('value')} → {now.get('value')}")
+        elif kind == "package":
+            reasons.append(f"{_input_label(name, now)} changed {was.get('version')} → {now.get('version')}")
+    return reasons
+
+
+_KIND_WORDS = {"raw": "raw input", "stage": "upstream", "param": "parameter", "package": "package"}
+
+
+def _input_label(name: str, entry: dict[str, str]) -> str:
+    if entry["kind"] == "package":
+        return f"package `{name.removeprefix('package ')}`"
+    return f"{_KIND_WORDS.get(entry['kind'], 'input')} `{name}`"
+
+
+def _also_named(input_name: str, stage_name: str | None) -> str:
+    short = (stage_name or "").rsplit(".", 1)[-1]
+    return f" (stage {short})" if short and short != input_name else ""
+
+
+def _code_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Which functions and classes changed, and which part of each; the stage's own first."""
+    if "own" not in old:
+        return []
+    reasons = _part_changes(old["own"]["parts"], new["own"]["parts"], None)
+    helpers_before, helpers_now = old.get("helpers", {}), new["helpers"]
+    for name in sorted(set(helpers_now) - set(helpers_before)):
+        reasons.append(f"now uses {_helper_label(name, helpers_now[name])}")
+    for name in sorted(set(helpers_before) - set(helpers_now)):
+        reasons.append(f"no longer uses {_helper_label(name, helpers_before[name])}")
+    for name in sorted(set(helpers_now) & set(helpers_before)):
+        if helpers_now[name]["digest"] != helpers_before[name]["digest"]:
+            reasons += _part_changes(helpers_before[name]["parts"], helpers_now[name]["parts"], _helper_label(name, helpers_now[name]))
+    return reasons
+
+
+def _helper_label(name: str, node: NodeDigest) -> str:
+    module_stem = node["file"].rsplit("/", 1)[-1].removesuffix(".py")
+    short = name.split(".", 1)[1] if "." in name and name.split(".", 1)[0] == module_stem else name
+    return f"helper `{short}` in {node['file']}"
+
+
+def _part_changes(old: dict[str, str], new: dict[str, str], helper: str | None) -> list[str]:
+    """Sentences for the parts of one function or class that differ; ``helper`` is its
+    label, None for the stage function itself."""
+    reasons = []
+    for what in sorted(set(old) | set(new), key=_code_first):
+        if old.get(what) == new.get(what):
+            continue
+        kind, _, name = what.partition(" ")
+        if kind == "code":
+            reasons.append("code changed" if helper is None else f"{helper} changed")
+            continue
+        if kind == "constant":
+            sentence = f"module constant `{name}` changed"
+        elif kind == "closure":
+            sentence = f"captured value `{name}` changed"
+        elif kind == "default":
+            sentence = f"default of argument `{name}` changed"
+        elif kind in ("method", "attribute", "base"):
+            sentence = f"{kind} `{name}` changed"
+        else:
+            sentence = f"`{name}` now refers to something else"
+        reasons.append(sentence if helper is None else f"{sentence} (in {helper})")
+    return reasons
+
+
+def _code_first(what: str) -> tuple[bool, str]:
+    return what != "code", what
