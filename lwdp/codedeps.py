@@ -44,9 +44,13 @@ Part = tuple[str, str]  # (what it is, e.g. "global OFFSET"; its text in the dig
 @functools.lru_cache(maxsize=None)
 def is_user_file(path: str) -> bool:
     """Whether ``path`` is the user's own code: not the standard library, not an installed
-    distribution (site-packages, dist-packages) and not lwdp itself."""
-    if not path or path.startswith("<"):
+    distribution (site-packages, dist-packages) and not lwdp itself. Code compiled from a
+    string ("<string>", an IPython cell) is the user's: libraries live in files, or are
+    frozen into the interpreter."""
+    if not path or path.startswith("<frozen"):
         return False
+    if path.startswith("<"):
+        return True
     real = os.path.realpath(path)
     parts = Path(real).parts
     if "site-packages" in parts or "dist-packages" in parts:
@@ -281,6 +285,7 @@ class NodeDigest(TypedDict):
     text, and a digest per part (its code, each closure value, default and global it reads),
     so that an explanation can say which part changed."""
 
+    qualname: str
     file: str
     digest: str
     parts: dict[str, str]
@@ -299,6 +304,7 @@ def graph_digests(
     names = node_names(graph.nodes)
     nodes = {
         names[i]: NodeDigest(
+            qualname=obj.__qualname__,
             file=_display_path(_defining_file(obj)),
             digest=_xxh(graph.render(graph.texts[i], names)),
             parts={what: _xxh(graph.render(text, names)) for what, text in graph.parts[i]},
@@ -319,6 +325,8 @@ def _xxh(text: str) -> str:
 
 def _display_path(path: str | None) -> str:
     """A file as a user names it: relative to the working directory when inside it."""
+    if path and path.startswith("<ipython-input"):
+        return "an IPython cell"
     if not path or path.startswith("<"):
         return path or "<unknown>"
     try:

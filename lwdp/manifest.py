@@ -113,9 +113,7 @@ def _code_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def _helper_label(name: str, node: NodeDigest) -> str:
-    module_stem = node["file"].rsplit("/", 1)[-1].removesuffix(".py")
-    short = name.split(".", 1)[1] if "." in name and name.split(".", 1)[0] == module_stem else name
-    return f"helper `{short}` in {node['file']}"
+    return f"helper `{node.get('qualname', name)}` in {node['file']}"
 
 
 def _part_changes(old: dict[str, str], new: dict[str, str], helper: str | None) -> list[str]:
