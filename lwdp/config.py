@@ -1,6 +1,11 @@
-"""Process-wide options: where the cache lives (`configure(cache_dir=...)`, else
-``LWDP_CACHE_DIR``, else ``./.lwdp``) and which installed packages' versions every stage
-hash covers (`configure(hash_packages=[...])`, else ``LWDP_HASH_PACKAGES``)."""
+"""Process-wide options, each set by `configure`, else by an environment variable:
+
+- ``cache_dir`` (``LWDP_CACHE_DIR``, else ``./.lwdp``): the local cache and its SQLite catalog;
+- ``store_url`` (``LWDP_STORE_URL``): a shared artifact store, any fsspec URL (``s3://...``);
+- ``catalog_url`` (``LWDP_CATALOG_URL``): a shared catalog, a SQLAlchemy URL (PostgreSQL);
+- ``trust_pickle`` (``LWDP_TRUST_PICKLE=1``): load pickle artifacts from a shared store;
+- ``hash_packages`` (``LWDP_HASH_PACKAGES=a,b``): packages whose versions every stage hash covers.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +19,25 @@ from .errors import UnknownPackageError
 
 ENV_CACHE_DIR = "LWDP_CACHE_DIR"
 ENV_HASH_PACKAGES = "LWDP_HASH_PACKAGES"
+ENV_STORE_URL = "LWDP_STORE_URL"
+ENV_CATALOG_URL = "LWDP_CATALOG_URL"
+ENV_TRUST_PICKLE = "LWDP_TRUST_PICKLE"
 DEFAULT_CACHE_DIR = ".lwdp"
 
 _UNCHANGED: Any = object()
 _configured_cache_dir: Path | None = None
 _configured_hash_packages: tuple[str, ...] | None = None
+_configured_urls: dict[str, str | None] = {"store_url": None, "catalog_url": None}
+_configured_trust_pickle: bool | None = None
 
 
 def configure(
     *,
     cache_dir: str | os.PathLike[str] | None = _UNCHANGED,
     hash_packages: Iterable[str] | None = _UNCHANGED,
+    store_url: str | None = _UNCHANGED,
+    catalog_url: str | None = _UNCHANGED,
+    trust_pickle: bool | None = _UNCHANGED,
 ) -> None:
     """Set process-wide options; an option not passed keeps its value, and ``None`` goes
     back to the environment/default rule.
@@ -36,9 +49,22 @@ def configure(
     become part of every stage hash, so that upgrading one recomputes; lwdp otherwise
     names library functions without hashing their code.
 
+    ``store_url``: where a team's artifacts live (``"s3://team-bucket/lwdp"``), read
+    through the local cache; ``catalog_url``: the catalog the team shares
+    (``"postgresql+psycopg://analytics@db/lwdp"``). Credentials come from the usual
+    places (AWS variables and profiles, ``~/.pgpass``), never from lwdp.
+
+    ``trust_pickle``: pickle artifacts found in a shared store are loaded only when True
+    (loading a pickle runs code); otherwise lwdp recomputes them.
+
     :raises UnknownPackageError: a name in ``hash_packages`` is not installed.
     """
-    global _configured_cache_dir, _configured_hash_packages
+    global _configured_cache_dir, _configured_hash_packages, _configured_trust_pickle
+    for name, url in (("store_url", store_url), ("catalog_url", catalog_url)):
+        if url is not _UNCHANGED:
+            _configured_urls[name] = None if url is None else str(url)
+    if trust_pickle is not _UNCHANGED:
+        _configured_trust_pickle = None if trust_pickle is None else bool(trust_pickle)
     if cache_dir is not _UNCHANGED:
         _configured_cache_dir = None if cache_dir is None else Path(cache_dir).absolute()
     if hash_packages is not _UNCHANGED:
@@ -59,6 +85,22 @@ def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
         return _configured_cache_dir
     from_env = os.environ.get(ENV_CACHE_DIR)
     return Path(from_env or DEFAULT_CACHE_DIR).absolute()
+
+
+def store_url() -> str | None:
+    """The shared artifact store's URL, or None for the local cache only."""
+    return _configured_urls["store_url"] or os.environ.get(ENV_STORE_URL) or None
+
+
+def catalog_url() -> str | None:
+    """The shared catalog's SQLAlchemy URL, or None for the SQLite catalog in the cache dir."""
+    return _configured_urls["catalog_url"] or os.environ.get(ENV_CATALOG_URL) or None
+
+
+def trust_pickle() -> bool:
+    if _configured_trust_pickle is not None:
+        return _configured_trust_pickle
+    return os.environ.get(ENV_TRUST_PICKLE, "").strip().lower() in ("1", "true", "yes")
 
 
 def package_versions() -> dict[str, str]:
