@@ -7,8 +7,8 @@ recorded in a SQLite catalog under the cache directory (see `configure`).
 
 __version__ = "0.1.0"
 
-from .config import configure
+from .config import configure, storage_options
 from .errors import LwdpError
 from .stage import Stage, stage
 
-__all__ = ["LwdpError", "Stage", "__version__", "configure", "stage"]
+__all__ = ["LwdpError", "Stage", "__version__", "configure", "stage", "storage_options"]

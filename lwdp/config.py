@@ -29,6 +29,7 @@ _configured_cache_dir: Path | None = None
 _configured_hash_packages: tuple[str, ...] | None = None
 _configured_urls: dict[str, str | None] = {"store_url": None, "catalog_url": None}
 _configured_trust_pickle: bool | None = None
+_configured_storage_options: dict[str, Any] = {}
 
 
 def configure(
@@ -38,6 +39,7 @@ def configure(
     store_url: str | None = _UNCHANGED,
     catalog_url: str | None = _UNCHANGED,
     trust_pickle: bool | None = _UNCHANGED,
+    storage_options: dict[str, Any] | None = _UNCHANGED,
 ) -> None:
     """Set process-wide options; an option not passed keeps its value, and ``None`` goes
     back to the environment/default rule.
@@ -54,12 +56,17 @@ def configure(
     (``"postgresql+psycopg://analytics@db/lwdp"``). Credentials come from the usual
     places (AWS variables and profiles, ``~/.pgpass``), never from lwdp.
 
+    ``storage_options``: fsspec options for the store and for remote raw inputs (e.g.
+    ``{"profile": "team"}``); `storage_options()` gives them back for ``pd.read_csv``.
+
     ``trust_pickle``: pickle artifacts found in a shared store are loaded only when True
     (loading a pickle runs code); otherwise lwdp recomputes them.
 
     :raises UnknownPackageError: a name in ``hash_packages`` is not installed.
     """
-    global _configured_cache_dir, _configured_hash_packages, _configured_trust_pickle
+    global _configured_cache_dir, _configured_hash_packages, _configured_trust_pickle, _configured_storage_options
+    if storage_options is not _UNCHANGED:
+        _configured_storage_options = dict(storage_options or {})
     for name, url in (("store_url", store_url), ("catalog_url", catalog_url)):
         if url is not _UNCHANGED:
             _configured_urls[name] = None if url is None else str(url)
@@ -95,6 +102,12 @@ def store_url() -> str | None:
 def catalog_url() -> str | None:
     """The shared catalog's SQLAlchemy URL, or None for the SQLite catalog in the cache dir."""
     return _configured_urls["catalog_url"] or os.environ.get(ENV_CATALOG_URL) or None
+
+
+def storage_options() -> dict[str, Any]:
+    """The fsspec options lwdp uses for URLs (a copy): pass them to pandas as
+    ``pd.read_csv(url, storage_options=lwdp.storage_options())``."""
+    return dict(_configured_storage_options)
 
 
 def trust_pickle() -> bool:

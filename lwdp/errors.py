@@ -73,3 +73,11 @@ class CatalogDamagedError(_LwdpOSError):
 
 class UnknownPackageError(LwdpError, LookupError):
     """A package named in ``hash_packages`` is not installed."""
+
+
+class MissingExtraError(LwdpError, ImportError):
+    """An optional part of lwdp (a shared store, a PostgreSQL catalog) whose extra is not installed."""
+
+
+class StoreUnavailableError(_LwdpOSError):
+    """The shared artifact store could not be reached or refused a request."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -19,14 +20,16 @@ from typing import Any
 
 import pandas as pd
 
-from .. import __version__
-from ..errors import ArtifactWriteError, LwdpError, ResultNotStorableError
+from .. import __version__, config
+from ..errors import ArtifactWriteError, LwdpError, ResultNotStorableError, StoreUnavailableError
 from ..formats import DEFAULT_FRAME_FORMAT, FORMATS, Format, default_format_for
-from .artifacts import LocalArtifactStore, checksum_bytes
+from .artifacts import MANIFEST_SUFFIX, LocalArtifactStore, checksum_bytes
 from .catalog import ArtifactRecord, Catalog, utcnow
 from .locks import LockDir
+from .remote import shared_store
 
 logger = logging.getLogger("lwdp")
+_HASH = re.compile("[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,9 @@ class ResultCache:
         self.catalog = catalog
         self.store = LocalArtifactStore(cache_dir)
         self.locks = LockDir(cache_dir / "locks")
+        url = config.store_url()
+        # The shared store, read through the local one: a local hit never touches it.
+        self.remote = shared_store(url) if url else None
 
     @contextmanager
     def computing(self, stage_hash: str, stage_name: str) -> Iterator[None]:
@@ -63,11 +69,16 @@ class ResultCache:
         """
         record = self.catalog.lookup_artifact(stage_hash) or self._adopt(stage_name, stage_hash)
         if record is None:
-            return Miss("never computed")
+            return self._fetch(stage_name, stage_hash, wanted) if self.remote else Miss("never computed")
         if locked:
-            return self._read(stage_name, record, wanted, warn=False)
-        with self.locks.hold(stage_hash, stage_name, shared=True):
-            return self._read(stage_name, record, wanted, warn=True)
+            found = self._read(stage_name, record, wanted, warn=False)
+        else:
+            with self.locks.hold(stage_hash, stage_name, shared=True):
+                found = self._read(stage_name, record, wanted, warn=True)
+        if isinstance(found, Miss) and self.remote is not None and not found.reason.startswith("cache format"):
+            fetched = self._fetch(stage_name, stage_hash, wanted)
+            return fetched if isinstance(fetched, Hit) else found
+        return found
 
     def _read(self, stage_name: str, record: ArtifactRecord, wanted: Format | None, warn: bool) -> Hit | Miss:
         stage_hash = record.hash
@@ -78,7 +89,7 @@ class ResultCache:
         data = self.store.read_bytes(stage_hash, fmt.suffix)
         if data is None or len(data) != record.size or checksum_bytes(data) != record.checksum:
             what = "missing" if data is None else "corrupt (size or checksum mismatch)"
-            if warn:
+            if warn and not (data is None and self.remote is not None):  # not downloaded yet
                 logger.warning("stage '%s': artifact %s is %s; recomputing", stage_name, path, what)
             return Miss(f"artifact {what}")
         try:
@@ -88,6 +99,55 @@ class ResultCache:
                 logger.warning("stage '%s': artifact %s cannot be read (%s); recomputing", stage_name, path, exc)
             return Miss("artifact unreadable")
         self.catalog.touch_artifact(stage_hash)
+        return Hit(value, record.size)
+
+    def _fetch(self, stage_name: str, stage_hash: str, wanted: Format | None) -> Hit | Miss:
+        """The result from the shared store, verified, kept as a local copy and recorded.
+
+        Pickles are loaded from it only when trusted; a manifest that doesn't check out is
+        ignored with a warning (it can never name a path: keys come from the hash).
+        """
+        assert self.remote is not None
+        try:
+            manifest = self.remote.read_manifest(stage_hash)
+        except StoreUnavailableError as exc:
+            _warn_once(f"read {self.remote.url}", "%s; computing what isn't cached locally", exc)
+            return Miss("shared store unavailable")
+        if manifest is None:
+            return Miss("never computed")
+        where = self.remote.describe(stage_hash, MANIFEST_SUFFIX)
+        try:
+            record = record_from_manifest(manifest, stage_hash)
+        except ValueError as exc:
+            logger.warning("stage '%s': ignoring %s (%s); recomputing", stage_name, where, exc)
+            return Miss("shared artifact's manifest invalid")
+        if wanted is not None and record.format != wanted.name:
+            return Miss(f"cache format changed {record.format} -> {wanted.name}")
+        fmt = FORMATS[record.format]
+        if fmt.name == "pickle" and not config.trust_pickle():
+            logger.warning(
+                "stage '%s': %s is a pickle, and loading a pickle runs code: recomputing instead; "
+                "lwdp.configure(trust_pickle=True) or LWDP_TRUST_PICKLE=1 loads pickles from the shared store",
+                stage_name, self.remote.describe(stage_hash, fmt.suffix),
+            )
+            return Miss("pickle in the shared store not trusted")
+        try:
+            data = self.remote.read_bytes(stage_hash, fmt.suffix)
+        except StoreUnavailableError as exc:
+            _warn_once(f"read {self.remote.url}", "%s; computing what isn't cached locally", exc)
+            return Miss("shared store unavailable")
+        if data is None or len(data) != record.size or checksum_bytes(data) != record.checksum:
+            logger.warning("stage '%s': %s is missing or corrupt; recomputing", stage_name, self.remote.describe(stage_hash, fmt.suffix))
+            return Miss("shared artifact missing or corrupt")
+        try:
+            value = fmt.read(io.BytesIO(data), record.read_options)
+        except Exception as exc:  # noqa: BLE001 - a checksum-valid file that doesn't parse
+            logger.warning("stage '%s': %s cannot be read (%s); recomputing", stage_name, self.remote.describe(stage_hash, fmt.suffix), exc)
+            return Miss("shared artifact unreadable")
+        self.store.write(stage_hash, fmt.suffix, lambda path: Path(path).write_bytes(data))
+        self.store.write_manifest(stage_hash, manifest)
+        stage_manifest = manifest.get("stage_manifest")
+        self.catalog.record_artifact(record, stage_manifest if isinstance(stage_manifest, dict) else None)
         return Hit(value, record.size)
 
     def adoptable(self, stage_hash: str) -> ArtifactRecord | None:
@@ -142,15 +202,38 @@ class ResultCache:
             read_options=options, created_at=now, last_access=now, compute_seconds=seconds,
             lwdp_version=__version__, pandas_version=pd.__version__,
         )
+        manifest = manifest_of(record, stage_manifest)
         try:
-            self.store.write_manifest(stage_hash, manifest_of(record, stage_manifest))
+            self.store.write_manifest(stage_hash, manifest)
         except OSError as exc:
             self.store.delete(stage_hash, fmt.suffix)
             raise _write_failed(stage_name, "manifest", exc) from exc
+        if self.remote is not None:
+            record = self._publish(stage_name, record, manifest)
         self.catalog.record_artifact(record, stage_manifest)
         if previous is not None and FORMATS[previous.format].suffix != fmt.suffix:
             self.store.path_for(stage_hash, FORMATS[previous.format].suffix).unlink(missing_ok=True)
         return size
+
+    def _publish(self, stage_name: str, record: ArtifactRecord, manifest: dict[str, Any]) -> ArtifactRecord:
+        """Share a new artifact; the record in force is the first publisher's (equivalent
+        content, maybe other bytes: then the local copy goes, to be fetched when needed)."""
+        assert self.remote is not None
+        suffix = FORMATS[record.format].suffix
+        payload = self.store.read_bytes(record.hash, suffix)
+        try:
+            in_force = self.remote.publish(record.hash, suffix, payload or b"", manifest)
+        except StoreUnavailableError as exc:
+            _warn_once(f"write {self.remote.url}", "cached locally but not shared: %s", exc)
+            return record
+        if in_force.get("checksum") == record.checksum:
+            return record
+        try:
+            shared = record_from_manifest(in_force, record.hash)
+        except ValueError:
+            return record
+        self.store.delete(record.hash, suffix)
+        return shared
 
     def _write(self, stage_name: str, stage_hash: str, fmt: Format, result: Any) -> tuple[dict[str, Any], int, str]:
         where = f"stage '{stage_name}'"
@@ -173,6 +256,16 @@ class ResultCache:
             ) from exc
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_once(key: str, message: str, *args: Any) -> None:
+    """A shared store that is down fails every request alike: say so once per process."""
+    if key not in _WARNED:
+        _WARNED.add(key)
+        logger.warning(message, *args)
+
+
 def _write_failed(stage_name: str, what: str, exc: OSError) -> ArtifactWriteError:
     detail = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     return ArtifactWriteError(f"stage '{stage_name}': writing its {what} failed ({detail}); nothing was cached", exc.errno)
@@ -189,9 +282,31 @@ def manifest_of(record: ArtifactRecord, stage_manifest: dict[str, Any] | None = 
     return manifest
 
 
-def record_from_manifest(manifest: dict[str, Any]) -> ArtifactRecord:
-    values = dict(manifest)
-    values.pop("stage_manifest", None)
-    values["created_at"] = dt.datetime.fromisoformat(values["created_at"])
-    values["last_access"] = utcnow()
-    return ArtifactRecord(**values)
+def record_from_manifest(manifest: dict[str, Any], stage_hash: str | None = None) -> ArtifactRecord:
+    """The catalog record a manifest describes, checked field by field, since a manifest
+    may come from a shared store that anyone can write to.
+
+    :raises ValueError: a field is missing or not what lwdp writes, or the manifest is of
+        another hash than ``stage_hash``.
+    """
+    def field_of(name: str, kind: type | tuple[type, ...], optional: bool = False) -> Any:
+        value = manifest.get(name)
+        if (value is None and optional) or (isinstance(value, kind) and not isinstance(value, bool)):
+            return value
+        raise ValueError(f"manifest field {name!r} is {value!r}")
+
+    found_hash = field_of("hash", str)
+    if not _HASH.fullmatch(found_hash) or (stage_hash is not None and found_hash != stage_hash):
+        raise ValueError(f"manifest of hash {found_hash!r}, expected {stage_hash!r}")
+    if field_of("format", str) not in FORMATS:
+        raise ValueError(f"unknown format {manifest['format']!r}")
+    if field_of("size", int) < 0 or not _HASH.fullmatch(field_of("checksum", str)):
+        raise ValueError("bad size or checksum")
+    return ArtifactRecord(
+        hash=found_hash, stage=field_of("stage", str), format=manifest["format"], size=manifest["size"],
+        checksum=manifest["checksum"], read_options=field_of("read_options", dict),
+        created_at=dt.datetime.fromisoformat(field_of("created_at", str)), last_access=utcnow(),
+        compute_seconds=field_of("compute_seconds", (int, float), optional=True),
+        lwdp_version=field_of("lwdp_version", str, optional=True),
+        pandas_version=field_of("pandas_version", str, optional=True),
+    )

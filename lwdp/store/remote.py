@@ -1,0 +1,176 @@
+"""A shared artifact store at any fsspec URL (``s3://bucket/prefix``, ``gs://``, ``file://``...).
+
+Objects are content-addressed like local ones: ``<prefix>/<hash[:2]>/<hash>.<suffix>``, with
+``<hash>.manifest.json`` beside each. The manifest is written second and is what makes an
+artifact visible: a reader that finds one knows the payload is whole (it also checks size
+and checksum). Both are created with one conditional PUT (``If-None-Match: *``) on object
+stores, so two machines publishing the same hash end with one complete object; on other
+filesystems a temporary name is renamed into place. Nothing here knows about SQL.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..errors import MissingExtraError, StoreUnavailableError
+from .artifacts import MANIFEST_SUFFIX
+
+logger = logging.getLogger("lwdp")
+
+_OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"})
+_EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure"}
+_STORED_NAME = re.compile(r"([0-9a-f]{32})\.([a-z0-9]+(?:\.json)?)")
+
+
+class RemoteArtifactStore:
+    """Artifacts under an fsspec URL; ``storage_options`` go to fsspec (credentials too)."""
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.fs, self.prefix = _filesystem(self.url, storage_options or {})
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        self.is_object_store = protocol in _OBJECT_STORES
+
+    def key_for(self, stage_hash: str, suffix: str) -> str:
+        return f"{self.prefix}/{stage_hash[:2]}/{stage_hash}.{suffix}"
+
+    def describe(self, stage_hash: str, suffix: str) -> str:
+        """The object's URL, as a user would type it (for messages)."""
+        return f"{self.url}/{stage_hash[:2]}/{stage_hash}.{suffix}"
+
+    def publish(self, stage_hash: str, suffix: str, payload: bytes, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create the artifact and then its manifest unless they exist; return the manifest
+        in force: ``manifest``, or the one of whoever published this hash first.
+
+        :raises StoreUnavailableError: the store refused or could not be reached; no object
+            of this call is left behind.
+        """
+        with _store_errors(self.url, f"uploading {self.describe(stage_hash, suffix)}", passing=(FileExistsError,)):
+            if not self._create(self.key_for(stage_hash, suffix), payload):
+                return self.read_manifest(stage_hash) or manifest
+            if not self._create(self.key_for(stage_hash, MANIFEST_SUFFIX), json.dumps(manifest, sort_keys=True).encode()):
+                return self.read_manifest(stage_hash) or manifest
+        return manifest
+
+    def _create(self, key: str, payload: bytes) -> bool:
+        """Write ``payload`` at ``key`` whole or not at all; False if ``key`` already exists."""
+        if self.is_object_store:
+            try:
+                self.fs.pipe_file(key, payload, mode="create")
+                return True
+            except FileExistsError:
+                return False
+            except OSError as exc:  # SeaweedFS answers If-None-Match with 412 -> EINVAL
+                if exc.errno == errno.EINVAL and "pre-condition" in str(exc) and self.fs.exists(key):
+                    return False
+                raise
+        if self.fs.exists(key):
+            return False
+        temp = f"{key}.tmp-{secrets.token_hex(6)}"
+        self.fs.makedirs(key.rsplit("/", 1)[0], exist_ok=True)
+        try:
+            self.fs.pipe_file(temp, payload)
+            self.fs.mv(temp, key)
+        except BaseException:
+            if self.fs.exists(temp):
+                self.fs.rm_file(temp)
+            raise
+        return True
+
+    def read_manifest(self, stage_hash: str) -> dict[str, Any] | None:
+        """The manifest of ``stage_hash``; None when there is none, {} when it is not a JSON
+        object (so that validating it fails, with the reason, like any other bad manifest)."""
+        try:
+            with _store_errors(self.url, f"reading {self.describe(stage_hash, MANIFEST_SUFFIX)}"):
+                data = self.fs.cat_file(self.key_for(stage_hash, MANIFEST_SUFFIX))
+        except FileNotFoundError:
+            return None
+        try:
+            manifest = json.loads(data)
+        except ValueError:
+            return {}
+        return manifest if isinstance(manifest, dict) else {}
+
+    def read_bytes(self, stage_hash: str, suffix: str) -> bytes | None:
+        """The artifact's bytes, or None when the object is gone."""
+        try:
+            with _store_errors(self.url, f"downloading {self.describe(stage_hash, suffix)}"):
+                return bytes(self.fs.cat_file(self.key_for(stage_hash, suffix)))
+        except FileNotFoundError:
+            return None
+
+    def delete(self, stage_hash: str, suffix: str) -> None:
+        """Remove the manifest (the artifact stops being visible), then the payload."""
+        for key in (self.key_for(stage_hash, MANIFEST_SUFFIX), self.key_for(stage_hash, suffix)):
+            try:
+                with _store_errors(self.url, f"deleting {key}"):
+                    self.fs.rm_file(key)
+            except FileNotFoundError:
+                pass
+
+    def payload_names(self) -> dict[str, str]:
+        """{hash: suffix} of every artifact object under the prefix (no manifests)."""
+        with _store_errors(self.url, "listing"):
+            keys = self.fs.find(self.prefix)
+        names = {}
+        for key in keys:
+            match = _STORED_NAME.fullmatch(key.rsplit("/", 1)[-1])
+            if match and match.group(2) != MANIFEST_SUFFIX:
+                names[match.group(1)] = match.group(2)
+        return names
+
+
+def shared_store(url: str) -> RemoteArtifactStore:
+    """The store at ``url`` for this process, with the configured storage options."""
+    from .. import config
+
+    options = config.storage_options()
+    key = (url, json.dumps(options, sort_keys=True, default=repr))
+    if key not in _STORES:
+        _STORES[key] = RemoteArtifactStore(url, options)
+    return _STORES[key]
+
+
+_STORES: dict[tuple[str, str], RemoteArtifactStore] = {}
+
+
+@contextmanager
+def _store_errors(url: str, doing: str, passing: tuple[type[OSError], ...] = (FileNotFoundError,)) -> Iterator[None]:
+    """Turn a store's failures, but for ``passing`` ("not found" where that is an answer),
+    into `StoreUnavailableError` naming what was being done and the store's URL."""
+    try:
+        yield
+    except passing:
+        raise
+    except OSError as exc:
+        raise StoreUnavailableError(
+            f"artifact store {url}: {doing} failed ({exc}); check the store URL, that it is "
+            "reachable, and your credentials (AWS_* variables or profile)", exc.errno,
+        ) from exc
+
+
+def _filesystem(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
+    """fsspec's filesystem and the path prefix for ``url``.
+
+    :raises MissingExtraError: the protocol's fsspec implementation is not installed.
+    """
+    try:
+        import fsspec
+    except ImportError:
+        raise MissingExtraError(f"a shared artifact store needs fsspec: pip install 'lwdp[s3]' (store {url})") from None
+    protocol = url.split("://", 1)[0] if "://" in url else "file"
+    if protocol in _OBJECT_STORES:  # others write to the bucket: never trust a cached listing
+        storage_options = {"use_listings_cache": False, **storage_options}
+    try:
+        fs, path = fsspec.url_to_fs(url, **storage_options)
+    except ImportError as exc:
+        extra = _EXTRAS.get(protocol, protocol)
+        raise MissingExtraError(f"the {protocol}:// artifact store needs {exc.name or 'its fsspec driver'}: pip install 'lwdp[{extra}]'") from None
+    return fs, path.rstrip("/")

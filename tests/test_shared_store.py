@@ -1,0 +1,207 @@
+"""A team shares an S3 bucket as artifact store (a real SeaweedFS on 127.0.0.1).
+
+Alice computes, Bob (another cache directory, his own catalog) gets every cached stage
+from the bucket with zero recomputation, then from his local copy without the network.
+Also: pickles refused unless trusted, hostile manifests ignored, a store that refuses
+uploads costs nothing but the sharing, and racing publishers end with one whole object.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import Project
+from s3_server import bucket, s3_server  # noqa: F401 - fixtures
+
+QUICKSTART = Path(__file__).parents[1] / "examples" / "quickstart"
+QUICKSTART_STAGES = {"stg_read_orders", "stg_read_products", "stg_priced_orders", "stg_daily_revenue", "stg_report"}
+
+
+def _team_member(root: Path) -> Project:
+    """A checkout of the quickstart in ``root`` (same code, same raw files)."""
+    shutil.copytree(QUICKSTART, root, dirs_exist_ok=True)
+    return Project(root)
+
+
+def _env(s3_server, bucket: str, **extra: str) -> dict[str, str]:
+    return {**s3_server.env, "LWDP_STORE_URL": f"s3://{bucket}/lwdp", **extra}
+
+
+def _hits(run) -> set[str]:
+    return {name for name, outcome in run.outcomes().items() if outcome == "hit"}
+
+
+def test_bob_gets_alices_results_from_the_bucket_then_from_his_local_copy(tmp_path, s3_server, bucket):
+    alice, bob = _team_member(tmp_path / "alice"), _team_member(tmp_path / "bob")
+    env = _env(s3_server, bucket)
+    first = alice.run(env=env)
+    assert first.ran() == QUICKSTART_STAGES
+    # Content-addressed objects, each with its manifest.
+    fs = s3_server.filesystem()
+    keys = [k.split("/", 2)[2] for k in fs.find(f"{bucket}/lwdp")]
+    artifacts = {k for k in keys if not k.endswith(".manifest.json")}
+    assert len(artifacts) == len(QUICKSTART_STAGES)
+    assert {f"{k.rsplit('.', 1)[0]}.manifest.json" for k in artifacts} == set(keys) - artifacts
+    for key in artifacts:
+        stage_hash = key.split("/")[-1].split(".")[0]
+        assert key.startswith(f"{stage_hash[:2]}/")
+        manifest = json.loads(fs.cat_file(f"{bucket}/lwdp/{stage_hash[:2]}/{stage_hash}.manifest.json"))
+        assert manifest["hash"] == stage_hash and manifest["size"] == fs.size(f"{bucket}/lwdp/{key}")
+        assert set(manifest["stage_manifest"]["inputs"])  # what went into it, for lineage and explanations
+        assert "SECRET" not in json.dumps(manifest).upper() and "lwdp-test" not in json.dumps(manifest)
+
+    # Bob: empty cache, his own catalog: nothing recomputed, the same report.
+    second = bob.run(env=env)
+    assert second.ran() == set()
+    assert _hits(second) == {"stg_report"}
+    assert second.stdout == first.stdout
+    # Bob's lineage has the whole history (his run evaluated every hash; manifests came along).
+    assert {row[0] for row in bob.sql("SELECT stage FROM stage_manifests")} == {"pipeline.stg_report"}
+    # A local hit never touches the network: an unreachable store changes nothing.
+    offline = bob.run(env={**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert _hits(offline) == {"stg_report"} and offline.stdout == first.stdout
+    assert "WARNING" not in offline.stderr.upper()
+
+
+def test_each_stage_bob_needs_comes_from_the_bucket(tmp_path, s3_server, bucket):
+    alice, bob = _team_member(tmp_path / "alice"), _team_member(tmp_path / "bob")
+    env = _env(s3_server, bucket)
+    alice.run(env=env)
+    # Bob changes the last stage: it reruns on his side, from Alice's upstream result.
+    source = (bob.root / "pipeline.py").read_text()
+    (bob.root / "pipeline.py").write_text(source.replace('.fillna(0.0)', '.fillna(0.0).round(2)'))
+    run = bob.run(env=env)
+    assert run.ran() == {"stg_report"}
+    assert _hits(run) == {"stg_daily_revenue"}
+
+
+PICKLED = '''
+import logging
+logging.basicConfig(format="%(levelname)s %(message)s")
+from lwdp import stage
+
+@stage(n=3, cache=True)
+def stg_counts(n):
+    return {"n": n, "squares": [i * i for i in range(n)]}
+
+print("RESULT", stg_counts())
+'''
+
+
+def test_a_pickle_from_the_bucket_is_loaded_only_when_trusted(tmp_path, s3_server, bucket):
+    alice, bob = Project(tmp_path / "alice"), Project(tmp_path / "bob")
+    for member in (alice, bob):
+        member.write("pipeline.py", PICKLED)
+    env = _env(s3_server, bucket)
+    assert alice.run(env=env).ran() == {"stg_counts"}
+    untrusted = bob.run(env=env)
+    assert untrusted.ran() == {"stg_counts"}
+    assert "is a pickle, and loading a pickle runs code: recomputing instead" in untrusted.stderr
+    assert untrusted.events[0]["reason"] == "pickle in the shared store not trusted"
+    carol = Project(tmp_path / "carol")
+    carol.write("pipeline.py", PICKLED)
+    trusted = carol.run(env={**env, "LWDP_TRUST_PICKLE": "1"})
+    assert _hits(trusted) == {"stg_counts"} and "RESULT {'n': 3, 'squares': [0, 1, 4]}" in trusted.stdout
+    # A pickle one computed oneself is always loaded.
+    assert _hits(bob.run(env=env)) == {"stg_counts"}
+
+
+HOSTILE_MANIFESTS = {
+    "another hash": lambda m: {**m, "hash": "0" * 32},
+    "a format that is a path": lambda m: {**m, "format": "../../../../etc/passwd"},
+    "a negative size": lambda m: {**m, "size": -1},
+    "a checksum that isn't one": lambda m: {**m, "checksum": "../x"},
+    "not an object": lambda m: ["hash", m["hash"]],
+    "a wrong checksum": lambda m: {**m, "checksum": "f" * 32},
+}
+
+
+@pytest.mark.parametrize("what", list(HOSTILE_MANIFESTS))
+def test_a_hostile_manifest_is_ignored_and_reads_or_deletes_nothing_outside_the_prefix(tmp_path, s3_server, bucket, what):
+    alice, bob = Project(tmp_path / "alice"), Project(tmp_path / "bob")
+    script = "import logging\nlogging.basicConfig()\nfrom lwdp import stage\n\n@stage(n=3, cache=True)\ndef stg_n(n):\n    return n * 7\n\nprint('RESULT', stg_n())\n"
+    for member in (alice, bob):
+        member.write("pipeline.py", script)
+    env = _env(s3_server, bucket, LWDP_TRUST_PICKLE="1")
+    alice.run(env=env)
+    fs = s3_server.filesystem()
+    fs.pipe_file(f"{bucket}/outside.txt", b"keep me")
+    (manifest_key,) = fs.glob(f"{bucket}/lwdp/*/*.manifest.json")
+    fs.pipe_file(manifest_key, json.dumps(HOSTILE_MANIFESTS[what](json.loads(fs.cat_file(manifest_key)))).encode())
+    run = bob.run(env=env)
+    assert run.ran() == {"stg_n"} and "RESULT 21" in run.stdout
+    assert "WARNING" in run.stderr and "recomputing" in run.stderr
+    assert fs.cat_file(f"{bucket}/outside.txt") == b"keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alice", "bob"]
+
+
+def test_a_store_that_refuses_uploads_costs_only_the_sharing(project, s3_server, bucket):
+    project.write("pipeline.py", PICKLED)
+    wrong_secret = "not-the-secret-42"
+    env = _env(s3_server, bucket, AWS_SECRET_ACCESS_KEY=wrong_secret)
+    run = project.run(env=env)
+    assert run.ran() == {"stg_counts"} and "RESULT" in run.stdout
+    assert "cached locally but not shared" in run.stderr and f"s3://{bucket}/lwdp" in run.stderr
+    assert wrong_secret not in run.stderr  # credentials are never logged
+    assert s3_server.filesystem().find(bucket) == []
+    assert _hits(project.run(env=env)) == {"stg_counts"}
+
+
+RACE = '''
+import logging
+logging.basicConfig()
+import sys, time
+from pathlib import Path
+from lwdp import stage
+
+@stage(n=5, cache=True)
+def stg_slow(n):
+    # both processes are inside the stage before either publishes
+    Path(sys.argv[1]).touch()
+    while not all(Path(p).exists() for p in sys.argv[2:]):
+        time.sleep(0.01)
+    return {"n": n, "pid_free_result": list(range(n))}
+
+print("RESULT", stg_slow())
+'''
+
+
+def test_two_machines_racing_to_publish_end_with_one_whole_object(tmp_path, s3_server, bucket):
+    members = [Project(tmp_path / name) for name in ("alice", "bob")]
+    flags = [str(tmp_path / f"{name}.inside") for name in ("alice", "bob")]
+    env = _env(s3_server, bucket, LWDP_TRUST_PICKLE="1")
+    procs = []
+    for member, flag in zip(members, flags):
+        member.write("pipeline.py", RACE)
+        procs.append(subprocess.Popen(
+            [sys.executable, "pipeline.py", flag, *flags], cwd=member.root, env={**member_env(), **env},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    assert all("RESULT {'n': 5" in out for out, _ in outputs)
+    fs = s3_server.filesystem()
+    keys = fs.find(f"{bucket}/lwdp")
+    assert len(keys) == 2  # one artifact, one manifest
+    (payload,) = [k for k in keys if not k.endswith(".manifest.json")]
+    manifest = json.loads(fs.cat_file(f"{payload.rsplit('.', 1)[0]}.manifest.json"))
+    import xxhash
+
+    assert xxhash.xxh3_128_hexdigest(fs.cat_file(payload)) == manifest["checksum"]
+    # Each machine's next run is a hit (the loser fetches the winner's object), and so is a third's.
+    carol = Project(tmp_path / "carol")
+    carol.write("pipeline.py", RACE)
+    for member in (*members, carol):
+        run = member.run("pipeline.py", *flags, env=env)
+        assert _hits(run) == {"stg_slow"} and "WARNING" not in run.stderr.upper(), run.stderr
+
+
+def member_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("LWDP_")}
