@@ -14,6 +14,7 @@ import xxhash
 
 from . import config
 from .digest import MemoStore, combine_set_digest, digest_files, expand_raw_input
+from .url_inputs import is_url, url_input_digests
 
 if TYPE_CHECKING:
     from .stage import Stage
@@ -39,21 +40,25 @@ def raw_input_digests(stages: list[Stage], memos: MemoStore, cache_dir: Path) ->
     inside ``cache_dir`` counts as raw input.
 
     All files are stat'ed and looked up in the memo in one batch, so a warm run over many
-    unchanged files costs one query, not one per file.
+    unchanged files costs one query, not one per file; a URL costs one request for its
+    metadata (`lwdp.url_inputs`).
     """
     members: dict[tuple[Stage, str], dict[str, str]] = {}
     where: dict[str, str] = {}
+    named_digests: dict[tuple[Stage, str], dict[str, str]] = {}
     for stage in stages:
         for raw in stage.inputs_of_kind("raw"):
+            if is_url(raw.value):
+                named_digests[stage, raw.name] = url_input_digests(raw.value, stage.name, raw.name)
+                continue
             files = expand_raw_input(raw.value, stage.name, raw.name, exclude=cache_dir)
             members[stage, raw.name] = files
             for path in files.values():
                 where.setdefault(path, f"stage '{stage.name}', input '{raw.name}'")
     digests = digest_files(where, memos, where)
-    return {
-        key: combine_set_digest({name: digests[path] for name, path in files.items()})
-        for key, files in members.items()
-    }
+    for key, files in members.items():
+        named_digests[key] = {name: digests[path] for name, path in files.items()}
+    return {key: combine_set_digest(named) for key, named in named_digests.items()}
 
 
 def stage_hashes(

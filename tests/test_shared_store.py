@@ -205,3 +205,52 @@ def member_env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith("LWDP_")}
+
+
+REMOTE_RAW = '''
+import sys
+import pandas as pd
+import lwdp
+from lwdp import stage
+
+@stage(orders=sys.argv[1], cache=True)
+def stg_orders(orders):
+    if "*" in orders:
+        import fsspec
+        fs, _ = fsspec.url_to_fs(orders)
+        return pd.concat([pd.read_csv(f"s3://{key}") for key in sorted(fs.glob(orders))], ignore_index=True)
+    return pd.read_csv(orders, storage_options=lwdp.storage_options())
+
+print("TOTAL", stg_orders()["qty"].sum())
+'''
+
+
+@pytest.mark.parametrize("pattern", ["raw/orders.csv", "raw/*.csv"], ids=["object", "glob"])
+def test_a_raw_input_in_the_bucket_is_hashed_from_its_metadata_and_an_overwrite_invalidates(project, s3_server, bucket, pattern):
+    fs = s3_server.filesystem()
+    fs.pipe_file(f"{bucket}/raw/orders.csv", b"qty\n1\n2\n")
+    url = f"s3://{bucket}/{pattern}"
+    project.write("pipeline.py", REMOTE_RAW)
+    env = s3_server.env
+    cold = project.run("pipeline.py", url, env=env)
+    assert cold.ran() == {"stg_orders"} and "TOTAL 3" in cold.stdout
+    assert _hits(project.run("pipeline.py", url, env=env)) == {"stg_orders"}
+    fs.pipe_file(f"{bucket}/raw/orders.csv", b"qty\n1\n2\n")  # rewritten, same bytes: same ETag
+    assert _hits(project.run("pipeline.py", url, env=env)) == {"stg_orders"}
+    fs.pipe_file(f"{bucket}/raw/orders.csv", b"qty\n1\n5\n")  # overwritten
+    changed = project.run("pipeline.py", url, env=env)
+    assert changed.ran() == {"stg_orders"} and "TOTAL 6" in changed.stdout
+    assert changed.events[0]["reason"] == f"raw input `orders` ({url}) content changed"
+    if "*" in pattern:
+        fs.pipe_file(f"{bucket}/raw/more.csv", b"qty\n10\n")
+        grown = project.run("pipeline.py", url, env=env)
+        assert grown.ran() == {"stg_orders"} and "TOTAL 16" in grown.stdout
+
+
+def test_a_missing_raw_object_is_a_clear_error(project, s3_server, bucket):
+    project.write("pipeline.py", REMOTE_RAW)
+    for url in (f"s3://{bucket}/raw/nope.csv", f"s3://{bucket}/raw/*.parquet"):
+        run = project.run("pipeline.py", url, env=s3_server.env, check=False)
+        assert run.returncode == 1
+        assert "RawInputNotFoundError: stage 'pipeline.stg_orders', input 'orders'" in run.stderr
+        assert f"s3://{bucket}/raw/nope.csv not found" in run.stderr or "matches no object" in run.stderr
