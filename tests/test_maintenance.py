@@ -999,7 +999,8 @@ def test_readme_sql_recipes_and_views_run_as_written(diamond):
 
     ancestry_sql, derived_sql = one("ancestry("), one("derived(")
     closure_sql, descendants_sql = one("FROM lineage_closure"), one("FROM raw_descendants")
-    assert len(statements) == 4
+    parameters_sql = one("FROM stage_manifests")
+    assert len(statements) == 5
 
     def run(sql: str, **params: str) -> list[tuple]:
         with closing(sqlite3.connect(diamond.root / ".lwdp" / "catalog.sqlite")) as conn:
@@ -1032,6 +1033,8 @@ def test_readme_sql_recipes_and_views_run_as_written(diamond):
     assert [row[2] for row in descendants] == sorted(row[2] for row in descendants)
     assert set(descendants) == {(d.stage, d.hash, d.depth) for d in lwdp.store.dependents("raw/x.csv")}
     assert run(derived_sql, path="raw/nothing.csv") == run(descendants_sql, path="raw/nothing.csv") == []
+    parameters = run(parameters_sql, stage="pipeline.stg_b", param="x")
+    assert [(h, value) for h, _, value in parameters] == [(diamond.h2["stg_b"], "2"), (diamond.h1["stg_b"], "2")]
 
 
 # ---------------------------------------------------------------------------------------

@@ -108,6 +108,7 @@ class ResultCache:
         ignored with a warning (it can never name a path: keys come from the hash).
         """
         assert self.remote is not None
+        self.catalog.touch_artifact(stage_hash)  # a shared gc keeps what is being read
         try:
             manifest = self.remote.read_manifest(stage_hash)
         except StoreUnavailableError as exc:

@@ -4,6 +4,12 @@ Every gc also removes files the catalog doesn't list, rows whose file is gone, a
 temporary files of writers that died. An artifact is deleted only while gc holds its
 lock exclusively, so one being computed or read at that moment is left alone; its row
 goes first, then its files.
+
+With a shared store and a shared catalog (`lwdp.configure(store_url=..., catalog_url=...)`)
+the same rules apply to the shared store, by the last access teammates record: an
+artifact read since this gc began is kept, and a reader whose object vanishes anyway
+recomputes. Objects in the shared store that no row lists are left alone (a teammate
+may be about to record one).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from ..formats import FORMATS
 from ..units import human_size, parse_duration, parse_size
 from .cache import ResultCache
 from .catalog import UsageRow, open_catalog, utcnow
+from .remote import RemoteArtifactStore
 
 
 @dataclass(frozen=True)
@@ -81,8 +88,12 @@ def gc(
     started = utcnow()
     usage = cache.catalog.usage_by_recency(started - age if age is not None else None)
     stored = cache.store.payload_names()
-    for row, reason in _victims(usage, stored, budget):
-        _remove(cache, report, row.hash, row.stage, FORMATS[row.format].suffix, row.size, reason, started)
+    # With a shared catalog, the shared store is where artifacts live (local files are
+    # copies); a local catalog says nothing about what teammates use: the store is theirs.
+    shared = cache.remote if config.catalog_url() is not None else None
+    canonical = shared.payload_names() if shared is not None else stored
+    for row, reason in _victims(usage, canonical, budget):
+        _remove(cache, report, row.hash, row.stage, FORMATS[row.format].suffix, row.size, reason, started, shared)
     for orphan in cache.store.unlisted_files({row.hash for row in usage}, stored):
         adoptable = cache.adoptable(orphan.hash)
         if adoptable is not None:  # intact, only its row was lost: keep it, listed again
@@ -117,7 +128,7 @@ def _victims(usage: list[UsageRow], stored: dict[str, str], budget: int | None) 
 
 def _remove(
     cache: ResultCache, report: GcReport, stage_hash: str, stage: str | None, suffix: str, size: int,
-    reason: str, selected_at: dt.datetime | None,
+    reason: str, selected_at: dt.datetime | None, shared: RemoteArtifactStore | None = None,
 ) -> None:
     with cache.locks.try_hold(stage_hash, remove=not report.dry_run, create=not report.dry_run) as free:
         if not free:
@@ -131,4 +142,6 @@ def _remove(
         if not report.dry_run:
             cache.catalog.delete_artifact(stage_hash)
             cache.store.delete(stage_hash, suffix)
+            if shared is not None:
+                shared.delete(stage_hash, suffix)
         report.removed.append(Removal(stage_hash, stage, size, reason))
