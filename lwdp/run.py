@@ -42,7 +42,7 @@ class StageEvent:
     outcome: str  # "hit" | "computed" | "computed-uncached" | "not-needed"
     seconds: float
     bytes: int | None
-    reason: str | None = None  # why a cached stage was computed
+    reason: str | None = None  # why a cached stage was computed; where a hit came from
 
 
 def dependency_order(target: Stage) -> list[Stage]:
@@ -182,7 +182,8 @@ class PipelineRun:
                 found = self.cache.load(stage.name, stage_hash, stage.format, locked=True)
                 if isinstance(found, Miss):
                     return self._compute(stage, found.reason if found.reason != "never computed" else self._why_rerun(stage))
-        self._log(StageEvent(stage.name, stage_hash, "hit", time.perf_counter() - started, found.size))
+        source = f"downloaded from {found.source}" if found.source else None
+        self._log(StageEvent(stage.name, stage_hash, "hit", time.perf_counter() - started, found.size, source))
         return found.value
 
     def _why_rerun(self, stage: Stage) -> str:

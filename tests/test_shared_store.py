@@ -254,3 +254,62 @@ def test_a_missing_raw_object_is_a_clear_error(project, s3_server, bucket):
         assert run.returncode == 1
         assert "RawInputNotFoundError: stage 'pipeline.stg_orders', input 'orders'" in run.stderr
         assert f"s3://{bucket}/raw/nope.csv not found" in run.stderr or "matches no object" in run.stderr
+
+
+BIG = '''
+import numpy as np
+import pandas as pd
+from lwdp import stage
+
+@stage(n=2_000_000, cache=True)
+def stg_big(n):
+    rng = np.random.default_rng(7)
+    return pd.DataFrame({"a": rng.random(n), "b": rng.integers(0, 1 << 40, n)})
+
+print("SUM", stg_big()["b"].sum())
+'''
+
+
+def _consistent(fs, prefix: str) -> str:
+    """What a killed publisher left under ``prefix``: "nothing", "object only" or "published"
+    (then the object is whole: its checksum is the manifest's)."""
+    import xxhash
+
+    keys = fs.find(prefix)
+    manifests = [k for k in keys if k.endswith(".manifest.json")]
+    objects = [k for k in keys if not k.endswith(".manifest.json")]
+    assert len(objects) <= 1 and len(manifests) <= 1, keys
+    if not manifests:
+        return "object only" if objects else "nothing"
+    manifest = json.loads(fs.cat_file(manifests[0]))
+    assert objects and xxhash.xxh3_128_hexdigest(fs.cat_file(objects[0])) == manifest["checksum"]
+    return "published"
+
+
+@pytest.mark.slow
+def test_a_publisher_killed_at_any_moment_leaves_nothing_a_reader_could_take_for_whole(tmp_path, s3_server, bucket):
+    import random
+    import signal
+    import time
+
+    expected = None
+    seen = set()
+    rng = random.Random(11)
+    for i in range(6):
+        alice, bob = Project(tmp_path / f"alice{i}"), Project(tmp_path / f"bob{i}")
+        for member in (alice, bob):
+            member.write("pipeline.py", BIG)
+        env = {**member_env(), **_env(s3_server, bucket), "LWDP_STORE_URL": f"s3://{bucket}/run{i}"}
+        proc = subprocess.Popen([sys.executable, "pipeline.py"], cwd=alice.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.8, 4.0) if i else 0)
+        if i == 0:  # one undisturbed run gives the right answer
+            out, _ = proc.communicate(timeout=120)
+            expected = out
+        else:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        seen.add(_consistent(s3_server.filesystem(), f"{bucket}/run{i}"))
+        run = bob.run(env={**_env(s3_server, bucket), "LWDP_STORE_URL": f"s3://{bucket}/run{i}"})
+        assert run.stdout.encode() == expected
+        assert _consistent(s3_server.filesystem(), f"{bucket}/run{i}") == "published"
+    assert "published" in seen and len(seen) >= 2, seen  # the kills did land at different moments

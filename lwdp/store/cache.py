@@ -36,6 +36,7 @@ _HASH = re.compile("[0-9a-f]{32}")
 class Hit:
     value: Any
     size: int
+    source: str | None = None  # the shared store's URL when downloaded from it
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ class ResultCache:
         self.store.write_manifest(stage_hash, manifest)
         stage_manifest = manifest.get("stage_manifest")
         self.catalog.record_artifact(record, stage_manifest if isinstance(stage_manifest, dict) else None)
-        return Hit(value, record.size)
+        return Hit(value, record.size, self.remote.url)
 
     def adoptable(self, stage_hash: str) -> ArtifactRecord | None:
         """The record an unlisted artifact file would get, if its manifest and bytes agree."""

@@ -52,18 +52,23 @@ class RemoteArtifactStore:
         :raises StoreUnavailableError: the store refused or could not be reached; no object
             of this call is left behind.
         """
+        key = self.key_for(stage_hash, suffix)
         with _store_errors(self.url, f"uploading {self.describe(stage_hash, suffix)}", passing=(FileExistsError,)):
-            if not self._create(self.key_for(stage_hash, suffix), payload):
-                return self.read_manifest(stage_hash) or manifest
-            if not self._create(self.key_for(stage_hash, MANIFEST_SUFFIX), json.dumps(manifest, sort_keys=True).encode()):
+            if not self._write(key, payload, create=True):
+                existing = self.read_manifest(stage_hash)
+                if existing is not None:
+                    return existing
+                self._write(key, payload, create=False)  # its publisher died before the manifest
+            if not self._write(self.key_for(stage_hash, MANIFEST_SUFFIX), json.dumps(manifest, sort_keys=True).encode(), create=True):
                 return self.read_manifest(stage_hash) or manifest
         return manifest
 
-    def _create(self, key: str, payload: bytes) -> bool:
-        """Write ``payload`` at ``key`` whole or not at all; False if ``key`` already exists."""
+    def _write(self, key: str, payload: bytes, create: bool) -> bool:
+        """Write ``payload`` at ``key`` whole or not at all (one PUT, or a rename); with
+        ``create``, only if ``key`` doesn't exist yet (False if it does)."""
         if self.is_object_store:
             try:
-                self.fs.pipe_file(key, payload, mode="create")
+                self.fs.pipe_file(key, payload, mode="create" if create else "overwrite")
                 return True
             except FileExistsError:
                 return False
@@ -71,7 +76,7 @@ class RemoteArtifactStore:
                 if exc.errno == errno.EINVAL and "pre-condition" in str(exc) and self.fs.exists(key):
                     return False
                 raise
-        if self.fs.exists(key):
+        if create and self.fs.exists(key):
             return False
         temp = f"{key}.tmp-{secrets.token_hex(6)}"
         self.fs.makedirs(key.rsplit("/", 1)[0], exist_ok=True)
