@@ -313,3 +313,31 @@ def test_a_publisher_killed_at_any_moment_leaves_nothing_a_reader_could_take_for
         assert run.stdout.encode() == expected
         assert _consistent(s3_server.filesystem(), f"{bucket}/run{i}") == "published"
     assert "published" in seen and len(seen) >= 2, seen  # the kills did land at different moments
+
+
+def _lwdp(member: Project, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lwdp", *args], cwd=member.root, env={**member_env(), **env},
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_verify_checks_the_shared_store_and_repair_publishes_intact_local_copies(tmp_path, s3_server, bucket):
+    alice, bob = _team_member(tmp_path / "alice"), _team_member(tmp_path / "bob")
+    env = _env(s3_server, bucket)
+    alice.run(env=env)
+    fs = s3_server.filesystem()
+    objects = sorted(k for k in fs.find(f"{bucket}/lwdp") if not k.endswith(".manifest.json"))
+    flipped, unpublished, gone = objects[:3]
+    fs.pipe_file(flipped, b"x" + fs.cat_file(flipped)[1:])
+    fs.rm_file(f"{unpublished.rsplit('.', 1)[0]}.manifest.json")
+    fs.rm_file(gone)
+    check = _lwdp(alice, env, "verify")
+    assert check.returncode == 1, check.stdout + check.stderr
+    kinds = {line.split()[0] for line in check.stdout.splitlines()[1:] if line.strip()}
+    assert kinds == {"shared-corrupt", "shared-unpublished", "shared-missing"}, check.stdout
+    repaired = _lwdp(alice, env, "verify", "--repair")
+    assert repaired.returncode == 0 and repaired.stdout.count("published again from the local copy") == 3, repaired.stdout
+    assert _lwdp(alice, env, "verify").returncode == 0  # every object downloaded and checked
+    run = bob.run(env=env)
+    assert run.ran() == set() and "WARNING" not in run.stderr

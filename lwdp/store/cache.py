@@ -172,8 +172,12 @@ class ResultCache:
     def record_adopted(self, record: ArtifactRecord) -> None:
         """List an adoptable artifact in the catalog again, with its stage manifest if the
         file beside it has one (so explanations survive a lost catalog)."""
-        stage_manifest = (self.store.read_manifest(record.hash) or {}).get("stage_manifest")
-        self.catalog.record_artifact(record, stage_manifest if isinstance(stage_manifest, dict) else None)
+        self.catalog.record_artifact(record, self.local_stage_manifest(record.hash))
+
+    def local_stage_manifest(self, stage_hash: str) -> dict[str, Any] | None:
+        """The stage manifest in the manifest file beside a local artifact, if any."""
+        stage_manifest = (self.store.read_manifest(stage_hash) or {}).get("stage_manifest")
+        return stage_manifest if isinstance(stage_manifest, dict) else None
 
     def _adopt(self, stage_name: str, stage_hash: str) -> ArtifactRecord | None:
         """Re-record an artifact whose catalog row is gone, if its manifest and bytes agree."""

@@ -14,18 +14,19 @@ from pathlib import Path
 
 from .. import config
 from ..formats import FORMATS
-from .artifacts import LocalArtifactStore
-from .cache import ResultCache, manifest_of
+from .artifacts import LocalArtifactStore, checksum_bytes
+from .cache import ResultCache, manifest_of, record_from_manifest
 from .catalog import ArtifactRecord, open_catalog
+from .remote import RemoteArtifactStore
 
 @dataclass(frozen=True)
 class Problem:
     """One damaged or unlisted artifact."""
 
-    kind: str  # "missing" | "corrupt" | "no-manifest" | "unrecorded" | "orphan"
+    kind: str  # "missing" | "corrupt" | "no-manifest" | "unrecorded" | "orphan", or "shared-..." (below)
     hash: str
     stage: str | None
-    path: Path
+    path: Path | str  # a URL for an object in the shared store
     repaired: str | None = None  # what --repair did about it
 
     def __str__(self) -> str:
@@ -77,6 +78,8 @@ def verify(repair: bool = False, cache_dir: str | os.PathLike[str] | None = None
         report.checked += 1
         problem = _check_unrecorded(cache, stored.hash, stored.path)
         report.problems.append(_repair(cache, problem, None) if repair else problem)
+    if cache.remote is not None:
+        _verify_shared(cache, recorded, report, repair)
     report.dead_temp_files = cache.store.dead_temp_files()
     if repair:
         for path in report.dead_temp_files:
@@ -116,6 +119,56 @@ def _repair(cache: ResultCache, problem: Problem, record: ArtifactRecord | None)
             done = "adopted"
         else:
             cache.catalog.delete_artifact(problem.hash)  # the row first, then the files
-            cache.store.delete(problem.hash, problem.path.name.partition(".")[2])
+            cache.store.delete(problem.hash, Path(problem.path).name.partition(".")[2])
             done = "removed; the next run recomputes it" if record is not None else "removed"
+    return Problem(problem.kind, problem.hash, problem.stage, problem.path, done)
+
+
+def _verify_shared(cache: ResultCache, recorded: dict[str, ArtifactRecord], report: VerifyReport, repair: bool) -> None:
+    """Check the shared store's object and manifest of every artifact the catalog lists:
+    "shared-missing" (no object), "shared-unpublished" (an object without its manifest),
+    "shared-corrupt" (a manifest that doesn't validate or bytes that don't match it).
+    Repair publishes the local copy again where it is intact, else removes what is damaged
+    (the next run recomputes and publishes it)."""
+    remote = cache.remote
+    assert remote is not None
+    stored = remote.payload_names()
+    for stage_hash, record in recorded.items():
+        suffix = FORMATS[record.format].suffix
+        report.checked += 1
+        kind = _shared_problem(remote, stage_hash, suffix, stored.get(stage_hash))
+        if kind is None:
+            continue
+        problem = Problem(kind, stage_hash, record.stage, remote.describe(stage_hash, suffix))
+        if repair:
+            problem = _repair_shared(cache, problem, record, suffix)
+        report.problems.append(problem)
+
+
+def _shared_problem(remote: RemoteArtifactStore, stage_hash: str, suffix: str, stored_suffix: str | None) -> str | None:
+    if stored_suffix != suffix:
+        return "shared-missing"
+    manifest = remote.read_manifest(stage_hash)
+    if manifest is None:
+        return "shared-unpublished"
+    data = remote.read_bytes(stage_hash, suffix)
+    try:
+        shared = record_from_manifest(manifest, stage_hash)
+    except ValueError:
+        return "shared-corrupt"
+    if data is None or len(data) != shared.size or checksum_bytes(data) != shared.checksum:
+        return "shared-corrupt"
+    return None
+
+
+def _repair_shared(cache: ResultCache, problem: Problem, record: ArtifactRecord, suffix: str) -> Problem:
+    remote = cache.remote
+    assert remote is not None
+    remote.delete(problem.hash, suffix)
+    if cache.store.is_intact(record.hash, suffix, record.size, record.checksum):
+        manifest = manifest_of(record, cache.local_stage_manifest(record.hash))
+        remote.publish(record.hash, suffix, cache.store.read_bytes(record.hash, suffix) or b"", manifest)
+        done = "published again from the local copy"
+    else:
+        done = "removed from the shared store; the next run recomputes it"
     return Problem(problem.kind, problem.hash, problem.stage, problem.path, done)
