@@ -12,7 +12,6 @@ s3fs (what lwdp uses) and, when installed, obstore.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -25,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
 from s3_server import S3Server, running_seaweedfs  # noqa: E402
-from warm_cold import PIPELINE, make_data  # noqa: E402
+from warm_cold import make_data, workload_args  # noqa: E402
 
 TARGETS = {"daily": "print(len(daily()))", "merged": "print(len(merged()))"}
 
@@ -66,11 +65,7 @@ def transfer(server: S3Server, bucket: str, size: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--files", type=int, default=25)
-    parser.add_argument("--rows", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+    args = workload_args()
     root = Path(tempfile.mkdtemp(prefix="lwdp-bench-shared-"))
     try:
         with running_seaweedfs(root) as server:

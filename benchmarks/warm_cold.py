@@ -81,12 +81,17 @@ def timed(root: Path, mode: str) -> float:
     return time.perf_counter() - started
 
 
-def main() -> None:
+def workload_args() -> argparse.Namespace:
+    """--files, --rows and --rounds, shared by the benchmarks over this workload."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=25)
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = workload_args()
     root = Path(tempfile.mkdtemp(prefix="lwdp-bench-"))
     try:
         make_data(root, args.files, args.rows)
