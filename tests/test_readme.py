@@ -11,18 +11,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shell_blocks() -> list[str]:
+    """The README's shell blocks: the two set-up commands come first."""
     return re.findall(r"```sh\n(.*?)\n```", (REPO / "README.md").read_text(), re.S)
 
 
 def test_ci_runs_the_readme_test_command_word_for_word():
-    [_, test_command] = shell_blocks()
+    [_, test_command, *_] = shell_blocks()
     assert "pytest" in test_command
     assert test_command in (REPO / ".ci" / "run").read_text().splitlines()
 
 
 def test_quickstart_second_run_is_all_from_cache(tmp_path):
     """What the README's first command does after installing: run the quickstart twice."""
-    [quickstart, _] = shell_blocks()
+    [quickstart, _, *_] = shell_blocks()
     assert quickstart.count("python pipeline.py") == 2 and "cd examples/quickstart" in quickstart
     example = shutil.copytree(REPO / "examples" / "quickstart", tmp_path / "quickstart")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LWDP_")}
