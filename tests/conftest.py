@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 import lwdp
+from pg_server import pg_server, pg_url  # noqa: F401 (fixtures: a PostgreSQL server, a database per test)
+from s3_server import bucket, s3_server  # noqa: F401 (fixtures: an S3 server, a bucket per test)
 
 RUNNER = Path(__file__).with_name("runner.py")
 DROP_FILE_POWERS = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]

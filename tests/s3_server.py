@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from services import free_port, service_missing
 
 ACCESS_KEY = "lwdp-test-key"
 SECRET_KEY = "lwdp-test-secret-0123456789"
@@ -45,19 +45,6 @@ class S3Server:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def service_missing(what: str) -> None:
-    """Skip a test whose service can't exist here; in CI (LWDP_REQUIRE_SERVICES=1), fail."""
-    if os.environ.get("LWDP_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{what} (LWDP_REQUIRE_SERVICES=1: services must be available)")
-    pytest.skip(what)
-
-
 def weed_binary() -> str | None:
     return shutil.which("weed", path=os.path.dirname(sys.executable)) or shutil.which("weed")
 
@@ -67,7 +54,7 @@ def running_seaweedfs(data: Path) -> Iterator[S3Server]:
     """A SeaweedFS S3 server on free loopback ports, storing under ``data``, while in the block."""
     weed = weed_binary()
     assert weed is not None
-    ports = [_free_port() for _ in range(7)]
+    ports = [free_port() for _ in range(7)]
     names = ["s3.port", "master.port", "volume.port", "filer.port", "admin.port", "s3.port.iceberg", "s3.port.lance"]
     command = [
         weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false", "-webdav=false",

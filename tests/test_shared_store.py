@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from conftest import Project
-from s3_server import bucket, s3_server  # noqa: F401 - fixtures
 
 QUICKSTART = Path(__file__).parents[1] / "examples" / "quickstart"
 QUICKSTART_STAGES = {"stg_read_orders", "stg_read_products", "stg_priced_orders", "stg_daily_revenue", "stg_report"}

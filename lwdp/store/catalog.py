@@ -1,181 +1,92 @@
-"""The SQLite catalog: engine, pragmas, transactions, and every SQL statement lwdp runs.
+"""The catalog: every SQL statement lwdp runs, on SQLite or PostgreSQL alike.
 
-One engine per (process, catalog file), made again after a fork. Writes begin with
-``BEGIN IMMEDIATE`` (a deferred BEGIN that reads then writes fails at once with
-"database is locked" under concurrency) and stay short; no transaction is open while a
-stage computes or a file is written.
+The catalog is the SQLite file of the cache directory (`sqlite_db`), or a database a team
+shares when ``catalog_url`` is set (`postgres_db`); both run the same SQLAlchemy Core
+statements over the same tables. The one dialect-specific statement, the upsert, takes
+its ``insert`` from the engine's dialect (both have ``on_conflict_do_update``). Each
+transaction is short: none is open while a stage computes or a file is written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import os
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import sqlalchemy.exc
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, literal, select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Engine, Table, delete, func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
+from .. import config
 from ..digest import DigestMemo, FileState
-from ..errors import CacheDirError, CatalogDamagedError, CatalogUnavailableError
-from .migrate import ensure_schema
+from .postgres_db import open_postgres
+from .records import ArtifactRecord, LineageRow, UsageRow, artifact_values, lineage_row, naive_utc, record_from_row, utcnow
 from .schema import artifacts, lineage, raw_files, stage_manifests
+from .sqlite_db import open_sqlite
 
-logger = logging.getLogger("lwdp")
+__all__ = ["ArtifactRecord", "Catalog", "LineageRow", "UsageRow", "open_catalog", "utcnow"]
 
-CATALOG_FILE = "catalog.sqlite"
-BUSY_TIMEOUT_MS = 60_000
 _IN_CHUNK = 500  # stay far below SQLite's bound-parameter limit
+_Insert = sqlite.Insert | postgresql.Insert
+_INSERTS: dict[str, Callable[[Table], _Insert]] = {
+    "sqlite": sqlite.insert, "postgresql": postgresql.insert,
+}
 
 
-def utcnow() -> dt.datetime:
-    """Naive UTC, as stored; aware values are made on the way out."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+class Database(Protocol):
+    """Where a catalog lives: its engine, and what only that engine knows."""
 
+    @property
+    def path(self) -> Path | str:
+        """For messages: the file, or the URL without its password."""
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.timezone.utc)
+    @property
+    def engine(self) -> Engine: ...
 
+    def is_current(self) -> bool: ...
 
-def _naive_utc(value: dt.datetime) -> dt.datetime:
-    """As stored: a naive value is taken to be UTC already (never local time)."""
-    return value if value.tzinfo is None else value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-
-
-@dataclass(frozen=True)
-class ArtifactRecord:
-    """One catalog row of ``artifacts``."""
-
-    hash: str
-    stage: str
-    format: str
-    size: int
-    checksum: str
-    read_options: dict[str, Any]
-    created_at: dt.datetime
-    last_access: dt.datetime
-    compute_seconds: float | None = None
-    lwdp_version: str | None = None
-    pandas_version: str | None = None
-
-
-@dataclass(frozen=True)
-class UsageRow:
-    """What gc needs to know about an artifact."""
-
-    hash: str
-    stage: str
-    format: str
-    size: int
-    expired: bool
-
-
-@dataclass(frozen=True)
-class LineageRow:
-    """One input of one evaluated stage."""
-
-    hash: str
-    stage: str
-    input_name: str
-    input_kind: str  # "stage" | "raw" | "param"
-    input_hash: str
-    input_path: str | None
-
-
-def _lineage_row(row: Any) -> LineageRow:
-    return LineageRow(row["hash"], row["stage"], row["input_name"], row["input_kind"], row["input_hash"], row["input_path"])
-
-
-def _record_from_row(row: Any) -> ArtifactRecord:
-    values = dict(row)
-    values["read_options"] = json.loads(values["read_options"] or "{}")
-    values["created_at"] = _aware(values["created_at"])
-    values["last_access"] = _aware(values["last_access"])
-    return ArtifactRecord(**values)
-
-
-def _make_engine(path: Path) -> Engine:
-    engine = create_engine(
-        f"sqlite:///{path}",
-        connect_args={"isolation_level": None, "timeout": BUSY_TIMEOUT_MS / 1000},
-    )
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        cursor = dbapi_conn.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # before journal_mode
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get("lwdp_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
+    def errors_explained(self) -> AbstractContextManager[None]: ...
 
 
 class Catalog:
-    """The artifacts, lineage and digest memo of one cache directory."""
+    """The artifacts, lineage and digest memo of one cache directory (or a team's)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.engine = _make_engine(path)
-        ensure_schema(self.engine, str(path))
-        self.inode = path.stat().st_ino
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.path = db.path  # for messages
+        self.engine = db.engine
+        insert = _INSERTS[self.engine.dialect.name]
+        self._upsert_artifacts = _upsert(insert, artifacts)
+        self._upsert_manifests = _upsert(insert, stage_manifests, ["manifest", "recorded_at"])
+        self._upsert_lineage = _upsert(insert, lineage, ["recorded_at"])
+        self._upsert_memos = _upsert(insert, raw_files)
 
     def is_current(self) -> bool:
-        """False once the catalog file was deleted or replaced under this process."""
-        try:
-            return self.path.stat().st_ino == self.inode
-        except FileNotFoundError:
-            return False
+        """False once the catalog was replaced under this process (a SQLite file deleted)."""
+        return self.db.is_current()
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self._errors_explained(), self.engine.connect() as conn:
-            conn = conn.execution_options(lwdp_write=True)
+        with self.db.errors_explained(), self.engine.connect() as conn:
+            conn = conn.execution_options(lwdp_write=True)  # SQLite: BEGIN IMMEDIATE
             with conn.begin():
                 yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self._errors_explained(), self.engine.connect() as conn, conn.begin():
+        with self.db.errors_explained(), self.engine.connect() as conn, conn.begin():
             yield conn
-
-    @contextmanager
-    def _errors_explained(self) -> Iterator[None]:
-        """SQLite's failures as lwdp errors; a catalog found damaged is moved aside."""
-        try:
-            yield
-        except sqlalchemy.exc.OperationalError as exc:  # before its base class, DatabaseError
-            locked = "locked" in str(exc.orig)
-            cause = f"another process kept it locked for {BUSY_TIMEOUT_MS // 1000} s" if locked else str(exc.orig)
-            raise CatalogUnavailableError(
-                f"catalog {self.path}: {cause}; retry, or check the disk and the permissions of {self.path.parent}"
-            ) from exc
-        except sqlalchemy.exc.DatabaseError as exc:
-            if not _is_corruption(exc):
-                raise
-            if self.is_current():
-                self.engine.dispose()
-                _move_aside(self.path, exc.orig)
-            raise CatalogDamagedError(f"catalog {self.path} turned out damaged ({exc.orig}) and was moved aside") from exc
 
     # artifacts
 
     def lookup_artifact(self, stage_hash: str) -> ArtifactRecord | None:
         with self._read() as conn:
             row = conn.execute(select(artifacts).where(artifacts.c.hash == stage_hash)).mappings().first()
-        return None if row is None else _record_from_row(row)
+        return None if row is None else record_from_row(row)
 
     def all_artifacts(self, stage: str | None = None) -> list[ArtifactRecord]:
         """Every artifact row (of one stage), newest first."""
@@ -184,13 +95,13 @@ class Catalog:
             query = query.where(artifacts.c.stage == stage)
         with self._read() as conn:
             rows = conn.execute(query).mappings().all()
-        return [_record_from_row(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     def usage_by_recency(self, expired_before: dt.datetime | None) -> list[UsageRow]:
         """Every artifact, most recently used first (a walk of the (last_access, size)
         index), marked expired if last used before ``expired_before``: for gc. The database
         compares the times, so no timestamp is parsed per row."""
-        expired = artifacts.c.last_access < _naive_utc(expired_before) if expired_before is not None else literal(False)
+        expired = artifacts.c.last_access < naive_utc(expired_before) if expired_before is not None else literal(False)
         columns = [artifacts.c.hash, artifacts.c.stage, artifacts.c.format, artifacts.c.size, expired]
         with self._read() as conn:
             rows = conn.execute(select(*columns).order_by(artifacts.c.last_access.desc())).all()
@@ -203,31 +114,18 @@ class Catalog:
 
     def record_artifacts(self, records: Iterable[ArtifactRecord], stage_manifests_by_hash: dict[str, dict[str, Any]] | None = None) -> None:
         """Insert or replace artifact rows and stage manifests, in one transaction."""
-        values = [
-            {
-                **record.__dict__,
-                "read_options": json.dumps(record.read_options),
-                "created_at": _naive_utc(record.created_at),
-                "last_access": _naive_utc(record.last_access),
-            }
-            for record in records
-        ]
+        values = _in_key_order([artifact_values(record) for record in records], artifacts)
         if not values:
             return
         stages = {row["hash"]: row["stage"] for row in values}
-        manifest_values = [
+        manifest_values = _in_key_order([
             {"hash": h, "stage": stages[h], "manifest": json.dumps(m, sort_keys=True, ensure_ascii=False), "recorded_at": utcnow()}
             for h, m in (stage_manifests_by_hash or {}).items()
-        ]
-        stmt = sqlite_insert(artifacts)
-        stmt = stmt.on_conflict_do_update(index_elements=["hash"], set_={k: stmt.excluded[k] for k in values[0] if k != "hash"})
+        ], stage_manifests)
         with self._write() as conn:
-            conn.execute(stmt, values)
+            conn.execute(self._upsert_artifacts, values)
             if manifest_values:
-                upsert = sqlite_insert(stage_manifests)
-                conn.execute(upsert.on_conflict_do_update(index_elements=["hash"], set_={
-                    "manifest": upsert.excluded.manifest, "recorded_at": upsert.excluded.recorded_at,
-                }), manifest_values)
+                conn.execute(self._upsert_manifests, manifest_values)
 
     def last_access(self, stage_hash: str) -> dt.datetime | None:
         """When the artifact was last used (naive UTC), or None without a row."""
@@ -247,13 +145,11 @@ class Catalog:
     def record_lineage(self, rows: Iterable[LineageRow]) -> None:
         """Record each input of each evaluated stage hash; ``recorded_at`` becomes now, so the
         newest ``recorded_at`` of a stage names its most recently evaluated hash."""
-        values = [{**row.__dict__, "recorded_at": utcnow()} for row in rows]
+        values = _in_key_order([{**row.__dict__, "recorded_at": utcnow()} for row in rows], lineage)
         if not values:
             return
-        stmt = sqlite_insert(lineage)
-        stmt = stmt.on_conflict_do_update(index_elements=["hash", "input_name"], set_={"recorded_at": stmt.excluded.recorded_at})
         with self._write() as conn:
-            conn.execute(stmt, values)
+            conn.execute(self._upsert_lineage, values)
 
     def previous_manifest(self, stage: str, current: str) -> tuple[bool, dict[str, Any] | None]:
         """(whether a result of ``current`` was stored before, the manifest to explain its
@@ -311,12 +207,12 @@ class Catalog:
         ancestry = seed.union(step)
         query = select(lineage).where(lineage.c.hash.in_(select(ancestry.c.hash)))
         with self._read() as conn:
-            return [_lineage_row(row) for row in conn.execute(query).mappings()]
+            return [lineage_row(row) for row in conn.execute(query).mappings()]
 
     def raw_inputs(self) -> list[LineageRow]:
         """Every recorded raw input of every stage hash."""
         with self._read() as conn:
-            return [_lineage_row(row) for row in conn.execute(select(lineage).where(lineage.c.input_kind == "raw")).mappings()]
+            return [lineage_row(row) for row in conn.execute(select(lineage).where(lineage.c.input_kind == "raw")).mappings()]
 
     def descendants(self, stage_hashes: Iterable[str]) -> list[tuple[str, str, int]]:
         """(hash, stage, depth) of every stage hash derived from these, transitively (depth 1 =
@@ -352,72 +248,49 @@ class Catalog:
         return memos
 
     def save_digest_memos(self, memos: list[DigestMemo]) -> None:
-        values = [
+        values = _in_key_order([
             {**memo.state.__dict__, "digest": memo.digest, "digested_at_ns": memo.digested_at_ns}
             for memo in memos
-        ]
-        stmt = sqlite_insert(raw_files)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["path"], set_={k: stmt.excluded[k] for k in values[0] if k != "path"}
-        )
+        ], raw_files)
+        if not values:
+            return
         with self._write() as conn:
-            conn.execute(stmt, values)
+            conn.execute(self._upsert_memos, values)
 
 
-_catalogs: dict[tuple[int, Path], Catalog] = {}
+_catalogs: dict[tuple[int, Path | str], Catalog] = {}
 
 
 def open_catalog(cache_dir: Path) -> Catalog:
-    """The catalog of ``cache_dir`` for this process (created and migrated on first use).
+    """The catalog in force for ``cache_dir`` in this process (created and migrated on
+    first use): the database at ``catalog_url`` when one is set, else the cache
+    directory's SQLite file. One engine per process and catalog, made again after a fork.
 
-    A catalog file that is not a database is moved aside and a new one made: artifacts
-    are adopted again from their manifests as they are asked for.
-
-    :raises CacheDirError: the directory or its catalog cannot be created or opened.
+    :raises CacheDirError: the directory or its SQLite catalog cannot be created or opened.
+    :raises CatalogUnavailableError: the ``catalog_url`` database can't be reached or used.
+    :raises CatalogVersionError: the catalog was made by a newer lwdp.
+    :raises MissingExtraError: a PostgreSQL catalog without psycopg installed.
     """
-    key = (os.getpid(), cache_dir)
+    url = config.catalog_url()
+    key = (os.getpid(), url or cache_dir)
     catalog = _catalogs.get(key)
     if catalog is None or not catalog.is_current():
         if catalog is not None:
             catalog.engine.dispose()
-        catalog = _catalogs[key] = _open_or_rebuild(cache_dir)
+        catalog = _catalogs[key] = Catalog(open_postgres(url) if url else open_sqlite(cache_dir))
     return catalog
 
 
-def _open_or_rebuild(cache_dir: Path) -> Catalog:
-    path = cache_dir / CATALOG_FILE
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            return Catalog(path)
-        except sqlalchemy.exc.DatabaseError as exc:
-            if not _is_corruption(exc):
-                raise
-            _move_aside(path, exc.orig)
-        return Catalog(path)
-    except (OSError, sqlalchemy.exc.OperationalError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else exc.orig
-        raise CacheDirError(
-            f"cannot use cache directory {cache_dir} ({reason}); fix its permissions or choose "
-            "another with lwdp.configure(cache_dir=...) or LWDP_CACHE_DIR",
-            getattr(exc, "errno", None),
-        ) from exc
+def _upsert(insert: Callable[[Table], _Insert], table: Table, columns: list[str] | None = None) -> _Insert:
+    """INSERT, or on a primary-key conflict UPDATE ``columns`` (all others by default) to
+    the new row's values. Built once: building a statement costs more than running it."""
+    stmt = insert(table)
+    keys = [c.name for c in table.primary_key]
+    columns = columns if columns is not None else [c.name for c in table.columns if c.name not in keys]
+    return stmt.on_conflict_do_update(index_elements=keys, set_={name: stmt.excluded[name] for name in columns})
 
 
-def _move_aside(path: Path, damage: object) -> None:
-    """Keep a damaged catalog for inspection under another name; the next open starts anew."""
-    aside = path.with_name(f"{CATALOG_FILE}.corrupt-{utcnow():%Y%m%dT%H%M%S%f}")
-    logger.warning(
-        "catalog %s is damaged (%s); moved it to %s and started a new one: cached "
-        "artifacts are re-adopted from their manifests as they are used",
-        path, damage, aside.name,
-    )
-    for suffix in ("", "-wal", "-shm"):
-        side = path.with_name(path.name + suffix)
-        if side.exists():
-            os.replace(side, aside.with_name(aside.name + suffix))
-
-
-def _is_corruption(exc: sqlalchemy.exc.DatabaseError) -> bool:
-    text = str(exc.orig).lower()
-    return "not a database" in text or "malformed" in text or "corrupt" in text
+def _in_key_order(values: list[dict[str, Any]], table: Table) -> list[dict[str, Any]]:
+    """Rows by primary key: concurrent upserts on PostgreSQL lock rows in one order, so
+    they never deadlock."""
+    return sorted(values, key=itemgetter(*(c.name for c in table.primary_key)))

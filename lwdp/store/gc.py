@@ -9,7 +9,8 @@ With a shared store and a shared catalog (`lwdp.configure(store_url=..., catalog
 the same rules apply to the shared store, by the last access teammates record: an
 artifact read since this gc began is kept, and a reader whose object vanishes anyway
 recomputes. Objects in the shared store that no row lists are left alone (a teammate
-may be about to record one).
+may be about to record one). With a shared catalog but no shared store, gc manages only
+the artifacts whose files are in this cache directory.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def gc(
     # copies); a local catalog says nothing about what teammates use: the store is theirs.
     shared = cache.remote if config.catalog_url() is not None else None
     canonical = shared.payload_names() if shared is not None else stored
+    if config.catalog_url() is not None and shared is None:  # teammates' files are on their machines
+        usage = [row for row in usage if row.hash in stored]
     for row, reason in _victims(usage, canonical, budget):
         _remove(cache, report, row.hash, row.stage, FORMATS[row.format].suffix, row.size, reason, started, shared)
     for orphan in cache.store.unlisted_files({row.hash for row in usage}, stored):

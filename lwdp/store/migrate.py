@@ -1,8 +1,9 @@
 """Bring a catalog's schema to this lwdp's revision with Alembic, or refuse a newer one.
 
 The common case (a catalog already at `HEAD_REVISION`) costs one SELECT and never imports
-Alembic; an upgrade runs inside the caller's ``BEGIN IMMEDIATE`` transaction, so processes
-opening a brand-new catalog at once migrate it exactly once.
+Alembic. An upgrade runs in one transaction that excludes other migrators, so processes
+opening a brand-new catalog at once migrate it exactly once: SQLite's ``BEGIN IMMEDIATE``
+(the caller's engine emits it), or a PostgreSQL advisory lock held until the commit.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from sqlalchemy import Connection, Engine, inspect, text
 from ..errors import CatalogVersionError
 
 HEAD_REVISION = "0004"  # tests check this against the newest file in migrations/versions
+_ELSEWHERE = {
+    "sqlite": "point LWDP_CACHE_DIR at another cache directory",
+    "postgresql": "point LWDP_CATALOG_URL at another database",
+}
+_MIGRATION_LOCK = 0x6C776470_6D696772  # "lwdpmigr": the advisory lock key of migrations on PostgreSQL
 
 
 def migrations_dir() -> Path:
@@ -40,6 +46,8 @@ def ensure_schema(engine: Engine, where: str) -> None:
     with engine.connect() as conn:
         conn = conn.execution_options(lwdp_write=True)
         with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
             revision = current_revision(conn)
             if revision != HEAD_REVISION:
                 _upgrade(conn, revision, where)
@@ -59,7 +67,7 @@ def _upgrade(conn: Connection, revision: str | None, where: str) -> None:
 
         raise CatalogVersionError(
             f"catalog {where} has schema revision {revision!r}, newer than this lwdp "
-            f"{__version__} knows (newest {HEAD_REVISION!r}); upgrade lwdp "
-            "(pip install -U lwdp) or point LWDP_CACHE_DIR at another cache directory"
+            f"{__version__} knows (newest {HEAD_REVISION!r}); upgrade lwdp (pip install -U lwdp) "
+            f"or {_ELSEWHERE[conn.dialect.name]}"
         )
     command.upgrade(config, "head")

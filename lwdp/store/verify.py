@@ -69,6 +69,9 @@ def verify(repair: bool = False, cache_dir: str | os.PathLike[str] | None = None
     cache = ResultCache(root, catalog)
     report = VerifyReport(repaired=repair)
     recorded = {record.hash: record for record in catalog.all_artifacts()}
+    if config.catalog_url() is not None and cache.store_url is None:  # teammates' files are on their machines
+        local = cache.store.payload_names()
+        recorded = {h: record for h, record in recorded.items() if h in local}
     for record in recorded.values():
         report.checked += 1
         problem = _check_recorded(cache.store, record)
