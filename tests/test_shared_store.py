@@ -340,3 +340,46 @@ def test_verify_checks_the_shared_store_and_repair_publishes_intact_local_copies
     assert _lwdp(alice, env, "verify").returncode == 0  # every object downloaded and checked
     run = bob.run(env=env)
     assert run.ran() == set() and "WARNING" not in run.stderr
+
+
+def test_alice_and_bob_share_a_bucket_and_a_postgres_catalog(tmp_path, s3_server, bucket, pg_url):
+    alice, bob = _team_member(tmp_path / "alice"), _team_member(tmp_path / "bob")
+    env = _env(s3_server, bucket, LWDP_CATALOG_URL=pg_url)
+    first = alice.run(env=env)
+    assert first.ran() == QUICKSTART_STAGES
+    second = bob.run(env=env)
+    assert second.ran() == set() and _hits(second) == {"stg_report"} and second.stdout == first.stdout
+    assert not (bob.root / ".lwdp" / "catalog.sqlite").exists()
+    # Bob sees the whole history: every ancestor, down to Alice's raw files.
+    lineage = _lwdp(bob, env, "lineage", "stg_report")
+    assert lineage.returncode == 0, lineage.stderr
+    for name in QUICKSTART_STAGES:
+        assert name in lineage.stdout
+    assert "raw/products.csv" in lineage.stdout and "raw/orders_*.csv" in lineage.stdout
+
+
+def test_gc_on_the_shared_store_keeps_what_teammates_use_and_readers_stay_correct(tmp_path, s3_server, bucket, pg_url):
+    alice, bob = _team_member(tmp_path / "alice"), _team_member(tmp_path / "bob")
+    env = _env(s3_server, bucket, LWDP_CATALOG_URL=pg_url)
+    alice.run(env=env)
+    bob.run(env=env)  # Bob's hit is the most recent use of stg_report
+    fs = s3_server.filesystem()
+    report_hash = next(e["hash"] for e in bob.run(env=env).events if e["stage"].endswith("stg_report"))
+    size = fs.size(next(k for k in fs.find(f"{bucket}/lwdp") if report_hash in k and not k.endswith(".json")))
+    collected = _lwdp(alice, env, "gc", "--max-size", str(size))
+    assert collected.returncode == 0, collected.stderr
+    assert {k.rsplit("/", 1)[-1].split(".")[0] for k in fs.find(f"{bucket}/lwdp")} == {report_hash}
+    # Readers racing a gc that evicts everything, again and again: each gets the right
+    # answer, downloaded or recomputed, never an error or a partial object.
+    reader = _team_member(tmp_path / "carol")
+    expected = bob.run(env=env).stdout
+    gc_loop = subprocess.Popen(
+        [sys.executable, "-c", "import lwdp.store\nfor _ in range(30): lwdp.store.gc(max_age='0s')"],
+        cwd=alice.root, env={**member_env(), **env},
+    )
+    try:
+        for _ in range(3):
+            shutil.rmtree(reader.root / ".lwdp", ignore_errors=True)
+            assert reader.run(env=env).stdout == expected
+    finally:
+        assert gc_loop.wait(timeout=300) == 0
