@@ -1,30 +1,37 @@
 """Cache formats: for each, how a result is written to a file and read back.
 
 Every format pandas can both write (``DataFrame.to_X``) and read (``pandas.read_X``) to a
-file is here. Text and spreadsheet formats lose dtypes and the index, so their writer
-returns *read options* (the index levels it wrote, the columns and their dtypes) that the
-catalog keeps beside the artifact and the reader uses to restore the frame.
+file is here. What a file loses -- dtypes, the index, column labels -- its writer returns
+as *read options* (JSON, kept in the catalog beside the artifact) that its reader uses to
+restore the frame; what a format cannot give back unchanged, its checks refuse
+(``format_checks``). csv, json, xml and excel files hold text cells that lwdp writes and
+decodes itself (``format_codec``), so no reader's type guessing changes a value.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import io
-import itertools
 import pickle
+import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+import pyarrow.feather  # type: ignore[import-untyped]
+import pyarrow.orc  # type: ignore[import-untyped]
+import pyarrow.parquet  # type: ignore[import-untyped]
 
+from . import format_checks as checks
+from . import format_files as files
 from .errors import FormatUnavailableError, UnknownFormatError
+from .format_codec import from_cells, missing_marker, object_kind, restore_missing, to_cells
 
 ReadOptions = dict[str, Any]
 PANDAS_MAJOR = int(pd.__version__.split(".")[0])
-
-
-FrameCheck = Callable[[pd.DataFrame], "str | None"]
+FrameCheck = checks.FrameCheck
 
 
 @dataclass(frozen=True)
@@ -52,273 +59,276 @@ class Format:
         return next((why for check in self.checks if (why := check(result)) is not None), None)
 
 
-def _all_columns(df: pd.DataFrame) -> list[tuple[Any, pd.Series | pd.Index]]:
-    """(label, values) of every column and index level."""
-    levels = [(f"(index level {i})", df.index.get_level_values(i)) for i in range(df.index.nlevels)]
-    return [*df.items(), *levels]
-
-
-# What an object column may hold and still come back equal from parquet, feather and orc
-# (lists, sets, tuples and dicts come back as arrays or merged structs).
-_ARROW_SAFE_OBJECT_KINDS = frozenset(
-    {"string", "empty", "bytes", "integer", "floating", "mixed-integer-float", "decimal", "boolean", "date", "datetime"}
-)
-
-
-def _only_arrow_safe_objects(df: pd.DataFrame) -> str | None:
-    for label, values in _all_columns(df):
-        if values.dtype == object:
-            kind = pd.api.types.infer_dtype(values, skipna=True)
-            if kind not in _ARROW_SAFE_OBJECT_KINDS:
-                return f"column {label!r} holds Python objects ({kind}) that would not come back unchanged"
-    return None
-
-
-def _plain_unique_labels(df: pd.DataFrame) -> str | None:
-    """Text and spreadsheet files have one header row of names."""
-    if df.shape[1] == 0:
-        return "the frame has no columns"
-    if not all(isinstance(c, (str, int, float, bool)) for c in df.columns):
-        return "column labels must be strings or numbers (no MultiIndex columns)"
-    if not df.columns.is_unique or len({str(c) for c in df.columns}) != df.shape[1]:
-        return "column labels must be unique"
-    return None
-
-
-_EXACT_DOUBLE_INT = 2**53
-
-
-def _has_columns(df: pd.DataFrame) -> str | None:
-    """Arrow tables have no rows without columns: the row count would be lost."""
-    return "the frame has no columns" if df.shape[1] == 0 else None
-
-
-def _has_columns_and_rows(df: pd.DataFrame) -> str | None:
-    """XML and ORC files of an empty frame don't say what its columns were."""
-    return "the frame is empty (no columns or no rows)" if 0 in df.shape else None
-
-
-def _no_missing_integers(df: pd.DataFrame) -> str | None:
-    """Stata writes a nullable integer column with missing values as floats."""
-    for label, values in _all_columns(df):
-        if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) and pd.api.types.is_integer_dtype(values.dtype) and values.isna().any():
-            return f"integer column {label!r} has missing values"
-    return None
-
-
-def _no_empty_rows(df: pd.DataFrame) -> str | None:
-    """A spreadsheet reader drops rows in which every cell is empty."""
-    if df.shape[1] and _has_default_index(df) and df.isna().all(axis=1).any():
-        return "a row has no values at all, which it would drop"
-    return None
-
-
-def _no_timedeltas(df: pd.DataFrame) -> str | None:
-    """pandas writes JSON timedeltas it cannot read back."""
-    for label, values in _all_columns(df):
-        if pd.api.types.is_timedelta64_dtype(values.dtype):
-            return f"column {label!r} holds timedeltas, which pandas cannot read back from JSON"
-    return None
-
-
-def _unique_index(df: pd.DataFrame) -> str | None:
-    """JSON's table layout keys rows by index: repeated keys would collapse rows."""
-    return None if df.index.is_unique else "its index has repeated values"
-
-
-def _ints_fit_doubles(df: pd.DataFrame) -> str | None:
-    """Excel and Stata keep numbers as doubles: larger integers would change."""
-    for label, values in _all_columns(df):
-        if pd.api.types.is_integer_dtype(values.dtype) and len(values):
-            if values.max() > _EXACT_DOUBLE_INT or values.min() < -_EXACT_DOUBLE_INT:
-                return f"column {label!r} has integers beyond 2**53, which it stores as doubles"
-    return None
-
-
-def _no_missing_text(df: pd.DataFrame) -> str | None:
-    """Stata has no missing string: it would come back as ''."""
-    for label, values in _all_columns(df):
-        if _is_text(values) and values.isna().any():
-            return f"text column {label!r} has missing values, which it would give back as ''"
-    return None
-
-
-def _has_default_index(df: pd.DataFrame) -> bool:
-    idx = df.index
-    return isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1 and idx.name is None
-
-
-def _text_layout(df: pd.DataFrame) -> ReadOptions:
-    """The options that restore names, index and dtypes; ``index_col`` means "write the index"."""
-    write_index = not _has_default_index(df)
-    options: ReadOptions = {"dtypes": _dtype_names(df.dtypes)}
-    if all(isinstance(c, (str, int, float, bool)) for c in df.columns):
-        options["columns"] = list(df.columns)
-    if isinstance(df.columns.name, (str, int)):
-        options["columns_name"] = df.columns.name
-    if write_index:
-        options.update(_dtype_options(df), index_col=list(range(df.index.nlevels)))
-    return options
-
-
-def _restore(df: pd.DataFrame, options: ReadOptions) -> pd.DataFrame:
-    """Undo what a text format lost: column labels, index and dtypes, where they fit."""
-    if "columns" in options and len(options["columns"]) == df.shape[1]:
-        df.columns = options["columns"]
-    df.columns.name = options.get("columns_name")
-    return _restore_dtypes(df, options)
-
-
-def _dtype_options(df: pd.DataFrame) -> ReadOptions:
-    """The dtypes of every column and index level, to cast back to after reading."""
-    return {
-        "dtypes": _dtype_names(df.dtypes),
-        "index_dtypes": _dtype_names(df.index.get_level_values(i).dtype for i in range(df.index.nlevels)),
-        "index_names": [n if isinstance(n, (str, int)) else None for n in df.index.names],
-    }
+# -- read options: the dtypes, labels and index a file loses --------------------------------
 
 
 def _dtype_names(dtypes: Any) -> list[Any]:
-    """dtype names, except categoricals: [categories, ordered], since "category" says neither."""
+    """dtype names, except categoricals: [categories, ordered], since "category" says neither
+    (just "category" if JSON cannot hold the categories: Arrow keeps those)."""
     return [
-        [t.categories.tolist(), bool(t.ordered)] if isinstance(t, pd.CategoricalDtype) else str(t)
-        for t in dtypes
+        (_json_categories(t) or "category") if isinstance(t, pd.CategoricalDtype) else str(t) for t in dtypes
     ]
 
 
-def _restore_dtypes(df: pd.DataFrame, options: ReadOptions) -> pd.DataFrame:
-    """Cast columns and index levels back to the recorded dtypes where they came back other
-    (Arrow has no datetime64[s] and reads object strings as str; text has no dtypes)."""
-    for position, dtype in enumerate(options.get("dtypes", [])[: df.shape[1]]):
-        df.isetitem(position, _astype_or_keep(df.iloc[:, position], dtype))
-    index_dtypes = options.get("index_dtypes", [])
-    current = _dtype_names(df.index.get_level_values(i).dtype for i in range(df.index.nlevels))
-    if len(index_dtypes) == df.index.nlevels and index_dtypes != current:
-        levels = [_astype_or_keep(pd.Series(df.index.get_level_values(i)), t) for i, t in enumerate(index_dtypes)]
-        index = pd.MultiIndex.from_arrays(levels) if len(levels) > 1 else pd.Index(levels[0])
-        df.index = index.set_names(options.get("index_names", df.index.names))
-    elif "index_names" in options and len(options["index_names"]) == df.index.nlevels:
-        df.index = df.index.set_names(options["index_names"])
+def _json_categories(dtype: pd.CategoricalDtype) -> list[Any] | None:
+    return [dtype.categories.tolist(), bool(dtype.ordered)] if checks.all_plain(dtype.categories) else None
+
+
+def _dtype(name: Any) -> Any:
+    return pd.CategoricalDtype(name[0], ordered=name[1]) if isinstance(name, list) else pd.api.types.pandas_dtype(name)
+
+
+def _keys(df: pd.DataFrame) -> list[str]:
+    """Keys of the index levels ("i0", ...) and columns ("c0", ...), in ``labelled_columns`` order."""
+    return [f"i{j}" for j in range(df.index.nlevels)] + [f"c{i}" for i in range(df.shape[1])]
+
+
+def _dtype_options(df: pd.DataFrame) -> ReadOptions:
+    """The dtypes of every column and index level, and how object columns' values were missing."""
+    markers = {
+        key: marker
+        for key, (_, values) in zip(_keys(df), checks.labelled_columns(df))
+        if values.dtype == object and (marker := missing_marker(values)) is not None
+    }
+    return {
+        "dtypes": _dtype_names(df.dtypes),
+        "index_dtypes": _dtype_names(df.index.get_level_values(i).dtype for i in range(df.index.nlevels)),
+        "index_names": [n if isinstance(n, (str, int, float)) else None for n in df.index.names],
+        "missing": markers,
+        "labels_dtype": str(df.columns.dtype),
+        "index_freq": df.index.freqstr if isinstance(df.index, (pd.DatetimeIndex, pd.TimedeltaIndex)) else None,
+    }
+
+
+def _labels_options(df: pd.DataFrame) -> ReadOptions:
+    """The column labels and their name, where JSON keeps them (strings, numbers, bools)."""
+    if not checks.all_plain(df.columns):
+        return {}
+    name = df.columns.name
+    return {"columns": df.columns.tolist(), "columns_name": name if isinstance(name, (str, int, float)) else None}
+
+
+def _with_labels(df: pd.DataFrame, options: ReadOptions) -> pd.DataFrame:
+    if "columns" in options and len(options["columns"]) == df.shape[1]:
+        df.columns = pd.Index(options["columns"], name=options.get("columns_name"))
     return df
 
 
+def _cast(values: pd.Series, name: Any, marker: str | None) -> pd.Series:
+    """``values`` as the recorded dtype, where they came back other (as they came back if it
+    cannot be cast, which the property tests would report as a difference)."""
+    target = _dtype(name)
+    if name != "category" and (values.dtype != target or str(values.dtype) != str(target)):
+        try:
+            if _relabelled(values.dtype, target):  # Stata gives categories back as text
+                values = from_cells(pd.Series(values, dtype=object), target, None, None).set_axis(values.index)
+            else:
+                values = values.astype(target)
+        except (TypeError, ValueError, KeyError):
+            return values
+    return restore_missing(values, marker)
+
+
+def _relabelled(dtype: Any, target: Any) -> bool:
+    """Whether a categorical came back with its categories as another dtype (text)."""
+    categoricals = isinstance(dtype, pd.CategoricalDtype) and isinstance(target, pd.CategoricalDtype)
+    return categoricals and dtype.categories.dtype != target.categories.dtype
+
+
+def _restore_dtypes(df: pd.DataFrame, options: ReadOptions) -> pd.DataFrame:
+    """Cast columns, index levels and labels back to the recorded dtypes where they came back
+    other (Arrow has no datetime64[s] and no object integers with missing values; Stata no
+    nullable integers)."""
+    markers = options.get("missing", {})
+    for position, name in enumerate(options.get("dtypes", [])[: df.shape[1]]):
+        values: Any = _cast(df.iloc[:, position], name, markers.get(f"c{position}"))  # a Series (stubs say no)
+        df.isetitem(position, values)
+    index_dtypes, names = options.get("index_dtypes", []), options.get("index_names", df.index.names)
+    if len(index_dtypes) == df.index.nlevels:
+        current = _dtype_names(df.index.get_level_values(i).dtype for i in range(df.index.nlevels))
+        if index_dtypes == current and not any(key.startswith("i") for key in markers):
+            df.index = df.index.set_names(names)  # the index as it came back, RangeIndex included
+        else:
+            levels = [
+                _cast(pd.Series(df.index.get_level_values(i)), name, markers.get(f"i{i}"))
+                for i, name in enumerate(index_dtypes)
+            ]
+            df.index = _index(levels, names)
+    return _restore_attributes(df, options)
+
+
+def _restore_attributes(df: pd.DataFrame, options: ReadOptions) -> pd.DataFrame:
+    """The column labels' dtype (pandas 3 reads object text labels back as str) and the
+    index's frequency (no file keeps it), where they came back other."""
+    wanted = options.get("labels_dtype")
+    if wanted is not None and str(df.columns.dtype) != wanted:
+        try:
+            df.columns = df.columns.astype(wanted)
+        except (TypeError, ValueError):
+            pass
+    freq = options.get("index_freq")
+    if freq is not None and isinstance(df.index, (pd.DatetimeIndex, pd.TimedeltaIndex)) and df.index.freqstr != freq:
+        df.index = type(df.index)(df.index, freq=freq)
+    return df
+
+
+def _index(levels: list[pd.Series], names: list[Any]) -> pd.Index:
+    if len(levels) > 1:
+        return pd.MultiIndex.from_arrays(levels, names=names)
+    return pd.Index(levels[0]).rename(names[0])  # not the Series' name
+
+
+# -- parquet, feather, orc ----------------------------------------------------------------
+
+
+def _from_arrow(table: Any) -> pd.DataFrame:
+    """Integer columns with missing values as Python ints (not floats, as pandas reads them)."""
+    return table.to_pandas(integer_object_nulls=True)
+
+
 def _arrow_format(name: str, suffix: str, to_file: Callable[[pd.DataFrame, str], Any],
-                  from_file: Callable[[io.BytesIO], pd.DataFrame]) -> Format:
-    """A format that keeps Arrow types: only dtypes Arrow lacks need casting back."""
+                  read_table: Callable[[io.BytesIO], Any], more_checks: tuple[FrameCheck, ...] = ()) -> Format:
+    """A format that keeps Arrow types and pandas' metadata: only dtypes Arrow lacks need
+    casting back."""
 
     def write(df: pd.DataFrame, path: str) -> ReadOptions:
-        to_file(df, path)
-        return _dtype_options(df)
+        with warnings.catch_warnings():  # that labels of mixed types come back as text: lwdp restores them
+            warnings.filterwarnings("ignore", "The DataFrame has column names of mixed type")
+            to_file(df, path)
+        return {**_dtype_options(df), **_labels_options(df)}
 
     def read(buf: io.BytesIO, options: ReadOptions) -> pd.DataFrame:
-        return _restore_dtypes(from_file(buf), options)
+        return _restore_dtypes(_with_labels(_from_arrow(read_table(buf)), options), options)
 
-    return Format(name, suffix, write, read, checks=(_only_arrow_safe_objects, _has_columns))
-
-
-def _astype_or_keep(values: pd.Series, dtype: Any) -> Any:
-    target = pd.CategoricalDtype(dtype[0], ordered=dtype[1]) if isinstance(dtype, list) else dtype
-    if values.dtype == target and str(values.dtype) == str(target):
-        return values
-    try:
-        return values.astype(target)
-    except (TypeError, ValueError):
-        return values
+    return Format(
+        name, suffix, write, read,
+        checks=(checks.has_columns, checks.arrow_labels, checks.index_names_apart, checks.arrow_index_levels,
+                checks.only_arrow_safe_objects, checks.uniform_missing, *more_checks),
+    )
 
 
-def _with_layout(
-    to_file: Callable[[pd.DataFrame, str, ReadOptions], Any],
-    from_file: Callable[[io.BytesIO, ReadOptions], pd.DataFrame],
-    reader_sets_index: bool,
-) -> tuple[Callable[[Any, str], ReadOptions], Callable[[io.BytesIO, ReadOptions], Any]]:
-    """Writer and reader for a format that loses the index or dtypes, restoring both on read.
-
-    ``to_file`` writes the index when ``options`` has ``index_col`` and may add options of
-    its own for ``from_file``.
-    """
+def _columns_format(name: str, suffix: str, to_file: Callable[[pd.DataFrame, str], Any],
+                    from_file: Callable[[io.BytesIO], pd.DataFrame], frame_checks: tuple[FrameCheck, ...]) -> Format:
+    """A format that keeps typed columns but no index or labels (ORC, Stata): the index is
+    written as leading columns and restored, like the labels and dtypes, from the options."""
 
     def write(df: pd.DataFrame, path: str) -> ReadOptions:
-        options = _text_layout(df)
-        to_file(df, path, options)
+        options = _layout_options(df, row_numbers=False)
+        to_file(_flat_frame(df, options, lambda key, values: values), path)
         return options
 
     def read(buf: io.BytesIO, options: ReadOptions) -> pd.DataFrame:
-        df = from_file(buf, options)
-        index_col = options.get("index_col")
-        if index_col and not reader_sets_index:
-            df = df.set_index(list(df.columns[: len(index_col)]))
-        return _restore(df, options)
+        _check_layout(name, options)
+        df = from_file(buf)
+        if options["index_levels"]:
+            df = df.set_index(list(df.columns[: options["index_levels"]]))
+        return _restore_dtypes(_with_labels(df, options), options)
 
-    return write, read
-
-
-def _is_text(values: pd.Series | pd.Index) -> bool:
-    if isinstance(values.dtype, pd.StringDtype):
-        return True
-    return values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")
+    return Format(name, suffix, write, read, checks=frame_checks)
 
 
-def _write_csv(df: pd.DataFrame, path: str, options: ReadOptions) -> None:
-    """csv that keeps strings such as "007", "NA" or "a\rb" as they are.
+# The layout of the files and options of the formats that lose the index (all but parquet,
+# feather and pickle); an artifact of another layout is not read (lwdp recomputes it).
+LAYOUT = 2
 
-    Missing values are written as a token that no string in the frame equals, text
-    columns are read back as text, and a CRLF line terminator makes the writer quote any
-    field holding a line break.
+
+def _check_layout(name: str, options: ReadOptions) -> None:
+    if options.get("layout") != LAYOUT:
+        raise ValueError(f"{name} artifact written by another version of lwdp")
+
+
+def _layout_options(df: pd.DataFrame, row_numbers: bool) -> ReadOptions:
+    """Dtypes and labels; how many index levels the file holds (none for the default index,
+    whose dtypes and names are then not recorded); whether row numbers come first."""
+    options = {**_dtype_options(df), **_labels_options(df), "row_numbers": row_numbers, "layout": LAYOUT}
+    if checks.has_default_index(df):
+        del options["index_dtypes"], options["index_names"]
+    options["index_levels"] = df.index.nlevels if "index_dtypes" in options else 0
+    return options
+
+
+def _flat_frame(df: pd.DataFrame, options: ReadOptions, cells: Callable[[str, pd.Series], pd.Series]) -> pd.DataFrame:
+    """Row numbers (if ``options`` says so), the index levels (if not the default index) and
+    the columns of ``df``, each as ``cells(key, values)`` makes it, under ``_header`` names."""
+    pairs = list(zip(_keys(df), (values for _, values in checks.labelled_columns(df))))
+    written = pairs[df.index.nlevels - options["index_levels"]:]
+    columns = [cells(key, values).reset_index(drop=True) for key, values in written]
+    if options["row_numbers"]:
+        columns.insert(0, cells("row", pd.Series(range(len(df)), dtype="int64")))
+    frame = pd.DataFrame(dict(enumerate(columns)), index=range(len(df)))
+    return frame.set_axis(_header(df, options), axis=1)
+
+
+_PLAIN_NAME = re.compile(r"(?!(?i:xml))[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _header(df: pd.DataFrame, options: ReadOptions) -> list[str]:
+    """Header names: row, index level names (or index, level_N), column labels; positional
+    names (c0, c1, ...) if those are not unique or not all plain names (which XML and
+    Stata require)."""
+    levels = [
+        str(n) if n is not None else ("index" if df.index.nlevels == 1 else f"level_{i}")
+        for i, n in enumerate(df.index.names)
+    ]
+    names = ["row"] * options["row_numbers"] + levels[len(levels) - options["index_levels"]:]
+    names += [str(c) for c in df.columns]
+    if len(set(names)) < len(names) or not all(_PLAIN_NAME.fullmatch(n) for n in names):
+        return [f"c{i}" for i in range(len(names))]
+    return names
+
+
+# -- csv, json, xml, excel: text cells ----------------------------------------------------
+
+NativeColumn = Callable[[pd.Series], bool]
+
+
+def _text_format(
+    name: str, suffix: str, to_file: Callable[[pd.DataFrame, str, ReadOptions], None],
+    from_file: Callable[[io.BytesIO, ReadOptions], pd.DataFrame], frame_checks: tuple[FrameCheck, ...],
+    native: NativeColumn = lambda values: False, row_numbers: bool = False, requires: tuple[str, ...] = (),
+) -> Format:
+    """A format whose file holds the cells ``format_codec`` writes: row numbers first (if
+    ``row_numbers``), the index levels (if not the default index), then the columns.
+
+    ``native``: whether a column is written as it is (the file keeps its values exactly).
+    ``to_file`` writes a frame of cells and may add options of its own for ``from_file``,
+    which returns the cells, in the same order.
     """
-    write_index = "index_col" in options
-    columns: list[pd.Series | pd.Index] = [df.index.get_level_values(i) for i in range(df.index.nlevels)] if write_index else []
-    columns += [df.iloc[:, i] for i in range(df.shape[1])]
-    text = [pos for pos, values in enumerate(columns) if _is_text(values)]
-    token = next(
-        t for t in (f"\\N{n or ''}" for n in itertools.count())
-        if not any((columns[pos] == t).any() for pos in text)
-    )
-    options.update(na_token=token, text_positions=text)
-    df.to_csv(path, index=write_index, na_rep=token, lineterminator="\r\n")
+
+    def write(df: pd.DataFrame, path: str) -> ReadOptions:
+        options = _layout_options(df, row_numbers)
+        kinds = {key: object_kind(values) for key, (_, values) in zip(_keys(df), checks.labelled_columns(df))
+                 if values.dtype == object}
+        options["kinds"] = kinds
+
+        def cells(key: str, values: pd.Series) -> pd.Series:
+            return values if native(values) else pd.Series(to_cells(values, kinds.get(key)), dtype=object)
+
+        to_file(_flat_frame(df, options, cells), path, options)
+        return options
+
+    def read(buf: io.BytesIO, options: ReadOptions) -> pd.DataFrame:
+        _check_layout(name, options)
+        return _from_text_cells(from_file(buf, options), options)
+
+    return Format(name, suffix, write, read, requires=requires, checks=frame_checks)
 
 
-def _read_csv(buf: io.BytesIO, options: ReadOptions) -> pd.DataFrame:
-    # pandas 3 parses floats exactly by default (and deprecates the option)
-    exact_floats: dict[str, Any] = {} if PANDAS_MAJOR >= 3 else {"float_precision": "round_trip"}
-    return pd.read_csv(
-        buf,
-        index_col=options.get("index_col"),
-        keep_default_na=False,
-        na_values=[options["na_token"]],
-        dtype={pos: "str" for pos in options["text_positions"]},
-        **exact_floats,
-    )
-
-
-def _write_json(df: pd.DataFrame, path: str, options: ReadOptions) -> None:
-    """JSON whose floats are exact: pandas' writer keeps at most 15 digits and drops inf."""
-    exact = df.copy()
-    exact.columns = [str(c) for c in df.columns]  # the table reader fails on integer labels
-    for pos in range(df.shape[1]):
-        values = df.iloc[:, pos]
-        if values.dtype == "float64":
-            exact.isetitem(pos, values.map(repr).astype(object).where(values.notna(), None).to_numpy())
-    exact.to_json(path, orient="table", index="index_col" in options, date_unit="ns")
-
-
-_CSV = _with_layout(_write_csv, _read_csv, True)
-_JSON = _with_layout(_write_json, lambda b, o: pd.read_json(b, orient="table"), True)
-_EXCEL = _with_layout(
-    lambda df, p, o: df.to_excel(p, index="index_col" in o, engine="openpyxl"),
-    lambda b, o: pd.read_excel(b, index_col=o.get("index_col"), engine="openpyxl"),
-    True,
-)
-_XML = _with_layout(
-    lambda df, p, o: df.to_xml(p, index="index_col" in o, parser="etree"),
-    lambda b, o: pd.read_xml(b, parser="etree"),
-    False,
-)
-_STATA = _with_layout(
-    lambda df, p, o: df.to_stata(p, write_index="index_col" in o), lambda b, o: pd.read_stata(b), False
-)
-_ORC = _with_layout(
-    lambda df, p, o: (df.reset_index() if "index_col" in o else df).to_orc(p), lambda b, o: pd.read_orc(b), False
-)
+def _from_text_cells(cells: pd.DataFrame, options: ReadOptions) -> pd.DataFrame:
+    """Decode every column of cells by its recorded dtype and rebuild the frame."""
+    levels = options["index_levels"]
+    dtypes = options.get("index_dtypes", []) + options["dtypes"]
+    keys = [f"i{j}" for j in range(levels)] + [f"c{i}" for i in range(len(options["dtypes"]))]
+    kinds, markers = options["kinds"], options["missing"]
+    decoded = [
+        from_cells(cells.iloc[:, pos], _dtype(dtype), kinds.get(key), markers.get(key))
+        for pos, (key, dtype) in enumerate(zip(keys, dtypes), start=int(options["row_numbers"]))
+    ]
+    columns = decoded[levels:]
+    df = pd.DataFrame(dict(enumerate(columns)), index=range(len(cells)))
+    if "index_dtypes" in options:
+        df.index = _index(decoded[:levels], options["index_names"])
+    return _restore_attributes(_with_labels(df, options), options)
 
 
 def _write_pickle(obj: Any, path: str) -> ReadOptions:
@@ -327,23 +337,38 @@ def _write_pickle(obj: Any, path: str) -> ReadOptions:
     return {}
 
 
+_TEXT = (checks.plain_unique_labels, checks.fits_text, checks.uniform_missing)
+# Characters XML 1.0 (xlsx files too) cannot hold, even escaped.
+_NOT_XML = "[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]"
+
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
-        _arrow_format("parquet", "parquet", lambda df, p: df.to_parquet(p), pd.read_parquet),
-        _arrow_format("feather", "feather", lambda df, p: df.to_feather(p), pd.read_feather),
-        Format("orc", "orc", *_ORC, checks=(_only_arrow_safe_objects, _has_columns_and_rows)),
-        Format("pickle", "pkl", _write_pickle, lambda b, o: pd.read_pickle(b), frames_only=False),
-        Format("csv", "csv", *_CSV, checks=(_plain_unique_labels,)),
-        Format("json", "json", *_JSON, checks=(_plain_unique_labels, _unique_index, _ints_fit_doubles, _no_timedeltas)),
-        Format(
-            "excel", "xlsx", *_EXCEL, requires=("openpyxl",),
-            checks=(_plain_unique_labels, _ints_fit_doubles, _no_empty_rows),
+        _arrow_format("parquet", "parquet", lambda df, p: df.to_parquet(p), pyarrow.parquet.read_table,
+                      (checks.plain_categories,)),
+        _arrow_format("feather", "feather", lambda df, p: df.to_feather(p), pyarrow.feather.read_table),
+        _columns_format(
+            "orc", "orc", lambda df, p: df.to_orc(p), lambda b: _from_arrow(pyarrow.orc.ORCFile(b).read()),
+            (checks.plain_unique_labels, checks.has_columns_and_rows, checks.orc_types, checks.only_arrow_safe_objects,
+             checks.uniform_missing),
         ),
-        Format("xml", "xml", *_XML, checks=(_plain_unique_labels, _has_columns_and_rows)),
-        Format(
-            "stata", "dta", *_STATA,
-            checks=(_plain_unique_labels, _ints_fit_doubles, _no_missing_text, _no_missing_integers),
+        Format("pickle", "pkl", _write_pickle, lambda b, o: pd.read_pickle(b), frames_only=False),
+        _text_format("csv", "csv", files.write_csv, files.read_csv, _TEXT),
+        _text_format("json", "json", files.write_json, files.read_json, _TEXT, native=files.json_native),
+        _text_format(
+            "excel", "xlsx", files.write_excel, files.read_excel,
+            (*_TEXT, checks.fits_sheet, checks.text_without(f"{_NOT_XML}|\r", "an xlsx file cannot hold it")),
+            native=files.excel_native, row_numbers=True, requires=("openpyxl",),
+        ),
+        _text_format(
+            "xml", "xml", files.write_xml, files.read_xml,
+            (*_TEXT, checks.text_without(_NOT_XML, "XML cannot hold it"), checks.has_columns_and_rows),
+            row_numbers=True,
+        ),
+        _columns_format(
+            "stata", "dta", files.write_stata, pd.read_stata,
+            (checks.plain_unique_labels, checks.stata_types, checks.ints_fit_doubles, checks.no_missing_text,
+             checks.text_without("\x00", "Stata ends text at a NUL character"), checks.whole_milliseconds),
         ),
     )
 }
