@@ -30,6 +30,7 @@ from sqlalchemy import NullPool, create_engine, inspect, text, update
 
 import lwdp
 import lwdp.store
+import test_catalog
 from conftest import Project
 from lwdp.errors import CatalogUnavailableError, CatalogVersionError, LwdpError
 from lwdp.params import param_digest
@@ -42,27 +43,9 @@ RAW_CSV = "a,b\n1,2\n3,4\n5,6\n"
 RAW_CSV_2 = "a,b\n1,2\n3,4\n5,7\n"
 UTC = dt.timezone.utc
 
-# raw csv -> cached A -> cached B (with a parameter) -> uncached C
-PIPELINE = '''
-import pandas as pd
-from lwdp import stage
-
-@stage(src="raw/input.csv", cache=True)
-def stg_a(src):
-    return pd.read_csv(src)
-
-@stage(a=stg_a, factor=3, cache=True, cache_format="csv")
-def stg_b(a, factor):
-    return a * factor
-
-@stage(b=stg_b)
-def stg_c(b):
-    return b.sum().to_frame("total")
-
-for f in (stg_a, stg_b, stg_c):
-    print("HASH", f.name, f.hash)
-print("RESULT", stg_c().to_json())
-'''
+# raw csv -> cached A -> cached B (with a parameter) -> uncached C, as in test_catalog
+PIPELINE = test_catalog.PIPELINE.replace("print(stg_c().to_csv())", 'print("RESULT", stg_c().to_json())')
+assert "RESULT" in PIPELINE
 
 # Four cached stages of different sizes, each used by one uncached stage: for gc.
 WIDE = '''
