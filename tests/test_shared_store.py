@@ -382,3 +382,14 @@ def test_gc_on_the_shared_store_keeps_what_teammates_use_and_readers_stay_correc
             assert reader.run(env=env).stdout == expected
     finally:
         assert gc_loop.wait(timeout=300) == 0
+
+
+def test_downloads_go_through_obstore_without_importing_s3fs(tmp_path, s3_server, bucket):
+    script = PICKLED + "import sys\nprint('S3FS', 's3fs' in sys.modules)\n"
+    alice, bob = Project(tmp_path / "alice"), Project(tmp_path / "bob")
+    for member in (alice, bob):
+        member.write("pipeline.py", script)
+    env = _env(s3_server, bucket, LWDP_TRUST_PICKLE="1")
+    assert "S3FS True" in alice.run(env=env).stdout  # uploads go through s3fs
+    fetched = bob.run(env=env)
+    assert _hits(fetched) == {"stg_counts"} and "S3FS False" in fetched.stdout

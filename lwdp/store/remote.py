@@ -11,8 +11,10 @@ filesystems a temporary name is renamed into place. Nothing here knows about SQL
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import logging
+import os
 import re
 import secrets
 from collections.abc import Iterator
@@ -34,9 +36,21 @@ class RemoteArtifactStore:
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
         self.url = url.rstrip("/")
-        self.fs, self.prefix = _filesystem(self.url, storage_options or {})
-        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        self._options = storage_options or {}
+        protocol = self.url.split("://", 1)[0] if "://" in self.url else "file"
         self.is_object_store = protocol in _OBJECT_STORES
+        if self.is_object_store:  # fsspec's path of an object: "bucket/key"
+            self.prefix = self.url.split("://", 1)[1]
+        else:
+            self.__dict__["fs"], self.prefix = _filesystem(self.url, self._options)
+        # Downloads from S3 through obstore when it is installed and the environment holds
+        # the settings (3x s3fs's throughput; 5 ms to import where s3fs takes 240).
+        self._fast = _obstore_store(self.prefix) if protocol in ("s3", "s3a") and not self._options else None
+
+    @functools.cached_property
+    def fs(self) -> Any:
+        """fsspec's filesystem, made on first need (uploads, deletes, listings)."""
+        return _filesystem(self.url, self._options)[0]
 
     def key_for(self, stage_hash: str, suffix: str) -> str:
         return f"{self.prefix}/{stage_hash[:2]}/{stage_hash}.{suffix}"
@@ -94,7 +108,7 @@ class RemoteArtifactStore:
         object (so that validating it fails, with the reason, like any other bad manifest)."""
         try:
             with _store_errors(self.url, f"reading {self.describe(stage_hash, MANIFEST_SUFFIX)}"):
-                data = self.fs.cat_file(self.key_for(stage_hash, MANIFEST_SUFFIX))
+                data = self._cat(stage_hash, MANIFEST_SUFFIX)
         except FileNotFoundError:
             return None
         try:
@@ -107,9 +121,26 @@ class RemoteArtifactStore:
         """The artifact's bytes, or None when the object is gone."""
         try:
             with _store_errors(self.url, f"downloading {self.describe(stage_hash, suffix)}"):
-                return bytes(self.fs.cat_file(self.key_for(stage_hash, suffix)))
+                return self._cat(stage_hash, suffix)
         except FileNotFoundError:
             return None
+
+    def _cat(self, stage_hash: str, suffix: str) -> bytes:
+        """An object's bytes, through obstore if it can, else through fsspec.
+
+        :raises FileNotFoundError: no such object.
+        """
+        if self._fast is not None:
+            import obstore
+
+            try:
+                return bytes(obstore.get(self._fast, f"{stage_hash[:2]}/{stage_hash}.{suffix}").bytes())
+            except FileNotFoundError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - settings obstore can't take (a profile, a region): fsspec's turn
+                logger.debug("obstore can't read %s (%s); using fsspec", self.url, exc)
+                self._fast = None
+        return bytes(self.fs.cat_file(self.key_for(stage_hash, suffix)))
 
     def delete(self, stage_hash: str, suffix: str) -> None:
         """Remove the manifest (the artifact stops being visible), then the payload."""
@@ -159,6 +190,21 @@ def _store_errors(url: str, doing: str, passing: tuple[type[OSError], ...] = (Fi
             f"artifact store {url}: {doing} failed ({exc}); check the store URL, that it is "
             "reachable, and your credentials (AWS_* variables or profile)", exc.errno,
         ) from exc
+
+
+def _obstore_store(prefix: str) -> Any | None:
+    """An obstore S3 store for ``bucket/prefix``, configured from the environment as s3fs
+    is (AWS_* variables), or None without obstore."""
+    try:
+        from obstore.store import S3Store
+    except ImportError:
+        return None
+    bucket, _, path = prefix.partition("/")
+    plain_http = os.environ.get("AWS_ENDPOINT_URL", "").startswith("http://")
+    try:
+        return S3Store(bucket, prefix=path or None, client_options={"allow_http": True} if plain_http else None)
+    except Exception:  # noqa: BLE001 - settings it can't take: fsspec serves alone
+        return None
 
 
 def _filesystem(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
