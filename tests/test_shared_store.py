@@ -393,3 +393,17 @@ def test_downloads_go_through_obstore_without_importing_s3fs(tmp_path, s3_server
     assert "S3FS True" in alice.run(env=env).stdout  # uploads go through s3fs
     fetched = bob.run(env=env)
     assert _hits(fetched) == {"stg_counts"} and "S3FS False" in fetched.stdout
+
+
+def test_any_fsspec_url_serves_as_the_store_a_shared_directory(tmp_path):
+    """file:// (a directory both machines mount): published by rename, hits for Bob."""
+    alice, bob = _team_member(tmp_path / "alice"), _team_member(tmp_path / "bob")
+    shared = tmp_path / "shared"
+    env = {"LWDP_STORE_URL": shared.as_uri()}
+    first = alice.run(env=env)
+    assert first.ran() == QUICKSTART_STAGES
+    names = sorted(p.name for p in shared.rglob("*") if p.is_file())
+    assert len(names) == 2 * len(QUICKSTART_STAGES) and not [n for n in names if ".tmp-" in n]
+    second = bob.run(env=env)
+    assert second.ran() == set() and second.stdout == first.stdout
+    assert "downloaded from file://" in second.stderr
