@@ -14,7 +14,9 @@ from typing import Any
 
 import xxhash
 
-from .errors import MissingExtraError, RawInputNotFoundError, RawInputUnreadableError
+from . import config
+from .errors import RawInputNotFoundError, RawInputUnreadableError
+from .store.remote import url_filesystem
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
@@ -31,7 +33,7 @@ def url_input_digests(url: str, stage: str, input_name: str) -> dict[str, str]:
     :raises RawInputUnreadableError: the store refused or could not be reached.
     """
     where = f"stage '{stage}', input '{input_name}'"
-    fs, path = _filesystem(url, where)
+    fs, path = url_filesystem(url, config.storage_options(), f"{where}: reading {url}")
     protocol = url.split("://", 1)[0]
     try:
         if any(ch in path for ch in "*?["):
@@ -65,18 +67,3 @@ def _object_digest(fs: Any, key: str, info: dict[str, Any]) -> str:
         return hasher.hexdigest()
     version = info.get("VersionId") or ""
     return xxhash.xxh3_128_hexdigest(f"lwdp-url-v1\0{etag}\0{info.get('size')}\0{version}".encode())
-
-
-def _filesystem(url: str, where: str) -> tuple[Any, str]:
-    from . import config
-
-    try:
-        import fsspec
-
-        options = config.storage_options()
-        if url.startswith(("s3://", "s3a://")):  # others change the bucket: never a cached listing
-            options = {"use_listings_cache": False, **options}
-        fs, path = fsspec.url_to_fs(url, **options)
-    except ImportError as exc:
-        raise MissingExtraError(f"{where}: reading {url} needs {exc.name or 'an fsspec driver'}: pip install 'lwdp[s3]'") from None
-    return fs, path

@@ -153,8 +153,7 @@ class ResultCache:
             return Miss("shared artifact unreadable")
         self.store.write(stage_hash, fmt.suffix, lambda path: Path(path).write_bytes(data))
         self.store.write_manifest(stage_hash, manifest)
-        stage_manifest = manifest.get("stage_manifest")
-        self.catalog.record_artifact(record, stage_manifest if isinstance(stage_manifest, dict) else None)
+        self.catalog.record_artifact(record, _stage_manifest_in(manifest))
         return Hit(value, record.size, self.remote.url)
 
     def adoptable(self, stage_hash: str) -> ArtifactRecord | None:
@@ -176,8 +175,7 @@ class ResultCache:
 
     def local_stage_manifest(self, stage_hash: str) -> dict[str, Any] | None:
         """The stage manifest in the manifest file beside a local artifact, if any."""
-        stage_manifest = (self.store.read_manifest(stage_hash) or {}).get("stage_manifest")
-        return stage_manifest if isinstance(stage_manifest, dict) else None
+        return _stage_manifest_in(self.store.read_manifest(stage_hash) or {})
 
     def _adopt(self, stage_name: str, stage_hash: str) -> ArtifactRecord | None:
         """Re-record an artifact whose catalog row is gone, if its manifest and bytes agree."""
@@ -265,6 +263,12 @@ class ResultCache:
                 f"{where}: cache format {fmt.name!r} cannot store this {type(result).__qualname__} "
                 f"({type(exc).__name__}: {exc}); choose another cache_format"
             ) from exc
+
+
+def _stage_manifest_in(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The stage manifest an artifact's manifest carries (`lwdp.manifest`), if any."""
+    stage_manifest = manifest.get("stage_manifest")
+    return stage_manifest if isinstance(stage_manifest, dict) else None
 
 
 _WARNED: set[str] = set()

@@ -42,7 +42,7 @@ class RemoteArtifactStore:
         if self.is_object_store:  # fsspec's path of an object: "bucket/key"
             self.prefix = self.url.split("://", 1)[1]
         else:
-            self.__dict__["fs"], self.prefix = _filesystem(self.url, self._options)
+            self.__dict__["fs"], self.prefix = url_filesystem(self.url, self._options, f"artifact store {self.url}")
         # Downloads from S3 through obstore when it is installed and the environment holds
         # the settings (3x s3fs's throughput; 5 ms to import where s3fs takes 240).
         self._fast = _obstore_store(self.prefix) if protocol in ("s3", "s3a") and not self._options else None
@@ -50,7 +50,7 @@ class RemoteArtifactStore:
     @functools.cached_property
     def fs(self) -> Any:
         """fsspec's filesystem, made on first need (uploads, deletes, listings)."""
-        return _filesystem(self.url, self._options)[0]
+        return url_filesystem(self.url, self._options, f"artifact store {self.url}")[0]
 
     def key_for(self, stage_hash: str, suffix: str) -> str:
         return f"{self.prefix}/{stage_hash[:2]}/{stage_hash}.{suffix}"
@@ -207,21 +207,20 @@ def _obstore_store(prefix: str) -> Any | None:
         return None
 
 
-def _filesystem(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
-    """fsspec's filesystem and the path prefix for ``url``.
+def url_filesystem(url: str, storage_options: dict[str, Any], who: str) -> tuple[Any, str]:
+    """fsspec's filesystem and the path for ``url`` (listings never cached on object stores,
+    which others write to); ``who`` names what needs it, for the error.
 
-    :raises MissingExtraError: the protocol's fsspec implementation is not installed.
+    :raises MissingExtraError: fsspec or the protocol's implementation is not installed.
     """
-    try:
-        import fsspec
-    except ImportError:
-        raise MissingExtraError(f"a shared artifact store needs fsspec: pip install 'lwdp[s3]' (store {url})") from None
     protocol = url.split("://", 1)[0] if "://" in url else "file"
-    if protocol in _OBJECT_STORES:  # others write to the bucket: never trust a cached listing
+    if protocol in _OBJECT_STORES:
         storage_options = {"use_listings_cache": False, **storage_options}
     try:
+        import fsspec
+
         fs, path = fsspec.url_to_fs(url, **storage_options)
     except ImportError as exc:
-        extra = _EXTRAS.get(protocol, protocol)
-        raise MissingExtraError(f"the {protocol}:// artifact store needs {exc.name or 'its fsspec driver'}: pip install 'lwdp[{extra}]'") from None
+        extra = _EXTRAS.get(protocol, "s3")
+        raise MissingExtraError(f"{who} needs {exc.name or 'an fsspec driver'}: pip install 'lwdp[{extra}]'") from None
     return fs, path.rstrip("/")
