@@ -90,21 +90,32 @@ class ResultCache:
         stage_hash = record.hash
         if wanted is not None and record.format != wanted.name:
             return Miss(f"cache format changed {record.format} -> {wanted.name}")
-        fmt = FORMATS[record.format]
-        path = self.store.path_for(stage_hash, fmt.suffix)
-        data = self.store.read_bytes(stage_hash, fmt.suffix)
+        suffix = FORMATS[record.format].suffix
+        found = self._decode(
+            stage_name, record, self.store.read_bytes(stage_hash, suffix), f"artifact {self.store.path_for(stage_hash, suffix)}",
+            "artifact", warn=warn, warn_missing=not self.store_url,  # with a shared store, not downloaded yet
+        )
+        if isinstance(found, Hit):
+            self.catalog.touch_artifact(stage_hash)
+        return found
+
+    @staticmethod
+    def _decode(
+        stage_name: str, record: ArtifactRecord, data: bytes | None, where: str, kind: str, warn: bool, warn_missing: bool,
+    ) -> Hit | Miss:
+        """The result ``record`` describes from ``data``, if its size and checksum agree and it
+        parses; else a miss, said as a warning naming ``where`` (unless ``warn`` is off)."""
         if data is None or len(data) != record.size or checksum_bytes(data) != record.checksum:
             what = "missing" if data is None else "corrupt (size or checksum mismatch)"
-            if warn and not (data is None and self.store_url):  # not downloaded yet
-                logger.warning("stage '%s': artifact %s is %s; recomputing", stage_name, path, what)
-            return Miss(f"artifact {what}")
+            if warn and (data is not None or warn_missing):
+                logger.warning("stage '%s': %s is %s; recomputing", stage_name, where, what)
+            return Miss(f"{kind} {what}")
         try:
-            value = fmt.read(io.BytesIO(data), record.read_options)
+            value = FORMATS[record.format].read(io.BytesIO(data), record.read_options)
         except Exception as exc:  # a checksum-valid file that no longer parses: recompute
             if warn:
-                logger.warning("stage '%s': artifact %s cannot be read (%s); recomputing", stage_name, path, exc)
-            return Miss("artifact unreadable")
-        self.catalog.touch_artifact(stage_hash)
+                logger.warning("stage '%s': %s cannot be read (%s); recomputing", stage_name, where, exc)
+            return Miss(f"{kind} unreadable")
         return Hit(value, record.size)
 
     def _fetch(self, stage_name: str, stage_hash: str, wanted: Format | None) -> Hit | Miss:
@@ -143,18 +154,15 @@ class ResultCache:
         except StoreUnavailableError as exc:
             _warn_once(f"read {self.remote.url}", "%s; computing what isn't cached locally", exc)
             return Miss("shared store unavailable")
-        if data is None or len(data) != record.size or checksum_bytes(data) != record.checksum:
-            logger.warning("stage '%s': %s is missing or corrupt; recomputing", stage_name, self.remote.describe(stage_hash, fmt.suffix))
-            return Miss("shared artifact missing or corrupt")
-        try:
-            value = fmt.read(io.BytesIO(data), record.read_options)
-        except Exception as exc:  # noqa: BLE001 - a checksum-valid file that doesn't parse
-            logger.warning("stage '%s': %s cannot be read (%s); recomputing", stage_name, self.remote.describe(stage_hash, fmt.suffix), exc)
-            return Miss("shared artifact unreadable")
+        found = self._decode(
+            stage_name, record, data, self.remote.describe(stage_hash, fmt.suffix), "shared artifact", warn=True, warn_missing=True,
+        )
+        if isinstance(found, Miss) or data is None:
+            return found
         self.store.write(stage_hash, fmt.suffix, lambda path: Path(path).write_bytes(data))
         self.store.write_manifest(stage_hash, manifest)
         self.catalog.record_artifact(record, _stage_manifest_in(manifest))
-        return Hit(value, record.size, self.remote.url)
+        return Hit(found.value, record.size, self.remote.url)
 
     def adoptable(self, stage_hash: str) -> ArtifactRecord | None:
         """The record an unlisted artifact file would get, if its manifest and bytes agree."""
