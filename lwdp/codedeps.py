@@ -100,6 +100,19 @@ def library_name(obj: Any) -> str:
     return f"{module}.{qualname}"
 
 
+# id(code object) -> (the code object, kept alive so the id stays unique; its references):
+# disassembling costs more than the rest of a stage's code digest.
+_REFERENCES: dict[int, tuple[types.CodeType, list[str]]] = {}
+
+
+def sorted_global_references(code: types.CodeType) -> list[str]:
+    """`global_references` of ``code``, sorted, computed once per code object."""
+    cached = _REFERENCES.get(id(code))
+    if cached is None:
+        cached = _REFERENCES[id(code)] = (code, sorted(global_references(code)))
+    return cached[1]
+
+
 def global_references(code: types.CodeType) -> dict[str, Any]:
     """The global names ``code`` (and code nested in it) loads, with attribute chains after
     each: ``{"helpers": ["helpers", "helpers.scale"], ...}`` flattened into dotted names."""
@@ -188,7 +201,7 @@ class Graph:
             parts.append((f"default {name}", f"default {i}={self.value(default, f'{where} default {i}')}"))
         for name, default in sorted((func.__kwdefaults__ or {}).items()):
             parts.append((f"default {name}", f"kwdefault {name}={self.value(default, f'{where} default {name!r}')}"))
-        for dotted in sorted(global_references(func.__code__)):
+        for dotted in sorted_global_references(func.__code__):
             found, obj = resolve(dotted, func.__globals__)
             if found:
                 text = self.value(obj, f"{where} reads {dotted!r}")

@@ -14,23 +14,24 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import xxhash
 
-from .errors import RawInputNotFoundError, RawInputUnreadableError
+from .errors import RawInputChangedError, RawInputNotFoundError, RawInputUnreadableError
 
 RACY_WINDOW_NS = 2_000_000_000  # FAT and SMB keep 2 s timestamps; ext4/xfs/tmpfs a tick
 _BUFFER_SIZE = 4 * 1024 * 1024  # one reused buffer: fresh pages cost more than hashing
 _buffers = threading.local()
+_HASH_THREADS = 2
+_PARALLEL_BYTES = 16 * 1024 * 1024  # below this, starting threads costs more than it saves
 
 
-@dataclass(frozen=True)
-class FileState:
-    """What `os.stat` says about a file: the memo key."""
+class FileState(NamedTuple):
+    """What `os.stat` says about a file: the memo key. (Tuples: a warm run builds and
+    compares one per raw file, and a frozen dataclass costs several times more.)"""
 
     path: str
     size: int
@@ -44,8 +45,7 @@ class FileState:
         return cls(path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
-@dataclass(frozen=True)
-class DigestMemo:
+class DigestMemo(NamedTuple):
     """A remembered digest and when it was taken."""
 
     state: FileState
@@ -67,15 +67,42 @@ class MemoStore(Protocol):
 
 def file_digest(path: str) -> str:
     """XXH3-128 of a file's bytes, read through one reused buffer."""
+    return _read_digest(path)[0]
+
+
+def _read_digest(path: str) -> tuple[str, int]:
+    """(XXH3-128 of a file's bytes, how many were read). Reads go into this thread's one
+    reused buffer (fresh pages cost more than hashing them), not through mmap: a file
+    truncated while mapped would kill the process with SIGBUS."""
     buf = getattr(_buffers, "buf", None)
     if buf is None:
         buf = _buffers.buf = bytearray(_BUFFER_SIZE)
     view = memoryview(buf)
     hasher = xxhash.xxh3_128()
+    total = 0
     with open(path, "rb", buffering=0) as f:
         while n := f.readinto(buf):
             hasher.update(view[:n])
-    return hasher.hexdigest()
+            total += n
+    return hasher.hexdigest(), total
+
+
+def _raw_file_digest(path: str, state: FileState, where: str) -> str:
+    """The digest of a raw file whose size was ``state.size`` a moment ago.
+
+    :raises RawInputUnreadableError: no permission to read it.
+    :raises RawInputChangedError: it grew or shrank while being read.
+    """
+    try:
+        digest, size = _read_digest(path)
+    except PermissionError as exc:
+        raise RawInputUnreadableError(f"{where}: cannot read raw input {path} ({exc.strerror}); fix its permissions") from exc
+    if size != state.size:
+        raise RawInputChangedError(
+            f"{where}: raw input {path} changed while lwdp was reading it ({state.size:,} bytes, then "
+            f"{size:,}); rerun once whatever writes it has finished"
+        )
+    return digest
 
 
 def _has_glob_magic(pattern: str) -> bool:
@@ -171,21 +198,29 @@ def digest_files(paths: Iterable[str], memos: MemoStore, where: Mapping[str, str
     states = {p: FileState.of(p) for p in unique}
     known = memos.load_digest_memos(unique)
     digests: dict[str, str] = {}
-    fresh: list[DigestMemo] = []
+    stale: list[str] = []
     for path, state in states.items():
         memo = known.get(path)
         if memo is not None and memo.is_trusted_for(state):
             digests[path] = memo.digest
-            continue
-        started_ns = time.time_ns()
-        try:
-            digests[path] = file_digest(path)
-        except PermissionError as exc:
-            raise RawInputUnreadableError(
-                f"{where[path]}: cannot read raw input {path} ({exc.strerror}); "
-                "fix its permissions"
-            ) from exc
-        fresh.append(DigestMemo(state, digests[path], started_ns))
-    if fresh:
-        memos.save_digest_memos(fresh)
+        else:
+            stale.append(path)
+    if not stale:
+        return digests
+    started_ns = time.time_ns()
+    total = sum(states[path].size for path in stale)
+    read = _in_parallel(lambda path: _raw_file_digest(path, states[path], where[path]), stale, total)
+    digests.update(zip(stale, read))
+    memos.save_digest_memos([DigestMemo(states[path], digests[path], started_ns) for path in stale])
     return digests
+
+
+def _in_parallel(digest: Callable[[str], str], paths: list[str], total_bytes: int) -> list[str]:
+    """Digests of ``paths``, on two threads when there are several (xxhash and reads release
+    the GIL: ~22 GB/s from the page cache against ~17 on one)."""
+    if len(paths) < 2 or total_bytes < _PARALLEL_BYTES:
+        return [digest(path) for path in paths]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=_HASH_THREADS, thread_name_prefix="lwdp-hash") as pool:
+        return list(pool.map(digest, paths))

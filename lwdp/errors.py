@@ -47,6 +47,10 @@ class _LwdpOSError(LwdpError, OSError):
         self.errno = errno
 
 
+class RawInputChangedError(_LwdpOSError):
+    """A raw input file changed size while lwdp was hashing it."""
+
+
 class CacheDirError(_LwdpOSError):
     """The cache directory cannot be created, written, or its catalog opened."""
 

@@ -20,9 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-import pyarrow.feather  # type: ignore[import-untyped]
-import pyarrow.orc  # type: ignore[import-untyped]
-import pyarrow.parquet  # type: ignore[import-untyped]
 
 from . import format_checks as checks
 from . import format_files as files
@@ -179,6 +176,28 @@ def _index(levels: list[pd.Series], names: list[Any]) -> pd.Index:
 
 
 # -- parquet, feather, orc ----------------------------------------------------------------
+
+
+# pyarrow's readers are imported on first read: together they cost ~20 ms, and an
+# ``import lwdp`` that reads nothing should not pay for them.
+
+
+def _read_parquet(buf: io.BytesIO) -> Any:
+    import pyarrow.parquet  # type: ignore[import-untyped]
+
+    return pyarrow.parquet.ParquetFile(buf).read()  # not read_table: it imports pyarrow.dataset (8 ms)
+
+
+def _read_feather(buf: io.BytesIO) -> Any:
+    import pyarrow.feather  # type: ignore[import-untyped]
+
+    return pyarrow.feather.read_table(buf)
+
+
+def _read_orc(buf: io.BytesIO) -> pd.DataFrame:
+    import pyarrow.orc  # type: ignore[import-untyped]
+
+    return _from_arrow(pyarrow.orc.ORCFile(buf).read())
 
 
 def _from_arrow(table: Any) -> pd.DataFrame:
@@ -344,11 +363,11 @@ _NOT_XML = "[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]"
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
-        _arrow_format("parquet", "parquet", lambda df, p: df.to_parquet(p), pyarrow.parquet.read_table,
+        _arrow_format("parquet", "parquet", lambda df, p: df.to_parquet(p), _read_parquet,
                       (checks.plain_categories,)),
-        _arrow_format("feather", "feather", lambda df, p: df.to_feather(p), pyarrow.feather.read_table),
+        _arrow_format("feather", "feather", lambda df, p: df.to_feather(p), _read_feather),
         _columns_format(
-            "orc", "orc", lambda df, p: df.to_orc(p), lambda b: _from_arrow(pyarrow.orc.ORCFile(b).read()),
+            "orc", "orc", lambda df, p: df.to_orc(p), _read_orc,
             (checks.plain_unique_labels, checks.has_columns_and_rows, checks.orc_types, checks.only_arrow_safe_objects,
              checks.uniform_missing),
         ),

@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,9 @@ from .hashing import stage_hashes
 from .manifest import stage_manifest, why_rerun
 from .stage import Stage
 from .store.cache import Miss, ResultCache
-from .store.catalog import LineageRow, open_catalog
+from .store.quick_catalog import RunCatalog
+from .store.records import LineageRow
+from .store.writer import ArtifactWriter
 
 logger = logging.getLogger("lwdp")
 
@@ -77,7 +79,7 @@ def dependency_order(target: Stage) -> list[Stage]:
 def current_hashes(target: Stage) -> dict[Stage, str]:
     """The stage hash of ``target`` and each of its ancestors, without running anything."""
     cache_dir = config.cache_dir()
-    hashes, _ = stage_hashes(dependency_order(target), open_catalog(cache_dir), cache_dir)
+    hashes, _ = stage_hashes(dependency_order(target), RunCatalog(cache_dir), cache_dir)
     return hashes
 
 
@@ -95,8 +97,15 @@ def run_stage(target: Stage) -> Any:
 
 def _run_once(target: Stage) -> Any:
     run = PipelineRun(target)
-    with _recursion_room(len(run.order)):
-        result = run.result(target)
+    try:
+        with _recursion_room(len(run.order)):
+            result = run.result(target)
+    except BaseException:
+        run.writer.finish(raising=False)
+        raise
+    finally:
+        run.cache.catalog.flush()
+    run.writer.finish()
     run.log_not_needed()
     return result
 
@@ -147,7 +156,7 @@ class PipelineRun:
 
     def __init__(self, target: Stage) -> None:
         cache_dir = config.cache_dir()
-        catalog = open_catalog(cache_dir)
+        catalog = RunCatalog(cache_dir)
         self.cache = ResultCache(cache_dir, catalog)
         order = dependency_order(target)
         self.hashes, self.inputs = stage_hashes(order, catalog, cache_dir)
@@ -158,6 +167,7 @@ class PipelineRun:
         )
         self.order = order
         self.results: dict[Stage, Any] = {}
+        self.writer = ArtifactWriter()
 
     def log_not_needed(self) -> None:
         """One line for each stage that was neither loaded nor run (a descendant was cached)."""
@@ -177,11 +187,13 @@ class PipelineRun:
         started = time.perf_counter()
         found = self.cache.load(stage.name, stage_hash, stage.format)
         if isinstance(found, Miss):
-            with self.cache.computing(stage_hash, stage.name):
+            with ExitStack() as lock:  # handed to the writer with the result, if computed here
+                lock.enter_context(self.cache.computing(stage_hash, stage.name))
                 # Another process may have computed it while this one waited for the lock.
                 found = self.cache.load(stage.name, stage_hash, stage.format, locked=True)
                 if isinstance(found, Miss):
-                    return self._compute(stage, found.reason if found.reason != "never computed" else self._why_rerun(stage))
+                    reason = found.reason if found.reason != "never computed" else self._why_rerun(stage)
+                    return self._compute(stage, reason, lock)
         source = f"downloaded from {found.source}" if found.source else None
         self._log(StageEvent(stage.name, stage_hash, "hit", time.perf_counter() - started, found.size, source))
         return found.value
@@ -191,19 +203,29 @@ class PipelineRun:
         stored_before, previous = self.cache.catalog.previous_manifest(stage.name, self.hashes[stage])
         return "; ".join(why_rerun(stored_before, previous, stage_manifest(stage, self.inputs[stage])))
 
-    def _compute(self, stage: Stage, miss_reason: str | None) -> Any:
-        """Run the stage (its inputs first) and cache the result if it is a cached stage."""
+    def _compute(self, stage: Stage, miss_reason: str | None, lock: ExitStack | None = None) -> Any:
+        """Run the stage (its inputs first); a cached stage's result goes to the writer with
+        its compute-once ``lock``, and is logged once written."""
         stage_hash = self.hashes[stage]
         kwargs = self._gather_inputs(stage)
         started = time.perf_counter()
         result = self._call(stage, kwargs)
         seconds = time.perf_counter() - started
-        size = None
-        if stage.cache:
-            manifest = stage_manifest(stage, self.inputs[stage])
-            size = self.cache.save(stage.name, stage_hash, result, stage.format, seconds, manifest)
-        outcome = "computed" if stage.cache else "computed-uncached"
-        self._log(StageEvent(stage.name, stage_hash, outcome, time.perf_counter() - started, size, miss_reason))
+        if not stage.cache or lock is None:
+            self._log(StageEvent(stage.name, stage_hash, "computed-uncached", seconds, None, miss_reason))
+            return result
+        fmt = self.cache.storable_format(stage.name, result, stage.format)
+        manifest = stage_manifest(stage, self.inputs[stage])
+        held = lock.pop_all()
+
+        def write() -> None:
+            with held:
+                written = time.perf_counter()
+                size = self.cache.save(stage.name, stage_hash, result, fmt, stage.format is None, seconds, manifest)
+                total = seconds + time.perf_counter() - written
+                self._log(StageEvent(stage.name, stage_hash, "computed", total, size, miss_reason))
+
+        self.writer.submit(write)
         return result
 
     def _gather_inputs(self, stage: Stage) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pandas as pd
 
@@ -25,12 +25,18 @@ from .. import __version__, config
 from ..errors import ArtifactWriteError, LwdpError, ResultNotStorableError, StoreUnavailableError
 from ..formats import DEFAULT_FRAME_FORMAT, FORMATS, Format, default_format_for
 from .artifacts import MANIFEST_SUFFIX, LocalArtifactStore, checksum_bytes
-from .catalog import ArtifactRecord, Catalog, utcnow
 from .locks import LockDir
-from .remote import RemoteArtifactStore, shared_store
+from .quick_catalog import RunCatalog
+from .records import ArtifactRecord, utcnow
+
+if TYPE_CHECKING:
+    from .catalog import Catalog
+    from .remote import RemoteArtifactStore
 
 logger = logging.getLogger("lwdp")
 _HASH = re.compile("[0-9a-f]{32}")
+# A run's catalog (fast reads, deferred marks of use) or the full one (upkeep: gc, verify).
+CatalogT = TypeVar("CatalogT", "Catalog", RunCatalog)
 
 
 @dataclass(frozen=True)
@@ -45,11 +51,11 @@ class Miss:
     reason: str
 
 
-class ResultCache:
+class ResultCache(Generic[CatalogT]):
     """The cached results of one cache directory."""
 
-    def __init__(self, cache_dir: Path, catalog: Catalog) -> None:
-        self.catalog = catalog
+    def __init__(self, cache_dir: Path, catalog: CatalogT) -> None:
+        self.catalog: CatalogT = catalog
         self.store = LocalArtifactStore(cache_dir)
         self.locks = LockDir(cache_dir / "locks")
         self.store_url = config.store_url()
@@ -58,6 +64,8 @@ class ResultCache:
     def remote(self) -> RemoteArtifactStore | None:
         """The shared store, read through the local one: made on first need, so a run of
         local hits neither touches nor imports it."""
+        from .remote import shared_store
+
         return shared_store(self.store_url) if self.store_url else None
 
     @contextmanager
@@ -193,21 +201,38 @@ class ResultCache:
             logger.info("stage %s: artifact %s adopted from its manifest (the catalog had no row)", stage_name, stage_hash[:12])
         return record
 
-    def save(
-        self, stage_name: str, stage_hash: str, result: Any, wanted: Format | None, seconds: float,
-        stage_manifest: dict[str, Any] | None = None,
-    ) -> int:
-        """Write and record ``result`` (with what went into its hash, ``stage_manifest``, in
-        the catalog and beside the file); return its size in bytes.
+    def storable_format(self, stage_name: str, result: Any, wanted: Format | None) -> Format:
+        """The format to cache ``result`` in: ``wanted``, else the default for its type;
+        pickle where the default format's checks refuse it (with a warning).
 
-        :raises ResultNotStorableError: the format would not give ``result`` back unchanged.
-        :raises ArtifactWriteError: the disk refused (full, I/O error); nothing is published.
+        :raises ResultNotStorableError: ``wanted`` would not give ``result`` back unchanged.
         """
         fmt = wanted or default_format_for(result)
+        why_not = fmt.why_cannot_store(result)
+        if why_not is None:
+            return fmt
+        refusal = _not_storable(stage_name, fmt, result, why_not)
+        if wanted is not None or fmt.name != DEFAULT_FRAME_FORMAT:
+            raise refusal
+        logger.warning("%s; caching it as pickle instead (the default for such results)", refusal)
+        return FORMATS["pickle"]
+
+    def save(
+        self, stage_name: str, stage_hash: str, result: Any, fmt: Format, may_fall_back: bool, seconds: float,
+        stage_manifest: dict[str, Any] | None = None,
+    ) -> int:
+        """Write and record ``result`` in ``fmt`` (from `storable_format`), with what went into
+        its hash, ``stage_manifest``, in the catalog and beside the file; return its size in
+        bytes. ``may_fall_back``: the format was lwdp's choice, so if its writer refuses the
+        result, pickle is tried.
+
+        :raises ResultNotStorableError: the format's writer refused ``result``.
+        :raises ArtifactWriteError: the disk refused (full, I/O error); nothing is published.
+        """
         try:
             options, size, checksum = self._write(stage_name, stage_hash, fmt, result)
         except ResultNotStorableError as exc:
-            if wanted is not None or fmt.name != DEFAULT_FRAME_FORMAT:
+            if not may_fall_back or fmt.name != DEFAULT_FRAME_FORMAT:
                 raise
             logger.warning("%s; caching it as pickle instead (the default for such results)", exc)
             fmt = FORMATS["pickle"]
@@ -254,12 +279,6 @@ class ResultCache:
 
     def _write(self, stage_name: str, stage_hash: str, fmt: Format, result: Any) -> tuple[dict[str, Any], int, str]:
         where = f"stage '{stage_name}'"
-        why_not = fmt.why_cannot_store(result)
-        if why_not is not None:
-            raise ResultNotStorableError(
-                f"{where}: cache format {fmt.name!r} cannot store the {type(result).__qualname__} "
-                f"it returned: {why_not}; use cache_format='pickle'"
-            )
         try:
             return self.store.write(stage_hash, fmt.suffix, lambda p: fmt.write(result, p))
         except LwdpError:
@@ -271,6 +290,13 @@ class ResultCache:
                 f"{where}: cache format {fmt.name!r} cannot store this {type(result).__qualname__} "
                 f"({type(exc).__name__}: {exc}); choose another cache_format"
             ) from exc
+
+
+def _not_storable(stage_name: str, fmt: Format, result: Any, why_not: str) -> ResultNotStorableError:
+    return ResultNotStorableError(
+        f"stage '{stage_name}': cache format {fmt.name!r} cannot store the {type(result).__qualname__} "
+        f"it returned: {why_not}; use cache_format='pickle'"
+    )
 
 
 def _stage_manifest_in(manifest: dict[str, Any]) -> dict[str, Any] | None:

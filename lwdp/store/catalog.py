@@ -24,13 +24,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from .. import config
 from ..digest import DigestMemo, FileState
 from .postgres_db import open_postgres
+from .quick_catalog import in_chunks
 from .records import ArtifactRecord, LineageRow, UsageRow, artifact_values, lineage_row, naive_utc, record_from_row, utcnow
 from .schema import artifacts, lineage, raw_files, stage_manifests
 from .sqlite_db import open_sqlite
 
 __all__ = ["ArtifactRecord", "Catalog", "LineageRow", "UsageRow", "open_catalog", "utcnow"]
 
-_IN_CHUNK = 500  # stay far below SQLite's bound-parameter limit
 _Insert = sqlite.Insert | postgresql.Insert
 _INSERTS: dict[str, Callable[[Table], _Insert]] = {
     "sqlite": sqlite.insert, "postgresql": postgresql.insert,
@@ -133,8 +133,16 @@ class Catalog:
             return conn.execute(select(artifacts.c.last_access).where(artifacts.c.hash == stage_hash)).scalar()
 
     def touch_artifact(self, stage_hash: str) -> None:
+        self.mark_used([stage_hash], [], utcnow())
+
+    def mark_used(self, touched: list[str], evaluated: list[str], now: dt.datetime) -> None:
+        """One write transaction: the artifacts read get ``now`` as last access, and the
+        lineage of the stage hashes evaluated becomes the most recent of their stages."""
         with self._write() as conn:
-            conn.execute(update(artifacts).where(artifacts.c.hash == stage_hash).values(last_access=utcnow()))
+            for chunk in in_chunks(sorted(touched)):
+                conn.execute(update(artifacts).where(artifacts.c.hash.in_(chunk)).values(last_access=now))
+            for chunk in in_chunks(sorted(evaluated)):
+                conn.execute(update(lineage).where(lineage.c.hash.in_(chunk)).values(recorded_at=now))
 
     def delete_artifact(self, stage_hash: str) -> None:
         with self._write() as conn:
@@ -150,6 +158,13 @@ class Catalog:
             return
         with self._write() as conn:
             conn.execute(self._upsert_lineage, values)
+
+    def hashes_with_lineage(self, hashes: list[str]) -> set[str]:
+        found: set[str] = set()
+        with self._read() as conn:
+            for chunk in in_chunks(hashes):
+                found.update(conn.execute(select(lineage.c.hash).where(lineage.c.hash.in_(chunk)).distinct()).scalars())
+        return found
 
     def previous_manifest(self, stage: str, current: str) -> tuple[bool, dict[str, Any] | None]:
         """(whether a result of ``current`` was stored before, the manifest to explain its
@@ -240,8 +255,7 @@ class Catalog:
     def load_digest_memos(self, paths: list[str]) -> dict[str, DigestMemo]:
         memos: dict[str, DigestMemo] = {}
         with self._read() as conn:
-            for start in range(0, len(paths), _IN_CHUNK):
-                chunk = paths[start : start + _IN_CHUNK]
+            for chunk in in_chunks(paths):
                 for row in conn.execute(select(raw_files).where(raw_files.c.path.in_(chunk))):
                     state = FileState(row.path, row.size, row.mtime_ns, row.ctime_ns, row.inode)
                     memos[row.path] = DigestMemo(state, row.digest, row.digested_at_ns)
@@ -249,7 +263,7 @@ class Catalog:
 
     def save_digest_memos(self, memos: list[DigestMemo]) -> None:
         values = _in_key_order([
-            {**memo.state.__dict__, "digest": memo.digest, "digested_at_ns": memo.digested_at_ns}
+            {**memo.state._asdict(), "digest": memo.digest, "digested_at_ns": memo.digested_at_ns}
             for memo in memos
         ], raw_files)
         if not values:

@@ -19,13 +19,16 @@ import datetime as dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import config
 from ..formats import FORMATS
 from ..units import human_size, parse_duration, parse_size
 from .cache import ResultCache
-from .catalog import UsageRow, open_catalog, utcnow
-from .remote import RemoteArtifactStore
+from .records import UsageRow, utcnow
+
+if TYPE_CHECKING:
+    from .remote import RemoteArtifactStore
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,8 @@ def gc(
     age = parse_duration(max_age) if max_age is not None else None
     budget = parse_size(max_size) if max_size is not None else None
     root = config.cache_dir(cache_dir)
+    from .catalog import open_catalog  # SQLAlchemy: not imported by runs that only read
+
     cache = ResultCache(root, open_catalog(root))
     report = GcReport(dry_run)
     started = utcnow()

@@ -7,6 +7,8 @@ unambiguous in the catalog, by their function name (``stg_format_more``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import fnmatch
 import os
 import re
@@ -16,12 +18,17 @@ import pandas as pd
 
 from .. import config
 from ..errors import UnknownStageError
-from .catalog import ArtifactRecord, Catalog, LineageRow, open_catalog
+from .records import ArtifactRecord, LineageRow
+
+if TYPE_CHECKING:
+    from .catalog import Catalog
 
 _HEX_PREFIX = re.compile(r"[0-9a-fA-F]{6,32}")
 
 
 def _catalog(cache_dir: str | os.PathLike[str] | None) -> Catalog:
+    from .catalog import open_catalog  # SQLAlchemy: not imported by runs that only read
+
     return open_catalog(config.cache_dir(cache_dir))
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, inspect, text
 
 from ..errors import CatalogVersionError
+from .catalog_file import HEAD_REVISION
 
-HEAD_REVISION = "0004"  # tests check this against the newest file in migrations/versions
 _ELSEWHERE = {
     "sqlite": "point LWDP_CACHE_DIR at another cache directory",
     "postgresql": "point LWDP_CATALOG_URL at another database",

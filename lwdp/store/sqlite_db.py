@@ -19,13 +19,12 @@ import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, create_engine, event
 
 from ..errors import CacheDirError, CatalogDamagedError, CatalogUnavailableError
+from .catalog_file import BUSY_TIMEOUT_MS, CATALOG_FILE
 from .migrate import ensure_schema
 from .records import utcnow
 
 logger = logging.getLogger("lwdp")
 
-CATALOG_FILE = "catalog.sqlite"
-BUSY_TIMEOUT_MS = 60_000
 
 
 class SQLiteDatabase:

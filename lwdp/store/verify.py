@@ -11,13 +11,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import config
 from ..formats import FORMATS
 from .artifacts import LocalArtifactStore, checksum_bytes
 from .cache import ResultCache, manifest_of, record_from_manifest
-from .catalog import ArtifactRecord, open_catalog
-from .remote import RemoteArtifactStore
+from .records import ArtifactRecord
+
+if TYPE_CHECKING:
+    from .remote import RemoteArtifactStore
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -65,6 +69,8 @@ def verify(repair: bool = False, cache_dir: str | os.PathLike[str] | None = None
     the temporary files of dead writers. Artifacts being written are left alone.
     """
     root = config.cache_dir(cache_dir)
+    from .catalog import open_catalog  # SQLAlchemy: not imported by runs that only read
+
     catalog = open_catalog(root)
     cache = ResultCache(root, catalog)
     report = VerifyReport(repaired=repair)

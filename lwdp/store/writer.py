@@ -1,0 +1,51 @@
+"""Artifacts written on a background thread while the stages after them compute.
+
+Writing a large result (encoding, fsync, checksum, publishing, the catalog row) costs about
+as much as computing it; pyarrow, xxhash and file I/O release the GIL, so on a second core
+the write is off the run's critical path. One thread writes in the order stages finish.
+Each job owns the stage's compute-once lock and releases it only after the catalog row is
+committed, so a process waiting for the stage finds its artifact. A failed write leaves no
+file and no row; `ArtifactWriter.finish` raises it when the run ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+logger = logging.getLogger("lwdp")
+
+
+class ArtifactWriter:
+    """The background writes of one run."""
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+        self._jobs: list[Future[None]] = []
+
+    def submit(self, job: Callable[[], None]) -> None:
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor  # only runs that compute need it
+
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lwdp-writer")
+        self._jobs.append(self._executor.submit(job))
+
+    def finish(self, raising: bool = True) -> None:
+        """Wait for every write; raise the first that failed (the others are logged).
+
+        ``raising=False``: the run is failing already; failed writes are only logged.
+        """
+        if self._executor is None:
+            return
+        self._executor.shutdown(wait=True)
+        self._executor = None
+        failures = [error for job in self._jobs if (error := job.exception()) is not None]
+        self._jobs.clear()
+        for error in failures[1 if raising else 0 :]:
+            logger.error("%s", error)
+        if raising and failures:
+            raise failures[0]
