@@ -272,7 +272,7 @@ def test_old_catalog_is_upgraded_in_place(project, tmp_path_factory):
     columns = {r[1] for r in project.sql("PRAGMA table_info(artifacts)")}
     assert {"compute_seconds", "lwdp_version", "pandas_version"} <= columns
     indexes = {r[0] for r in project.sql("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"ix_artifacts_stage", "ix_artifacts_last_access_size", "ix_lineage_input_hash"} <= indexes
+    assert {"ix_artifacts_stage", "ix_artifacts_recency", "ix_lineage_input_hash"} <= indexes
     rows = project.sql("SELECT hash, stage, size, created_at, compute_seconds FROM artifacts")
     assert rows == [(stage_hash, "pipeline.stg_old", len(data), created, None)]
 

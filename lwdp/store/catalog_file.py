@@ -4,4 +4,4 @@ revision this lwdp writes."""
 
 CATALOG_FILE = "catalog.sqlite"
 BUSY_TIMEOUT_MS = 60_000
-HEAD_REVISION = "0004"  # tests check this against the newest file in migrations/versions
+HEAD_REVISION = "0005"  # tests check this against the newest file in migrations/versions

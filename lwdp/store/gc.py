@@ -25,7 +25,7 @@ from .. import config
 from ..formats import FORMATS
 from ..units import human_size, parse_duration, parse_size
 from .cache import ResultCache
-from .records import UsageRow, utcnow
+from .records import utcnow
 
 if TYPE_CHECKING:
     from .remote import RemoteArtifactStore
@@ -92,17 +92,19 @@ def gc(
     cache = ResultCache(root, open_catalog(root))
     report = GcReport(dry_run)
     started = utcnow()
-    usage = cache.catalog.usage_by_recency(started - age if age is not None else None)
+    listed = cache.catalog.listed_formats()
     stored = cache.store.payload_names()
     # With a shared catalog, the shared store is where artifacts live (local files are
     # copies); a local catalog says nothing about what teammates use: the store is theirs.
     shared = cache.remote if config.catalog_url() is not None else None
     canonical = shared.payload_names() if shared is not None else stored
-    if config.catalog_url() is not None and shared is None:  # teammates' files are on their machines
-        usage = [row for row in usage if row.hash in stored]
-    for row, reason in _victims(usage, canonical, budget):
+    theirs = {h for h in listed if h not in stored} if config.catalog_url() is not None and shared is None else set()
+    dangling = {h for h, fmt in listed.items() if h not in theirs and canonical.get(h) != FORMATS[fmt].suffix}
+    victims = [(row, "dangling") for row in cache.catalog.usage_rows(dangling)]
+    victims += cache.catalog.eviction_victims(started - age if age is not None else None, budget, dangling | theirs)
+    for row, reason in victims:
         _remove(cache, report, row.hash, row.stage, FORMATS[row.format].suffix, row.size, reason, started, shared)
-    for orphan in cache.store.unlisted_files({row.hash for row in usage}, stored):
+    for orphan in cache.store.unlisted_files(set(listed), stored):
         adoptable = cache.adoptable(orphan.hash)
         if adoptable is not None:  # intact, only its row was lost: keep it, listed again
             if not dry_run:
@@ -114,24 +116,6 @@ def gc(
         for path in report.temp_files:
             path.unlink(missing_ok=True)
     return report
-
-
-def _victims(usage: list[UsageRow], stored: dict[str, str], budget: int | None) -> list[tuple[UsageRow, str]]:
-    """Rows to remove and why; ``usage`` is most recently used first, ``stored`` the files."""
-    victims = []
-    kept = 0
-    over_budget = False
-    for row in usage:
-        if stored.get(row.hash) != FORMATS[row.format].suffix:
-            victims.append((row, "dangling"))
-        elif row.expired:
-            victims.append((row, "expired"))
-        elif budget is not None and (over_budget or kept + row.size > budget):
-            over_budget = True  # strict LRU: everything older than the first misfit goes too
-            victims.append((row, "lru"))
-        else:
-            kept += row.size
-    return victims
 
 
 def _remove(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def utcnow() -> dt.datetime:
@@ -44,15 +44,13 @@ class ArtifactRecord:
     pandas_version: str | None = None
 
 
-@dataclass(frozen=True)
-class UsageRow:
-    """What gc needs to know about an artifact."""
+class UsageRow(NamedTuple):
+    """What gc needs to know about an artifact (a tuple: gc may list a million)."""
 
     hash: str
     stage: str
     format: str
     size: int
-    expired: bool
 
 
 @dataclass(frozen=True)
