@@ -1,0 +1,130 @@
+"""The fast paths keep every guarantee: warm runs through stdlib sqlite3, marks of use
+batched once per run, artifacts written on a background thread, raw files hashed on two
+threads. What ran is asserted from events and catalog rows, never from timings."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+
+from lwdp import stage
+from lwdp.digest import RACY_WINDOW_NS, FileState, digest_files
+from lwdp.errors import ArtifactWriteError, RawInputChangedError
+from lwdp.formats import FORMATS
+from lwdp.store.quick_catalog import RunCatalog
+
+PIPELINE = textwrap.dedent(
+    """
+    import sys
+    import pandas as pd
+    from lwdp import stage
+
+    @stage(src="raw.csv", cache=True)
+    def stg_read(src):
+        return pd.read_csv(src)
+
+    @stage(df=stg_read, cache=True)
+    def stg_double(df):
+        return df.assign(b=df["a"] * 2)
+
+    print("ROWS", len(stg_double()))
+    print("SQLALCHEMY", "sqlalchemy" in sys.modules)
+    """
+)
+
+
+def test_a_warm_run_neither_imports_sqlalchemy_nor_loses_marks_of_use(project):
+    project.write("raw.csv", "a\n1\n2\n")
+    project.write("pipeline.py", PIPELINE)
+    time.sleep(RACY_WINDOW_NS / 1e9)  # a memo taken sooner after the file changed is re-checked (and rewritten)
+    cold = project.run()
+    assert cold.ran() == {"stg_read", "stg_double"}
+    assert "SQLALCHEMY True" in cold.stdout  # computing records artifacts through the full catalog
+    (final_hash, used_cold), = project.sql("SELECT hash, last_access FROM artifacts WHERE stage LIKE '%stg_double'")
+    lineage_cold = project.sql("SELECT recorded_at FROM lineage WHERE hash = ?", final_hash)
+
+    warm = project.run()
+    assert warm.outcomes() == {"stg_read": "not-needed", "stg_double": "hit"}
+    assert "ROWS 2" in warm.stdout and "SQLALCHEMY False" in warm.stdout
+    # the end-of-run write: the artifact read is marked used, its lineage the most recent
+    (used_warm,), = project.sql("SELECT last_access FROM artifacts WHERE hash = ?", final_hash)
+    assert used_warm > used_cold
+    assert all(new > old for (new,), (old,) in zip(project.sql("SELECT recorded_at FROM lineage WHERE hash = ?", final_hash), lineage_cold))
+
+
+def test_a_warm_run_on_an_older_catalog_migrates_it_through_the_full_catalog(project):
+    project.write("raw.csv", "a\n1\n")
+    project.write("pipeline.py", PIPELINE)
+    project.run()
+    project.sql("UPDATE alembic_version SET version_num = '0004'")
+    project.sql("DROP INDEX ix_artifacts_recency")
+    project.sql("CREATE INDEX ix_artifacts_last_access_size ON artifacts (last_access, size)")
+    warm = project.run()
+    assert warm.outcomes()["stg_double"] == "hit"
+    assert "SQLALCHEMY True" in warm.stdout
+    assert project.sql("SELECT version_num FROM alembic_version") == [("0005",)]
+
+
+def test_a_failed_background_write_is_raised_after_the_run_and_leaves_no_row(project, monkeypatch, stage_events):
+    real = FORMATS["parquet"]
+
+    def full_disk_for_wide_frames(df, path):
+        if "wide" in df.columns:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real.write(df, path)
+
+    @stage(n=3, cache=True)
+    def stg_wide(n):
+        return pd.DataFrame({"wide": range(n)})
+
+    @stage(df=stg_wide, cache=True)
+    def stg_narrow(df):
+        return pd.DataFrame({"total": [int(df["wide"].sum())]})
+
+    with monkeypatch.context() as patched:
+        patched.setitem(FORMATS, "parquet", dataclasses.replace(real, write=full_disk_for_wide_frames))
+        with pytest.raises(ArtifactWriteError, match="stg_wide.*No space left on device.*nothing was cached"):
+            stg_narrow()
+    stages = dict(project.sql("SELECT stage, format FROM artifacts"))
+    assert list(stages) == [stg_narrow.name]  # the consumer's write went through; the failed one left no row
+    assert not [p for p in (project.cache_dir / "artifacts").rglob("*") if p.is_file() and stg_wide.hash in p.name]
+
+    assert stg_narrow()["total"].tolist() == [3]  # the consumer's artifact serves; nothing recomputes
+    assert stage_events()["stg_narrow"] == "hit"
+
+
+def test_a_raw_file_that_changes_size_while_hashed_raises(project, monkeypatch):
+    raw = project.write("raw.csv", "a\n" + "1\n" * 1000)
+    path = str(raw.resolve())
+    real_of = FileState.of
+    monkeypatch.setattr(FileState, "of", classmethod(lambda cls, p: real_of(p)._replace(size=os.path.getsize(p) - 7)))
+    with pytest.raises(RawInputChangedError, match="raw.csv changed while lwdp was reading it") as excinfo:
+        digest_files([path], RunCatalog(project.cache_dir), {path: "stage 'x', input 'src'"})
+    assert isinstance(excinfo.value, OSError)
+
+
+def test_many_raw_files_hashed_in_parallel_match_one_by_one(project):
+    sizes = [9 * 1024 * 1024, 9 * 1024 * 1024, 5, 0]  # above the threshold for threads
+    paths = []
+    for i, size in enumerate(sizes):
+        path = project.root / f"raw{i}.bin"
+        path.write_bytes(bytes([i]) * size)
+        paths.append(str(path))
+    where = {p: "test" for p in paths}
+    together = digest_files(paths, RunCatalog(project.cache_dir), where)
+    one_by_one = {p: digest_files([p], _NoMemos(), where)[p] for p in paths}
+    assert together == one_by_one and len(set(together.values())) == 4
+
+
+class _NoMemos:
+    def load_digest_memos(self, paths):
+        return {}
+
+    def save_digest_memos(self, memos):
+        pass
