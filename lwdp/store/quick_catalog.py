@@ -1,12 +1,14 @@
-"""The catalog as one pipeline run uses it: a warm run never imports SQLAlchemy.
+"""The catalog as one pipeline run uses it: a run on a SQLite catalog never imports SQLAlchemy.
 
-Importing SQLAlchemy costs ~130 ms, more than a whole warm run of a small pipeline, so on a
-SQLite catalog already at this lwdp's schema the three reads a warm run makes (raw digest
-memos, artifact rows, which hashes have lineage) and its one write (last-access times and
-lineage recency, batched once per run) go through the standard library's ``sqlite3``.
-Everything else -- creating or migrating the catalog, recording artifacts, explaining a
-miss, PostgreSQL catalogs -- goes to the full `Catalog`, opened on first need. The SQL here
-mirrors `lwdp.store.catalog` statement for statement; both are tested on the same files.
+Importing SQLAlchemy costs ~130 ms, more than a whole warm run of a small pipeline and a
+tenth of an incremental one, so on a SQLite catalog already at this lwdp's schema the
+statements a run makes go through the standard library's ``sqlite3``: the reads (raw
+digest memos, artifact rows, which hashes have lineage, the manifest a miss is explained
+against), the rows of what it computes, and one batched write of last-access times and
+lineage recency at its end. Creating or migrating the catalog, a damaged file, PostgreSQL
+catalogs and all upkeep (gc, verify, lineage queries) go to the full `Catalog`. The SQL
+here mirrors `lwdp.store.catalog` statement for statement; the test suite runs every
+pipeline through this path and every upkeep through that one, on the same files.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,21 +25,47 @@ from typing import TYPE_CHECKING, Any
 
 from .. import config
 from ..digest import DigestMemo, FileState
-from .records import ArtifactRecord, LineageRow, utcnow
+from .records import ArtifactRecord, LineageRow, artifact_values, utcnow
 from .catalog_file import BUSY_TIMEOUT_MS, CATALOG_FILE, HEAD_REVISION
 
 if TYPE_CHECKING:
     from .catalog import Catalog
 
 _IN_CHUNK = 500  # far below SQLite's bound-parameter limit
+_ARTIFACT_COLUMNS = (
+    "hash", "stage", "format", "size", "checksum", "read_options", "created_at", "last_access",
+    "compute_seconds", "lwdp_version", "pandas_version",
+)
+_UPSERT_ARTIFACT = (
+    f"INSERT INTO artifacts ({', '.join(_ARTIFACT_COLUMNS)}) VALUES ({', '.join('?' * len(_ARTIFACT_COLUMNS))}) "
+    "ON CONFLICT (hash) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _ARTIFACT_COLUMNS[1:])
+)
+_UPSERT_MANIFEST = (
+    "INSERT INTO stage_manifests (hash, stage, manifest, recorded_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (hash) DO UPDATE SET manifest = excluded.manifest, recorded_at = excluded.recorded_at"
+)
+_UPSERT_LINEAGE = (
+    "INSERT INTO lineage (hash, input_name, stage, input_kind, input_hash, input_path, recorded_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hash, input_name) DO UPDATE SET recorded_at = excluded.recorded_at"
+)
+_UPSERT_MEMO = (
+    "INSERT INTO raw_files (path, size, mtime_ns, ctime_ns, inode, digest, digested_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, "
+    "inode = excluded.inode, digest = excluded.digest, digested_at_ns = excluded.digested_at_ns"
+)
+# Of the stage's other hashes, the one whose artifact was used last, else the one computed last.
+_PREVIOUS_MANIFEST = (
+    "SELECT m.manifest FROM stage_manifests AS m LEFT OUTER JOIN artifacts AS a ON a.hash = m.hash "
+    "WHERE m.stage = ? AND m.hash != ? ORDER BY a.last_access IS NULL, a.last_access DESC, m.recorded_at DESC LIMIT 1"
+)
 _LOOKUP = (
     "SELECT hash, stage, format, size, checksum, read_options, created_at, last_access, "
     "compute_seconds, lwdp_version, pandas_version FROM artifacts WHERE hash = ?"
 )
 
 
-class SQLiteReader:
-    """A stdlib connection to a catalog file at `HEAD_REVISION`, for the warm path."""
+class SQLiteQuick:
+    """A stdlib connection to a catalog file at `HEAD_REVISION`: the statements of a run."""
 
     def __init__(self, conn: sqlite3.Connection, inode: int, path: Path) -> None:
         self.conn = conn
@@ -45,9 +74,9 @@ class SQLiteReader:
         self.path = path
 
     @classmethod
-    def open(cls, path: Path) -> SQLiteReader | None:
-        """The reader, or None when the file is missing, not at this lwdp's schema or not a
-        database (the full catalog then creates, migrates, refuses or moves it aside)."""
+    def open(cls, path: Path) -> SQLiteQuick | None:
+        """The connection, or None when the file is missing, not at this lwdp's schema or not
+        a database (the full catalog then creates, migrates, refuses or moves it aside)."""
         try:
             inode = path.stat().st_ino
             conn = sqlite3.connect(
@@ -92,6 +121,31 @@ class SQLiteReader:
                 memos[path] = DigestMemo(FileState(path, size, mtime_ns, ctime_ns, inode), digest, at_ns)
         return memos
 
+    def previous_manifest(self, stage: str, current: str) -> tuple[bool, dict[str, Any] | None]:
+        seen = self.conn.execute("SELECT 1 FROM stage_manifests WHERE hash = ?", (current,)).fetchone() is not None
+        found = self.conn.execute(_PREVIOUS_MANIFEST, (stage, current)).fetchone()
+        return seen, json.loads(found[0]) if found is not None else None
+
+    def record_artifact(self, record: ArtifactRecord, stage_manifest: dict[str, Any] | None = None) -> None:
+        values = artifact_values(record)
+        row = [_stored(values[name]) for name in _ARTIFACT_COLUMNS]
+        with self._immediate():
+            self.conn.execute(_UPSERT_ARTIFACT, row)
+            if stage_manifest:
+                manifest = json.dumps(stage_manifest, sort_keys=True, ensure_ascii=False)
+                self.conn.execute(_UPSERT_MANIFEST, (record.hash, record.stage, manifest, _stored(utcnow())))
+
+    def record_lineage(self, rows: list[LineageRow]) -> None:
+        now = _stored(utcnow())
+        values = sorted((r.hash, r.input_name, r.stage, r.input_kind, r.input_hash, r.input_path, now) for r in rows)
+        with self._immediate():
+            self.conn.executemany(_UPSERT_LINEAGE, values)
+
+    def save_digest_memos(self, memos: list[DigestMemo]) -> None:
+        values = sorted((*memo.state, memo.digest, memo.digested_at_ns) for memo in memos)
+        with self._immediate():
+            self.conn.executemany(_UPSERT_MEMO, values)
+
     def hashes_with_lineage(self, hashes: list[str]) -> set[str]:
         found: set[str] = set()
         for chunk in in_chunks(hashes):
@@ -102,7 +156,7 @@ class SQLiteReader:
     def mark_used(self, touched: list[str], evaluated: list[str], now: dt.datetime) -> None:
         """One write transaction: the artifacts read get ``now`` as last access, and the
         lineage of the stage hashes evaluated becomes the most recent of their stages."""
-        stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite DateTime text
+        stamp = _stored(now)
         with self._immediate():
             for chunk in in_chunks(sorted(touched)):
                 self.conn.execute(f"UPDATE artifacts SET last_access = ? WHERE hash IN ({_marks(chunk)})", [stamp, *chunk])
@@ -118,6 +172,11 @@ class SQLiteReader:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+
+def _stored(value: Any) -> Any:
+    """A value as SQLAlchemy stores it in SQLite: times as naive UTC text."""
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(value, dt.datetime) else value
 
 
 def _aware_utc(stored: str) -> dt.datetime:
@@ -136,36 +195,38 @@ def _marks(values: list[str]) -> str:
     return ",".join("?" * len(values))
 
 
-_readers: dict[tuple[int, Path], SQLiteReader] = {}
+_connections: dict[tuple[int, int, Path], SQLiteQuick] = {}
 
 
-def _reader_for(cache_dir: Path) -> SQLiteReader | None:
-    """This process's reader of the cache directory's catalog (made again after a fork or
-    once the file was replaced)."""
-    key = (os.getpid(), cache_dir)
-    reader = _readers.get(key)
-    if reader is None or not reader.is_current():
-        if reader is not None:
-            reader.conn.close()
-        reader = SQLiteReader.open(cache_dir / CATALOG_FILE)
-        if reader is None:
-            _readers.pop(key, None)
+def _quick_for(cache_dir: Path) -> SQLiteQuick | None:
+    """This thread's connection to the cache directory's catalog (one per thread, so the
+    writer thread's transactions never mix with the run's reads; made again after a fork
+    or once the file was replaced)."""
+    key = (os.getpid(), threading.get_ident(), cache_dir)
+    quick = _connections.get(key)
+    if quick is None or not quick.is_current():
+        if quick is not None:
+            quick.conn.close()
+        quick = SQLiteQuick.open(cache_dir / CATALOG_FILE)
+        if quick is None:
+            _connections.pop(key, None)
             return None
-        _readers[key] = reader
-    return reader
+        _connections[key] = quick
+    return quick
 
 
 class RunCatalog:
-    """The catalog of one run: fast reads, deferred marks of use, the full catalog for the rest.
+    """The catalog of one run: `SQLiteQuick` where it can serve, the full catalog otherwise.
 
     Last-access times of the artifacts read and the recency of the lineage of the stage
-    hashes evaluated are written once, by `flush`, at the end of the run. A catalog the
-    reader can't serve (missing, older, damaged, or a ``catalog_url``) is the full one's.
+    hashes evaluated are written once, by `flush`, at the end of the run. A catalog the quick
+    path can't serve (missing, older, damaged, or a ``catalog_url``) is the full one's.
     """
 
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = cache_dir
-        self.reader = None if config.catalog_url() else _reader_for(cache_dir)
+        self._quick_ok = config.catalog_url() is None
+        self._per_thread = threading.local()
         self._touched: set[str] = set()
         self._evaluated: set[str] = set()
 
@@ -176,14 +237,23 @@ class RunCatalog:
 
         return open_catalog(self.cache_dir)
 
+    def _quick(self) -> SQLiteQuick | None:
+        if not self._quick_ok:
+            return None
+        if not hasattr(self._per_thread, "quick"):  # once per run and thread: a stat and a dict lookup
+            self._per_thread.quick = _quick_for(self.cache_dir)
+        quick: SQLiteQuick | None = self._per_thread.quick
+        return quick
+
     def _fast(self, method: str, *args: Any) -> Any:
-        """The reader's answer; on any SQLite error the full catalog's, which explains it
+        """The quick path's answer; on any SQLite error the full catalog's, which explains it
         (a damaged file is moved aside there) and takes over for the rest of the run."""
-        if self.reader is not None:
+        quick = self._quick()
+        if quick is not None:
             try:
-                return getattr(self.reader, method)(*args)
+                return getattr(quick, method)(*args)
             except sqlite3.Error:
-                self.reader = None
+                self._quick_ok = False
         return getattr(self.full, method)(*args)
 
     def lookup_artifact(self, stage_hash: str) -> ArtifactRecord | None:
@@ -193,13 +263,13 @@ class RunCatalog:
         return self._fast("load_digest_memos", paths)
 
     def save_digest_memos(self, memos: list[DigestMemo]) -> None:
-        self.full.save_digest_memos(memos)
+        self._fast("save_digest_memos", memos)
 
     def record_artifact(self, record: ArtifactRecord, stage_manifest: dict[str, Any] | None = None) -> None:
-        self.full.record_artifact(record, stage_manifest)
+        self._fast("record_artifact", record, stage_manifest)
 
     def previous_manifest(self, stage: str, current: str) -> tuple[bool, dict[str, Any] | None]:
-        return self.full.previous_manifest(stage, current)
+        return self._fast("previous_manifest", stage, current)
 
     def touch_artifact(self, stage_hash: str) -> None:
         """Mark an artifact used, at the end of the run (a read holds its lock meanwhile)."""
@@ -211,10 +281,10 @@ class RunCatalog:
         by_hash: dict[str, list[LineageRow]] = {}
         for row in rows:
             by_hash.setdefault(row.hash, []).append(row)
-        known = self._fast("hashes_with_lineage", list(by_hash)) if self.reader is not None else set()
+        known = self._fast("hashes_with_lineage", list(by_hash)) if self._quick() is not None else set()
         new = [row for h, hash_rows in by_hash.items() if h not in known for row in hash_rows]
         if new:
-            self.full.record_lineage(new)
+            self._fast("record_lineage", new)
         self._evaluated.update(known)
 
     def flush(self) -> None:
@@ -224,10 +294,4 @@ class RunCatalog:
         self._evaluated.clear()
         if not touched and not evaluated:
             return
-        if self.reader is not None:
-            try:
-                self.reader.mark_used(touched, evaluated, utcnow())
-                return
-            except sqlite3.Error:
-                self.reader = None
-        self.full.mark_used(touched, evaluated, utcnow())
+        self._fast("mark_used", touched, evaluated, utcnow())
