@@ -1,0 +1,43 @@
+"""The 30-stage DAG with lwdp: every stage `@stage(cache=True)`, default format."""
+
+from __future__ import annotations
+
+import lwdp
+import pandas as pd
+from lwdp import Stage, stage
+
+import common
+import downstream
+import steps
+
+
+def _clean_stage(index: int, path: str) -> Stage:
+    def clean(src: str) -> pd.DataFrame:
+        return steps.clean_orders(src)
+
+    clean.__qualname__ = clean.__name__ = f"clean_{index:02d}"  # one stage name per file
+    return stage(src=path, cache=True)(clean)
+
+
+CLEANS = {f"part_{i:02d}": _clean_stage(i, path) for i, path in enumerate(common.raw_files())}
+
+
+@stage(cache=True, **CLEANS)
+def merged(**parts: pd.DataFrame) -> pd.DataFrame:
+    return steps.concat_parts([parts[name] for name in sorted(parts)])
+
+
+daily = stage(merged=merged, cache=True)(downstream.daily)
+product_join = stage(merged=merged, cache=True)(downstream.product_join)
+derived = stage(merged=merged, cache=True)(downstream.derived)
+final = stage(daily=daily, product_join=product_join, derived=derived, cache=True)(downstream.final)
+
+
+def main() -> None:
+    cache_dir, out = common.cli()
+    lwdp.configure(cache_dir=cache_dir)
+    common.write_result(final(), out)
+
+
+if __name__ == "__main__":
+    main()
