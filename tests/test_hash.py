@@ -518,8 +518,8 @@ def test_trusted_digest_memo_is_used_and_still_sees_edits(project, monkeypatch):
     """With the racy window off, an unchanged file is not re-read, a touched or edited one is."""
     monkeypatch.setattr(lwdp.digest, "RACY_WINDOW_NS", 0)
     reads = []
-    real_file_digest = lwdp.digest.file_digest
-    monkeypatch.setattr(lwdp.digest, "file_digest", lambda p: reads.append(p) or real_file_digest(p))
+    real_read = lwdp.digest._read_digest
+    monkeypatch.setattr(lwdp.digest, "_read_digest", lambda p: reads.append(p) or real_read(p))
     path = project.write("raw/data.csv", "a\n1\n")
 
     @stage(data="raw/data.csv")

@@ -474,7 +474,7 @@ def test_max_size_that_is_not_a_size_is_a_unit_error(project, bad):
 
 LRU_CASES = [
     # max_size, its bytes, recency order (most recent first)
-    pytest.param("10kB", 10_000, ["w3", "w2", "w1", "w4", "w0", "w5"], id="10kB"),
+    pytest.param("10kB", 10_000, ["w0", "w1", "w2", "w4", "w5", "w3"], id="10kB"),
     pytest.param("1.5KiB", 1536, ["w2", "w4", "w3", "w1", "w0", "w5"], id="1.5KiB"),
     pytest.param("int", None, ["w1", "w4", "w5", "w0", "w3", "w2"], id="int-bytes"),
 ]
