@@ -79,7 +79,13 @@ def dependency_order(target: Stage) -> list[Stage]:
 def current_hashes(target: Stage) -> dict[Stage, str]:
     """The stage hash of ``target`` and each of its ancestors, without running anything."""
     cache_dir = config.cache_dir()
-    hashes, _ = stage_hashes(dependency_order(target), RunCatalog(cache_dir), cache_dir)
+    catalog = RunCatalog(cache_dir)
+    try:
+        hashes, _ = stage_hashes(dependency_order(target), catalog, cache_dir)
+    except BaseException:
+        catalog.flush(raising=False)
+        raise
+    catalog.flush()  # the digest memos it took
     return hashes
 
 
@@ -102,10 +108,14 @@ def _run_once(target: Stage) -> Any:
             result = run.result(target)
     except BaseException:
         run.writer.finish(raising=False)
+        run.cache.catalog.flush(raising=False)
         raise
-    finally:
-        run.cache.catalog.flush()
-    run.writer.finish()
+    try:
+        run.writer.finish()
+    except BaseException:
+        run.cache.catalog.flush(raising=False)
+        raise
+    run.cache.catalog.flush()
     run.log_not_needed()
     return result
 
@@ -155,16 +165,20 @@ class PipelineRun:
     """One call of a stage: the hashes of its DAG and the results computed so far."""
 
     def __init__(self, target: Stage) -> None:
+        order = dependency_order(target)
         cache_dir = config.cache_dir()
         catalog = RunCatalog(cache_dir)
-        self.cache = ResultCache(cache_dir, catalog)
-        order = dependency_order(target)
-        self.hashes, self.inputs = stage_hashes(order, catalog, cache_dir)
-        catalog.record_lineage(
-            LineageRow(self.hashes[stage], stage.name, name, kind, digest, path)
-            for stage in order
-            for name, kind, digest, path in self.inputs[stage]
-        )
+        try:
+            self.cache = ResultCache(cache_dir, catalog)
+            self.hashes, self.inputs = stage_hashes(order, catalog, cache_dir)
+            catalog.record_lineage(
+                LineageRow(self.hashes[stage], stage.name, name, kind, digest, path)
+                for stage in order
+                for name, kind, digest, path in self.inputs[stage]
+            )
+        except BaseException:
+            catalog.flush(raising=False)  # a catalog being made is left whole
+            raise
         self.order = order
         self.results: dict[Stage, Any] = {}
         self.writer = ArtifactWriter()

@@ -18,8 +18,8 @@ from typing import Any
 import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, create_engine, event
 
-from ..errors import CacheDirError, CatalogDamagedError, CatalogUnavailableError
-from .catalog_file import BUSY_TIMEOUT_MS, CATALOG_FILE
+from ..errors import CatalogDamagedError, CatalogUnavailableError
+from .catalog_file import BUSY_TIMEOUT_MS, CATALOG_FILE, cache_dir_error
 from .migrate import ensure_schema
 from .records import utcnow
 
@@ -81,11 +81,7 @@ def open_sqlite(cache_dir: Path) -> SQLiteDatabase:
         return SQLiteDatabase(path)
     except (OSError, sqlalchemy.exc.OperationalError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else exc.orig
-        raise CacheDirError(
-            f"cannot use cache directory {cache_dir} ({reason}); fix its permissions or choose "
-            "another with lwdp.configure(cache_dir=...) or LWDP_CACHE_DIR",
-            getattr(exc, "errno", None),
-        ) from exc
+        raise cache_dir_error(cache_dir, reason, getattr(exc, "errno", None)) from exc
 
 
 def _make_engine(path: Path) -> Engine:
