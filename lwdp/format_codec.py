@@ -148,8 +148,10 @@ def _numbers(raw: np.ndarray, missing: np.ndarray, dtype: Any, kind_of: str) -> 
 
 def restore_missing(values: pd.Series, marker: str | None) -> pd.Series:
     """An object column's missing values as the marker they were (None unless recorded)."""
+    if values.dtype != object:  # before isna(): a warm run reads millions of such cells
+        return values
     missing = values.isna().to_numpy()
-    if values.dtype != object or not missing.any():
+    if not missing.any():
         return values
     filled = values.to_numpy(dtype=object, copy=True)
     filled[missing] = MISSING_MARKERS.get(marker or "")
