@@ -60,3 +60,16 @@ def write_chain_timing(out: str, fresh: float, same: float, artifact: str, reade
     timing = {"fresh": fresh, "same": same, "stages": steps.CHAIN_LENGTH, "artifact": artifact, "reader": reader}
     with open(out, "w") as f:
         json.dump(timing, f)
+
+
+def time_peer_chain(define: Callable[[str], Callable[[], pd.DataFrame]], reader: str) -> None:
+    """A peer's chain run: its timings, and the last result written as the peer writes its
+    results (their paths are private), for the parent to time reading it."""
+    import readers  # here: it imports joblib, which the plain and lwdp runners must not pay for
+
+    cache_dir, out = cli()
+    readers.warm_up(reader)
+    fresh, same = time_chain(lambda: define(cache_dir))
+    artifact = f"{out}.{reader}"
+    readers.WRITERS[reader](define(cache_dir)(), artifact)
+    write_chain_timing(out, fresh, same, artifact, reader)

@@ -16,7 +16,6 @@ import pandas as pd
 from hamilton import driver
 
 import common
-import readers
 import steps
 
 LAST = f"step_{steps.CHAIN_LENGTH - 1:02d}"
@@ -36,12 +35,7 @@ def define_chain(cache_dir: str) -> Callable[[], pd.DataFrame]:
 
 
 def main() -> None:
-    cache_dir, out = common.cli()
-    readers.warm_up("pickle")
-    fresh, same = common.time_chain(lambda: define_chain(cache_dir))
-    artifact = f"{out}.pickle"
-    readers.WRITERS["pickle"](define_chain(cache_dir)(), artifact)
-    common.write_chain_timing(out, fresh, same, artifact, "pickle")
+    common.time_peer_chain(define_chain, "pickle")
 
 
 if __name__ == "__main__":

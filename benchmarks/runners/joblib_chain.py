@@ -12,7 +12,6 @@ import pandas as pd
 from joblib import Memory
 
 import common
-import readers
 import steps
 
 
@@ -36,12 +35,7 @@ def define_chain(cache_dir: str) -> Callable[[], pd.DataFrame]:
 
 
 def main() -> None:
-    cache_dir, out = common.cli()
-    readers.warm_up("joblib")
-    fresh, same = common.time_chain(lambda: define_chain(cache_dir))
-    artifact = f"{out}.joblib"
-    readers.WRITERS["joblib"](define_chain(cache_dir)(), artifact)
-    common.write_chain_timing(out, fresh, same, artifact, "joblib")
+    common.time_peer_chain(define_chain, "joblib")
 
 
 if __name__ == "__main__":
