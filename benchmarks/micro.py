@@ -104,7 +104,7 @@ def memo_check(root: Path, quick: bool) -> list[Row]:
         cache_dir = root / f"memo{count}-cache"
         open_catalog(cache_dir)
         time.sleep(2.1)  # past the racy window: memos taken now are trusted
-        digest_files(paths, RunCatalog(cache_dir), where)
+        digest_files(paths, RunCatalog(cache_dir), where)  # takes the memos (on an existing catalog: no thread)
         per_file = median_time(lambda: digest_files(paths, RunCatalog(cache_dir), where), 5 if quick else 50) / count
         rows.append({
             "what": f"memo check of an unchanged raw file ({count:,} files: stat each, one catalog query)",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import sqlite3
 import textwrap
 import time
 
@@ -104,9 +105,11 @@ def test_a_raw_file_that_changes_size_while_hashed_raises(project, monkeypatch):
     path = str(raw.resolve())
     real_of = FileState.of
     monkeypatch.setattr(FileState, "of", classmethod(lambda cls, p: real_of(p)._replace(size=os.path.getsize(p) - 7)))
+    catalog = RunCatalog(project.cache_dir)
     with pytest.raises(RawInputChangedError, match="raw.csv changed while lwdp was reading it") as excinfo:
-        digest_files([path], RunCatalog(project.cache_dir), {path: "stage 'x', input 'src'"})
+        digest_files([path], catalog, {path: "stage 'x', input 'src'"})
     assert isinstance(excinfo.value, OSError)
+    catalog.flush()
 
 
 def test_many_raw_files_hashed_in_parallel_match_one_by_one(project):
@@ -117,7 +120,9 @@ def test_many_raw_files_hashed_in_parallel_match_one_by_one(project):
         path.write_bytes(bytes([i]) * size)
         paths.append(str(path))
     where = {p: "test" for p in paths}
-    together = digest_files(paths, RunCatalog(project.cache_dir), where)
+    catalog = RunCatalog(project.cache_dir)
+    together = digest_files(paths, catalog, where)
+    catalog.flush()
     one_by_one = {p: digest_files([p], _NoMemos(), where)[p] for p in paths}
     assert together == one_by_one and len(set(together.values())) == 4
 
@@ -128,3 +133,16 @@ class _NoMemos:
 
     def save_digest_memos(self, memos):
         pass
+
+
+def test_catalogs_made_at_once_in_one_process_are_all_whole(project):
+    """A first run makes its catalog on a background thread; Alembic keeps its migration
+    context in module globals, so catalogs of several cache directories made at once (one
+    run per thread, or a `.hash` left running) must not migrate side by side."""
+    catalogs = [RunCatalog(project.root / f"cache{i}") for i in range(6)]
+    for catalog in catalogs:
+        catalog.flush()  # raises what making it raised
+    for i in range(6):
+        with sqlite3.connect(project.root / f"cache{i}" / "catalog.sqlite") as conn:
+            tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        assert {"artifacts", "lineage", "raw_files", "stage_manifests"} <= {name for (name,) in tables}

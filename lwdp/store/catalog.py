@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from operator import itemgetter
@@ -320,6 +321,7 @@ class Catalog:
 
 
 _catalogs: dict[tuple[int, Path | str], Catalog] = {}
+_opening = threading.Lock()
 
 
 def open_catalog(cache_dir: Path) -> Catalog:
@@ -334,11 +336,12 @@ def open_catalog(cache_dir: Path) -> Catalog:
     """
     url = config.catalog_url()
     key = (os.getpid(), url or cache_dir)
-    catalog = _catalogs.get(key)
-    if catalog is None or not catalog.is_current():
-        if catalog is not None:
-            catalog.engine.dispose()
-        catalog = _catalogs[key] = Catalog(open_postgres(url) if url else open_sqlite(cache_dir))
+    with _opening:  # Alembic keeps its migration context in module globals: one at a time
+        catalog = _catalogs.get(key)
+        if catalog is None or not catalog.is_current():
+            if catalog is not None:
+                catalog.engine.dispose()
+            catalog = _catalogs[key] = Catalog(open_postgres(url) if url else open_sqlite(cache_dir))
     return catalog
 
 
