@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import linecache
 import logging
 import types
 from dataclasses import dataclass, field
@@ -76,7 +77,9 @@ def _function_digest(func: types.FunctionType, warn: bool) -> str:
 
 def _read_function_digest(func: types.FunctionType, warn: bool) -> str:
     try:
-        return xxhash.xxh3_128_hexdigest(normalized_source_dump(inspect.getsource(func)).encode())
+        node = _node_in_module(func.__code__)
+        text = _canonical(node, root=True) if node is not None else normalized_source_dump(inspect.getsource(func))
+        return xxhash.xxh3_128_hexdigest(text.encode())
     except (OSError, TypeError, SyntaxError, LookupError):
         # Methods a decorator generated (dataclass, namedtuple) have no file: no warning.
         if warn or not func.__code__.co_filename.startswith("<"):
@@ -99,14 +102,37 @@ def normalized_source_dump(source: str) -> str:
     )
     if func is None:
         raise LookupError("no function definition in source")
-    if not isinstance(func, ast.Lambda):
-        func.decorator_list = []
-    for node in ast.walk(func):
-        if isinstance(node, _DOC_OWNERS):
-            _drop_docstring(node)
-        elif isinstance(node, ast.JoinedStr):  # 3.12 adds empty pieces to f-string format specs
-            node.values = [v for v in node.values if not (isinstance(v, ast.Constant) and v.value == "")]
-    return _canonical(func)
+    return _canonical(func, root=True)
+
+
+# filename -> (the lines linecache holds for it, kept so their id stays unique; the
+# functions of its AST by (first line, name)). Parsing a module once is cheaper than
+# `inspect.getsource` (which tokenizes) and a parse per function, for every stage in it.
+_MODULE_FUNCTIONS: dict[str, tuple[list[str], dict[tuple[int, str], ast.AST]]] = {}
+
+
+def _node_in_module(code: types.CodeType) -> ast.AST | None:
+    """The ``def`` of ``code`` in the AST of its whole file, or None where that can't be
+    told apart (a lambda, code without a file); `inspect.getsource` then decides."""
+    if code.co_name == "<lambda>":
+        return None
+    linecache.checkcache(code.co_filename)  # as inspect does: a file edited since is read again
+    lines = linecache.getlines(code.co_filename)
+    if not lines:
+        return None
+    cached = _MODULE_FUNCTIONS.get(code.co_filename)
+    if cached is None or cached[0] is not lines:
+        try:
+            tree = ast.parse("".join(lines))
+        except SyntaxError:  # an IPython cell with magics, a file broken since: ask inspect
+            return None
+        functions: dict[tuple[int, str], ast.AST] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+                functions[first, node.name] = node
+        cached = _MODULE_FUNCTIONS[code.co_filename] = (lines, functions)
+    return cached[1].get((code.co_firstlineno, code.co_name))
 
 
 def _parse_indented(source: str) -> ast.Module:
@@ -120,17 +146,19 @@ def _parse_indented(source: str) -> ast.Module:
     return ast.parse(source)
 
 
-def _canonical(node: Any) -> str:
-    """A text of an AST that is the same on every Python version lwdp supports.
+def _canonical(node: Any, root: bool = False) -> str:
+    """A text of an AST that is the same on every Python version lwdp supports, without
+    the ``root`` function's decorators and without docstrings.
 
     `ast.dump` is not: 3.12 adds ``type_params=[]`` and 3.13 omits empty fields. Leaving
-    out fields that are None or empty makes new, unused fields invisible.
+    out fields that are None or empty makes new, unused fields invisible. The tree is not
+    changed: it may be a module's, shared by every function in it.
     """
     if isinstance(node, ast.AST):
         fields = (
             f"{name}={_canonical(value)}"
             for name in node._fields
-            if (value := getattr(node, name, None)) is not None and not (isinstance(value, list) and not value)
+            if (value := _normalized_field(node, name, root)) is not None and not (isinstance(value, list) and not value)
         )
         return f"{type(node).__name__}({','.join(fields)})"
     if isinstance(node, list):
@@ -138,11 +166,19 @@ def _canonical(node: Any) -> str:
     return repr(node)
 
 
-def _drop_docstring(node: ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-    body = node.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-        if isinstance(body[0].value.value, str):
-            node.body = body[1:] or [ast.Pass()]
+def _normalized_field(node: ast.AST, name: str, root: bool) -> Any:
+    value: Any = getattr(node, name, None)
+    if name == "decorator_list" and root:
+        return None
+    if name == "body" and isinstance(node, _DOC_OWNERS) and _has_docstring(value):
+        return value[1:] or [ast.Pass()]
+    if name == "values" and isinstance(node, ast.JoinedStr):  # 3.12 adds empty pieces to f-string format specs
+        return [v for v in value if not (isinstance(v, ast.Constant) and v.value == "")]
+    return value
+
+
+def _has_docstring(body: list[ast.stmt]) -> bool:
+    return bool(body) and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)
 
 
 def _code_object_bytes(code: types.CodeType) -> bytes:
