@@ -133,7 +133,7 @@ class ResultCache(Generic[CatalogT]):
         ignored with a warning (it can never name a path: keys come from the hash).
         """
         assert self.remote is not None
-        self.catalog.touch_artifact(stage_hash)  # a shared gc keeps what is being read
+        self.catalog.mark_used([stage_hash], [], utcnow())  # now, not at the end: a shared gc keeps what is being read
         try:
             manifest = self.remote.read_manifest(stage_hash)
         except StoreUnavailableError as exc:

@@ -323,6 +323,10 @@ class RunCatalog:
     def previous_manifest(self, stage: str, current: str) -> tuple[bool, dict[str, Any] | None]:
         return self._fast("previous_manifest", stage, current)
 
+    def mark_used(self, touched: list[str], evaluated: list[str], now: dt.datetime) -> None:
+        """Mark artifacts used (and lineage recent) at once, not at the end of the run."""
+        self._fast("mark_used", touched, evaluated, now)
+
     def touch_artifact(self, stage_hash: str) -> None:
         """Mark an artifact used, at the end of the run (a read holds its lock meanwhile)."""
         self._touched.add(stage_hash)
@@ -351,7 +355,7 @@ class RunCatalog:
             self._touched.clear()
             self._evaluated.clear()
             if touched or evaluated:
-                self._fast("mark_used", touched, evaluated, utcnow())
+                self.mark_used(touched, evaluated, utcnow())
         except Exception as exc:
             if raising:
                 raise
