@@ -79,8 +79,13 @@ def dependency_order(target: Stage) -> list[Stage]:
 def current_hashes(target: Stage) -> dict[Stage, str]:
     """The stage hash of ``target`` and each of its ancestors, without running anything."""
     cache_dir = config.cache_dir()
-    with RunCatalog(cache_dir) as catalog:  # leaving it writes the digest memos it took
+    catalog = RunCatalog(cache_dir)
+    try:
         hashes, _ = stage_hashes(dependency_order(target), catalog, cache_dir)
+    except BaseException:
+        catalog.flush(raising=False)
+        raise
+    catalog.flush()  # the digest memos it took
     return hashes
 
 
@@ -97,13 +102,20 @@ def run_stage(target: Stage) -> Any:
 
 
 def _run_once(target: Stage) -> Any:
-    order = dependency_order(target)
-    # Leaving them waits for the artifacts being written, then writes the marks of use;
-    # a failure inside is raised, and theirs only logged.
-    with RunCatalog(config.cache_dir()) as catalog, ArtifactWriter() as writer:
-        run = PipelineRun(order, catalog, writer)
-        with _recursion_room(len(order)):
+    run = PipelineRun(target)
+    try:
+        with _recursion_room(len(run.order)):
             result = run.result(target)
+    except BaseException:
+        run.writer.finish(raising=False)
+        run.cache.catalog.flush(raising=False)
+        raise
+    try:
+        run.writer.finish()
+    except BaseException:
+        run.cache.catalog.flush(raising=False)
+        raise
+    run.cache.catalog.flush()
     run.log_not_needed()
     return result
 
@@ -152,18 +164,24 @@ def _holds_mutable_objects(values: pd.Series) -> bool:
 class PipelineRun:
     """One call of a stage: the hashes of its DAG and the results computed so far."""
 
-    def __init__(self, order: list[Stage], catalog: RunCatalog, writer: ArtifactWriter) -> None:
-        """``order``: the stages, each after its upstreams (`dependency_order`)."""
-        self.cache = ResultCache(catalog.cache_dir, catalog)
-        self.hashes, self.inputs = stage_hashes(order, catalog, catalog.cache_dir)
-        catalog.record_lineage(
-            LineageRow(self.hashes[stage], stage.name, name, kind, digest, path)
-            for stage in order
-            for name, kind, digest, path in self.inputs[stage]
-        )
+    def __init__(self, target: Stage) -> None:
+        order = dependency_order(target)
+        cache_dir = config.cache_dir()
+        catalog = RunCatalog(cache_dir)
+        try:
+            self.cache = ResultCache(cache_dir, catalog)
+            self.hashes, self.inputs = stage_hashes(order, catalog, cache_dir)
+            catalog.record_lineage(
+                LineageRow(self.hashes[stage], stage.name, name, kind, digest, path)
+                for stage in order
+                for name, kind, digest, path in self.inputs[stage]
+            )
+        except BaseException:
+            catalog.flush(raising=False)  # a catalog being made is left whole
+            raise
         self.order = order
         self.results: dict[Stage, Any] = {}
-        self.writer = writer
+        self.writer = ArtifactWriter()
 
     def log_not_needed(self) -> None:
         """One line for each stage that was neither loaded nor run (a descendant was cached)."""

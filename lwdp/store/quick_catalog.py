@@ -343,13 +343,6 @@ class RunCatalog:
             self._write_soon("record_lineage", new)
         self._evaluated.update(known)
 
-    def __enter__(self) -> RunCatalog:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        """Flush; if the run is failing already, what fails here is only logged."""
-        self.flush(raising=kind is None)
-
     def flush(self, raising: bool = True) -> None:
         """Write the deferred marks of use in one transaction, once the writes deferred while
         the catalog was being made are done (the first that failed is raised).

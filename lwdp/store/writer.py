@@ -39,13 +39,6 @@ class ArtifactWriter:
             self._executor = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="lwdp-writer")
         self._jobs.append(self._executor.submit(job))
 
-    def __enter__(self) -> ArtifactWriter:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        """Finish; if the run is failing already, failed writes are only logged."""
-        self.finish(raising=kind is None)
-
     def finish(self, raising: bool = True) -> None:
         """Wait for every write; raise the first that failed (the others are logged).
 
