@@ -87,14 +87,35 @@ def _read_digest(path: str) -> tuple[str, int]:
     return hasher.hexdigest(), total
 
 
+def _state_of(path: str, where: str) -> FileState:
+    """`FileState.of` a raw file found a moment ago by listing its directory or glob.
+
+    :raises RawInputNotFoundError: it was removed since.
+    """
+    try:
+        return FileState.of(path)
+    except FileNotFoundError as exc:
+        raise _vanished(path, where) from exc
+
+
+def _vanished(path: str, where: str) -> RawInputNotFoundError:
+    return RawInputNotFoundError(
+        f"{where}: raw input {path} disappeared while lwdp was reading it (something removed or "
+        "renamed it); rerun once whatever writes the raw files has finished"
+    )
+
+
 def _raw_file_digest(path: str, state: FileState, where: str) -> str:
     """The digest of a raw file whose size was ``state.size`` a moment ago.
 
+    :raises RawInputNotFoundError: it was removed since.
     :raises RawInputUnreadableError: no permission to read it.
     :raises RawInputChangedError: it grew or shrank while being read.
     """
     try:
         digest, size = _read_digest(path)
+    except FileNotFoundError as exc:
+        raise _vanished(path, where) from exc
     except PermissionError as exc:
         raise RawInputUnreadableError(f"{where}: cannot read raw input {path} ({exc.strerror}); fix its permissions") from exc
     if size != state.size:
@@ -195,7 +216,7 @@ def digest_files(paths: Iterable[str], memos: MemoStore, where: Mapping[str, str
     ``where`` names, per path, the stage and input it belongs to, for error messages.
     """
     unique = list(dict.fromkeys(paths))
-    states = {p: FileState.of(p) for p in unique}
+    states = {p: _state_of(p, where[p]) for p in unique}
     known = memos.load_digest_memos(unique)
     digests: dict[str, str] = {}
     stale: list[str] = []

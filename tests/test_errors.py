@@ -103,6 +103,46 @@ def test_glob_or_directory_matching_nothing(project, raw, what):
     _assert_nothing_cached(project)
 
 
+@pytest.mark.parametrize("when", ["after the glob listed it", "after its stat, before its read"])
+def test_raw_file_removed_while_being_hashed_names_the_stage_and_input(project, monkeypatch, when):
+    """Regression (issue 12, bug 4): a bare FileNotFoundError named neither."""
+    import lwdp.digest
+    import lwdp.hashing
+
+    project.write("raw/orders_a.csv", "id\n1\n")
+    doomed = project.write("raw/orders_b.csv", "id\n2\n")
+    if when == "after the glob listed it":
+        expand = lwdp.hashing.expand_raw_input
+
+        def expand_then_remove(*args, **kwargs):
+            files = expand(*args, **kwargs)
+            doomed.unlink()
+            return files
+
+        monkeypatch.setattr(lwdp.hashing, "expand_raw_input", expand_then_remove)
+    else:
+        read = lwdp.digest._read_digest
+
+        def remove_then_read(path):
+            if path == str(doomed):
+                doomed.unlink()
+            return read(path)
+
+        monkeypatch.setattr(lwdp.digest, "_read_digest", remove_then_read)
+
+    @stage(orders="raw/orders_*.csv", cache=True)
+    def stg_orders(orders):
+        return pd.DataFrame({"n": [1]})
+
+    with pytest.raises(RawInputNotFoundError) as excinfo:
+        stg_orders()
+    message = str(excinfo.value)
+    assert isinstance(excinfo.value, FileNotFoundError)
+    assert stg_orders.name in message and "'orders'" in message and str(doomed) in message
+    assert "disappeared" in message and "rerun" in message
+    _assert_nothing_cached(project)
+
+
 # --- a stage function that raises ------------------------------------------------------
 
 
