@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pg_server import pg_server, pg_url  # noqa: F401 (fixtures: a PostgreSQL se
 from s3_server import bucket, s3_server  # noqa: F401 (fixtures: an S3 server, a bucket per test)
 
 RUNNER = Path(__file__).with_name("runner.py")
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DROP_FILE_POWERS = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
 
 
@@ -75,6 +77,13 @@ class Project:
         """Rows of a plain-sqlite3 query on the catalog, as a user would run it."""
         with sqlite3.connect(self.cache_dir / "catalog.sqlite") as conn:
             return conn.execute(query, params).fetchall()
+
+
+def copy_example(name: str, dest: Path, examples: Path = EXAMPLES) -> Path:
+    """A copy of ``examples/<name>`` as the repo ships it: without what a user's runs of it
+    left there (its cache, bytecode), so a test's first run is really cold."""
+    shutil.copytree(examples / name, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lwdp", "__pycache__"))
+    return dest
 
 
 @pytest.fixture

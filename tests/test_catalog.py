@@ -17,6 +17,7 @@ import xxhash
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from conftest import copy_example
 
 from lwdp.errors import CatalogVersionError
 from lwdp.params import param_digest
@@ -335,7 +336,7 @@ def test_wheel_installs_in_a_clean_venv_and_runs_the_quickstart(tmp_path):
     )
 
     work = tmp_path / "user"
-    shutil.copytree(REPO / "examples" / "quickstart", work, ignore=shutil.ignore_patterns(".lwdp", "__pycache__"))
+    copy_example("quickstart", work)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LWDP_", "PYTHON", "VIRTUAL_ENV"))}
 
     def run(*args: str) -> subprocess.CompletedProcess:

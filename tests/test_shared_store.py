@@ -20,16 +20,14 @@ from pathlib import Path
 
 import pytest
 import xxhash
-from conftest import Project
+from conftest import Project, copy_example
 
-QUICKSTART = Path(__file__).parents[1] / "examples" / "quickstart"
 QUICKSTART_STAGES = {"stg_read_orders", "stg_read_products", "stg_priced_orders", "stg_daily_revenue", "stg_report"}
 
 
 def _team_member(root: Path) -> Project:
     """A checkout of the quickstart in ``root`` (same code, same raw files)."""
-    shutil.copytree(QUICKSTART, root, dirs_exist_ok=True)
-    return Project(root)
+    return Project(copy_example("quickstart", root))
 
 
 def _env(s3_server, bucket: str, **extra: str) -> dict[str, str]:
