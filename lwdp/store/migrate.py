@@ -9,6 +9,9 @@ opening a brand-new catalog at once migrate it exactly once: SQLite's ``BEGIN IM
 from __future__ import annotations
 
 import importlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, inspect, text
@@ -50,7 +53,8 @@ def ensure_schema(engine: Engine, where: str) -> None:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
             revision = current_revision(conn)
             if revision != HEAD_REVISION:
-                _upgrade(conn, revision, where)
+                with _alembic_logs_at_debug():
+                    _upgrade(conn, revision, where)
 
 
 def _upgrade(conn: Connection, revision: str | None, where: str) -> None:
@@ -71,3 +75,31 @@ def _upgrade(conn: Connection, revision: str | None, where: str) -> None:
             f"or {_ELSEWHERE[conn.dialect.name]}"
         )
     command.upgrade(config, "head")
+
+
+class _Relog(logging.Handler):
+    """Hands each record to ``target`` at DEBUG."""
+
+    def __init__(self, target: logging.Logger) -> None:
+        super().__init__()
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.target.debug("catalog migration: %s", record.getMessage())
+
+
+@contextmanager
+def _alembic_logs_at_debug() -> Iterator[None]:
+    """Alembic logs INFO lines as it loads and runs each revision; a user who turns on
+    INFO to see lwdp's stage lines should not see its internals, so while lwdp migrates,
+    Alembic's records go to the ``lwdp`` logger at DEBUG instead of propagating."""
+    alembic = logging.getLogger("alembic")
+    handler = _Relog(logging.getLogger("lwdp"))
+    saved = alembic.propagate, alembic.level
+    alembic.addHandler(handler)
+    alembic.propagate, alembic.level = False, logging.INFO
+    try:
+        yield
+    finally:
+        alembic.removeHandler(handler)
+        alembic.propagate, alembic.level = saved
