@@ -8,11 +8,14 @@ values and the golden hash are checked in fresh processes.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import importlib.util
 import itertools
 import os
 import re
+import sys
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -171,7 +174,8 @@ def function_models(draw):
 
 
 PLAIN = {"base": "", "unit": "    ", "op": " {} ", "eq": " = ", "wrap": False, "comment": None, "blank": 0,
-         "semi": False, "join": False, "docstring": None, "quote": '"""', "decorator": None, "def_comment": None}
+         "semi": False, "join": False, "docstring": None, "quote": '"""', "doc_indent": "{}", "decorator": None,
+         "def_comment": None}
 
 _comment_text = st.text(st.characters(blacklist_categories=["Cc", "Cs", "Zl", "Zp"]), max_size=12)
 
@@ -205,9 +209,10 @@ def render(model, choose) -> str:
     lines.append(def_line + (f"  # {def_comment}" if def_comment is not None else ""))
     docstring = choose("docstring")
     if docstring is not None:
-        # continuation lines are indented like the body, never left of the def
+        # continuation lines are indented like the body, or start at column 0 (left of a
+        # nested def)
         quote = choose("quote")
-        lines.append(body + quote + docstring.replace("\n", "\n" + body) + quote)
+        lines.append(body + quote + docstring.replace("\n", "\n" + choose("doc_indent").format(body)) + quote)
     codes = [f"{target}{choose('eq')}{statement_text(expr(value, top=True))}" for target, value in statements]
     codes.append(f"return {statement_text(expr(returned, top=True))}")
     pending = []
@@ -219,7 +224,7 @@ def render(model, choose) -> str:
             lines.append(base + " " * 3)  # whitespace-only lines are blank
         comment = choose("comment")
         if comment is not None and comment[0] == "above":
-            lines.append(f"{base}{' ' * comment[1]}# {comment[2]}")
+            lines.append(f"{' ' * comment[1]}# {comment[2]}")
         line = body + "; ".join(p.rstrip(";") for p in pending[:-1]) + ("; " if len(pending) > 1 else "") + pending[-1]
         if comment is not None and comment[0] == "after":
             line += f"  # {comment[2]}"
@@ -235,14 +240,15 @@ def _random_choices(data):
         "op": st.sampled_from([" {} ", "{}", "  {} ", "{} "]),
         "eq": st.sampled_from([" = ", "=", "   =  "]),
         "wrap": st.booleans(),
-        # Comment lines are never left of the function's own indentation (see the
-        # dedent xfail below): at the def's column or anywhere right of it.
+        # A comment line stands at any column (0-12), so also left of the def when it is
+        # indented ("base"), as a commented-out line of a nested function does.
         "comment": st.one_of(st.none(), st.tuples(st.sampled_from(["above", "after"]), st.integers(0, 12), _comment_text)),
         "blank": st.integers(0, 2),
         "semi": st.booleans(),
         "join": st.booleans(),
         "docstring": st.one_of(st.none(), st.text("abc XYZ.,\n", max_size=20)),
         "quote": st.sampled_from(['"""', "'''"]),
+        "doc_indent": st.sampled_from(["{}", ""]),
         "decorator": st.sampled_from([None, "@stage(cache=True)", "@some.decorator(1, x=[2])", "@functools.cache"]),
         "def_comment": st.one_of(st.none(), _comment_text),
     }
@@ -297,7 +303,10 @@ def test_changing_a_literal_changes_the_normalized_source(model, data):
 
 # Regression: the source of a stage defined inside a function, class or block can have a
 # line left of the def's indentation (a column-0 comment, the body of a multi-line
-# string), which textwrap.dedent could not handle.
+# string), which textwrap.dedent could not handle. A function from a file is found in
+# its module's parsed AST; lwdp parses the function's own (indented) source only where
+# no file can be read by name, as for a module imported from a zip archive (a zipapp, a
+# zip on sys.path), whose source `inspect.getsource` gets from the module's loader.
 NESTED_WITH_UNINDENTED_LINE = {
     "column-0 comment": '''
 from lwdp import stage
@@ -330,9 +339,21 @@ from t
 
 
 @pytest.mark.parametrize("case", list(NESTED_WITH_UNINDENTED_LINE))
-def test_nested_stage_with_an_unindented_line_can_be_hashed(project, case):
-    nested = load_module(project, "nested.py", NESTED_WITH_UNINDENTED_LINE[case]).build()
-    assert HEX32.fullmatch(nested.hash)
+def test_nested_stage_with_an_unindented_line_can_be_hashed(project, case, monkeypatch, caplog):
+    source = NESTED_WITH_UNINDENTED_LINE[case]
+    from_file = load_module(project, "nested.py", source).build()
+    name = f"lwdp_hash_test_{next(_module_ids)}"
+    with zipfile.ZipFile(project.root / "pipeline.zip", "w") as archive:
+        archive.writestr(f"{name}.py", source)
+    monkeypatch.syspath_prepend(str(project.root / "pipeline.zip"))
+    module = importlib.import_module(name)
+    monkeypatch.setitem(sys.modules, name, module)  # removed again after the test
+    assert not os.path.exists(module.__file__)
+    from_zip = module.build()
+    # Hashed from source both times, so the same (the bytecode fallback differs, and warns).
+    assert HEX32.fullmatch(from_file.hash)
+    assert from_zip.hash == from_file.hash
+    assert "no parsable source" not in caplog.text
 
 
 # Parameters.
