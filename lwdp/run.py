@@ -19,12 +19,13 @@ from typing import Any
 import pandas as pd
 
 from . import config
-from .errors import CatalogDamagedError, StageNameCollisionError
+from .errors import CatalogDamagedError
 from .formats import PANDAS_MAJOR
 from .hashing import stage_hashes
-from .manifest import stage_manifest, why_rerun
-from .stage import Stage
-from .store.cache import Miss, ResultCache
+from .manifest import stage_manifest
+from .stage import Stage, dependency_order
+from .status import stage_status
+from .store.cache import Miss, MissReason, ResultCache
 from .store.quick_catalog import RunCatalog
 from .store.records import LineageRow
 from .store.writer import ArtifactWriter
@@ -45,35 +46,6 @@ class StageEvent:
     seconds: float
     bytes: int | None
     reason: str | None = None  # why a cached stage was computed; where a hit came from
-
-
-def dependency_order(target: Stage) -> list[Stage]:
-    """``target`` and its ancestors, each after its upstreams (a loop, not recursion: a
-    pipeline may be deeper than Python's recursion limit).
-
-    :raises StageNameCollisionError: two different stages share a qualified name.
-    """
-    order: list[Stage] = []
-    by_name: dict[str, Stage] = {}
-    expanded: set[Stage] = set()
-    stack = [target]
-    while stack:
-        stage = stack[-1]
-        if stage in expanded:
-            stack.pop()
-            if stage not in order:
-                order.append(stage)
-            continue
-        expanded.add(stage)
-        other = by_name.setdefault(stage.name, stage)
-        if other is not stage:
-            raise StageNameCollisionError(
-                f"two different stages are named '{stage.name}' in the pipeline of "
-                f"'{target.name}'; rename one of the functions (a stage factory: set each "
-                "function's __qualname__ before applying @stage)"
-            )
-        stack.extend(up for up in reversed(stage.upstreams) if up not in expanded)
-    return order
 
 
 def current_hashes(target: Stage) -> dict[Stage, str]:
@@ -206,16 +178,11 @@ class PipelineRun:
                 # Another process may have computed it while this one waited for the lock.
                 found = self.cache.load(stage.name, stage_hash, stage.format, locked=True)
                 if isinstance(found, Miss):
-                    reason = found.reason if found.reason != "never computed" else self._why_rerun(stage)
-                    return self._compute(stage, reason, lock)
+                    why = stage_status(self.cache.catalog, stage, stage_hash, self.inputs[stage], found)
+                    return self._compute(stage, "; ".join(why.reasons), lock)
         source = f"downloaded from {found.source}" if found.source else None
         self._log(StageEvent(stage.name, stage_hash, "hit", time.perf_counter() - started, found.size, source))
         return found.value
-
-    def _why_rerun(self, stage: Stage) -> str:
-        """What changed since the stage's result was last cached (`lwdp.manifest`)."""
-        stored_before, previous = self.cache.catalog.previous_manifest(stage.name, self.hashes[stage])
-        return "; ".join(why_rerun(stored_before, previous, stage_manifest(stage, self.inputs[stage])))
 
     def _compute(self, stage: Stage, miss_reason: str | None, lock: ExitStack | None = None) -> Any:
         """Run the stage (its inputs first); a cached stage's result goes to the writer with
@@ -278,6 +245,6 @@ class PipelineRun:
             text = f"computed {short} in {event.seconds:.3f} s (not cached)"
         else:
             text = f"{short} not loaded: a later stage's cached result covers it"
-        if event.reason and event.reason != "never computed":
+        if event.reason and event.reason != MissReason.NEVER_COMPUTED.value:
             text += f" ({event.reason})"
         logger.info("stage %s: %s", event.stage, text, extra={"lwdp_event": event})

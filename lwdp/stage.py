@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .codehash import CodeDigest, deep_code_digest
-from .errors import InputBindingError
+from .errors import InputBindingError, StageNameCollisionError
 from .formats import Format, get_format
 from .params import param_digest
 
@@ -146,3 +146,32 @@ def stage(*, cache: bool = False, cache_format: str | None = None, **inputs: Any
         return Stage(func, inputs, cache, cache_format)
 
     return decorate
+
+
+def dependency_order(target: Stage) -> list[Stage]:
+    """``target`` and its ancestors, each after its upstreams (a loop, not recursion: a
+    pipeline may be deeper than Python's recursion limit).
+
+    :raises StageNameCollisionError: two different stages share a qualified name.
+    """
+    order: list[Stage] = []
+    by_name: dict[str, Stage] = {}
+    expanded: set[Stage] = set()
+    stack = [target]
+    while stack:
+        stage = stack[-1]
+        if stage in expanded:
+            stack.pop()
+            if stage not in order:
+                order.append(stage)
+            continue
+        expanded.add(stage)
+        other = by_name.setdefault(stage.name, stage)
+        if other is not stage:
+            raise StageNameCollisionError(
+                f"two different stages are named '{stage.name}' in the pipeline of "
+                f"'{target.name}'; rename one of the functions (a stage factory: set each "
+                "function's __qualname__ before applying @stage)"
+            )
+        stack.extend(up for up in reversed(stage.upstreams) if up not in expanded)
+    return order

@@ -1,33 +1,37 @@
 """Which stages of a pipeline are fresh, stale (and why) or never computed, without running
-anything: the current hashes compared with the catalog's artifacts and lineage."""
+anything: the current hashes and the cache's own probe (`ResultCache.probe`), the answer a
+run acts on, so that what this says and what the next call does can't disagree."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from . import config
-from .formats import FORMATS
 from .hashing import InputRow, stage_hashes
 from .manifest import stage_manifest, why_rerun
-from .run import dependency_order
-from .stage import Stage
-from .store.cache import ResultCache
-from .store.catalog import open_catalog
+from .stage import Stage, dependency_order
+from .store.cache import CatalogT, Loadable, Miss, MissReason, ResultCache, Source
+
+State = Literal["fresh", "stale", "never computed", "not cached"]
 
 
 @dataclass(frozen=True)
 class StageStatus:
     """One stage's state: "fresh", "stale", "never computed" or "not cached" (runs every
-    call), and for a stale stage why it would rerun (`lwdp.manifest.why_rerun`)."""
+    call); for a stale stage why it would rerun (`lwdp.manifest.why_rerun`), and for a
+    fresh one where its result would come from."""
 
     stage: Stage
     hash: str
-    state: str
+    state: State
     reasons: list[str] = field(default_factory=list)
+    source: Source | None = None
 
     def __str__(self) -> str:
         if self.state == "fresh":
-            return f"stage {self.stage.name}: fresh (cached as {self.hash[:12]})"
+            where = " in the shared store, to be downloaded" if self.source is Source.SHARED else ""
+            return f"stage {self.stage.name}: fresh (cached as {self.hash[:12]}{where})"
         if self.state == "not cached":
             return f"stage {self.stage.name}: not cached (cache=False): runs on every call"
         return f"stage {self.stage.name}: {self.state}" + (f": {'; '.join(self.reasons)}" if self.reasons else "")
@@ -35,23 +39,29 @@ class StageStatus:
 
 def pipeline_status(target: Stage) -> list[StageStatus]:
     """The status of ``target`` and each ancestor, upstream first."""
+    from .store.catalog import open_catalog  # SQLAlchemy: not imported by runs
+
     root = config.cache_dir()
-    catalog = open_catalog(root)
-    cache = ResultCache(root, catalog)
+    cache = ResultCache(root, open_catalog(root))
     order = dependency_order(target)
-    hashes, inputs = stage_hashes(order, catalog, root)
-    return [_status_of(stage, hashes[stage], inputs[stage], cache) for stage in order]
+    hashes, inputs = stage_hashes(order, cache.catalog, root)
+    statuses = []
+    for stage in order:
+        if not stage.cache:
+            statuses.append(StageStatus(stage, hashes[stage], "not cached"))
+            continue
+        found = cache.probe(stage.name, hashes[stage], stage.format)
+        statuses.append(stage_status(cache.catalog, stage, hashes[stage], inputs[stage], found))
+    return statuses
 
 
-def _status_of(stage: Stage, stage_hash: str, inputs: list[InputRow], cache: ResultCache) -> StageStatus:
-    if not stage.cache:
-        return StageStatus(stage, stage_hash, "not cached")
-    record = cache.catalog.lookup_artifact(stage_hash) or cache.adoptable(stage_hash)
-    if record is not None:
-        intact = cache.store.is_intact(stage_hash, FORMATS[record.format].suffix, record.size, record.checksum)
-        if intact:
-            return StageStatus(stage, stage_hash, "fresh")
-        return StageStatus(stage, stage_hash, "stale", ["artifact missing or corrupt"])
-    stored_before, previous = cache.catalog.previous_manifest(stage.name, stage_hash)
+def stage_status(catalog: CatalogT, stage: Stage, stage_hash: str, inputs: list[InputRow], found: Loadable | Miss) -> StageStatus:
+    """What the probe's answer means for ``stage``: fresh, or why it would be computed (what
+    changed since its result was last cached, when there is no result for this hash)."""
+    if isinstance(found, Loadable):
+        return StageStatus(stage, stage_hash, "fresh", source=found.source)
+    if found.reason is not MissReason.NEVER_COMPUTED:
+        return StageStatus(stage, stage_hash, "stale", [str(found)])
+    stored_before, previous = catalog.previous_manifest(stage.name, stage_hash)
     reasons = why_rerun(stored_before, previous, stage_manifest(stage, inputs))
     return StageStatus(stage, stage_hash, "stale" if previous or stored_before else "never computed", reasons)

@@ -14,6 +14,7 @@ import sys
 import textwrap
 
 import pytest
+from conftest import Project
 
 import lwdp
 import lwdp.store
@@ -54,6 +55,18 @@ def _reasons(run) -> dict[str, str]:
     return {e["stage"].rsplit(".", 1)[-1]: e["reason"] for e in run.events if e["outcome"] == "computed"}
 
 
+def _assert_explain_agrees_with_the_run(run) -> None:
+    """What explain() said just before the call is what the call did: a fresh stage is not
+    computed, and a computed one was explained with the reason the run logs."""
+    computed = _reasons(run)
+    for name, said in _explained(run).items():
+        if name in computed:
+            reason = computed[name]
+            assert said in (f"stage pipeline.{name}: stale: {reason}", f"stage pipeline.{name}: never computed: {reason}"), (name, said, reason)
+        else:
+            assert ": fresh (cached as " in said or run.outcomes()[name] == "not-needed", (name, said, run.outcomes())
+
+
 @pytest.fixture
 def chain(project):
     project.write("raw/in.csv", "v\n1\n2\n")
@@ -64,12 +77,44 @@ def chain(project):
         "stg_scale": "stage pipeline.stg_scale: never computed: never computed",
     }
     assert _reasons(first) == {"stg_read": "never computed", "stg_scale": "never computed"}
+    _assert_explain_agrees_with_the_run(first)
     return project
 
 
 def test_a_fresh_stage_says_so(chain):
     explained = _explained(chain.run())
     assert explained["stg_scale"].startswith("stage pipeline.stg_scale: fresh (cached as ")
+
+
+def test_a_changed_cache_format_is_stale_before_the_call_that_recomputes_it(chain):
+    """Regression (issue 12, bug 2a): explain() said fresh, and the call recomputed."""
+    chain.write("pipeline.py", CHAIN.replace("factor=2, cache=True", "factor=2, cache=True, cache_format='csv'"))
+    run = chain.run()
+    assert _explained(run)["stg_scale"] == "stage pipeline.stg_scale: stale: cache format changed parquet -> csv"
+    assert _reasons(run) == {"stg_scale": "cache format changed parquet -> csv"}
+    _assert_explain_agrees_with_the_run(run)
+    assert _explained(chain.run())["stg_scale"].startswith("stage pipeline.stg_scale: fresh (cached as ")
+
+
+def test_a_teammates_result_in_the_shared_store_is_fresh_before_the_call_downloads_it(tmp_path, s3_server, bucket):
+    """Regression (issue 12, bug 2b): with an empty cache directory, explain() said "never
+    computed" for a stage the call then downloaded from the shared store."""
+    env = {**s3_server.env, "LWDP_STORE_URL": f"s3://{bucket}/lwdp"}
+    alice, bob = Project(tmp_path / "alice"), Project(tmp_path / "bob")
+    for member in (alice, bob):
+        member.write("raw/in.csv", "v\n1\n2\n")
+        member.write("pipeline.py", CHAIN)
+    assert alice.run(env=env).ran() == {"stg_read", "stg_scale"}
+    run = bob.run(env=env)
+    assert _explained(run)["stg_scale"].startswith("stage pipeline.stg_scale: fresh (cached as ")
+    assert _explained(run)["stg_scale"].endswith(" in the shared store, to be downloaded)")
+    assert run.outcomes() == {"stg_read": "not-needed", "stg_scale": "hit"}
+    (hit,) = [e for e in run.events if e["outcome"] == "hit"]
+    assert hit["reason"] == f"downloaded from s3://{bucket}/lwdp"
+    _assert_explain_agrees_with_the_run(run)
+    # Downloaded: now in Bob's own cache.
+    later = _explained(bob.run(env=env))["stg_scale"]
+    assert later.startswith("stage pipeline.stg_scale: fresh (cached as ") and "shared store" not in later
 
 
 def test_changed_raw_input_is_named_with_its_path(chain):
@@ -81,14 +126,17 @@ def test_changed_raw_input_is_named_with_its_path(chain):
     }
     assert _explained(run) == {name: f"stage pipeline.{name}: stale: {why}" for name, why in expected.items()}
     assert _reasons(run) == expected
+    _assert_explain_agrees_with_the_run(run)
 
 
 def test_deleted_or_corrupt_artifact_is_named(chain):
     (artifact,) = [p for p in (chain.cache_dir / "artifacts").rglob("*.parquet") if "stg_scale" in _stage_of(chain, p)]
     artifact.write_bytes(artifact.read_bytes()[:-10])
     run = chain.run()
-    assert _explained(run)["stg_scale"] == "stage pipeline.stg_scale: stale: artifact missing or corrupt"
-    assert _reasons(run) == {"stg_scale": "artifact corrupt (size or checksum mismatch)"}
+    corrupt = "artifact corrupt (size or checksum mismatch)"
+    assert _explained(run)["stg_scale"] == f"stage pipeline.stg_scale: stale: {corrupt}"  # the run's own reason
+    assert _reasons(run) == {"stg_scale": corrupt}
+    _assert_explain_agrees_with_the_run(run)
 
 
 def _stage_of(project, artifact) -> str:
@@ -101,6 +149,7 @@ def test_a_result_evicted_by_gc_is_named(chain):
     gone = "its result was cached before and is gone (evicted by gc or deleted)"
     assert _explained(run)["stg_scale"] == f"stage pipeline.stg_scale: stale: {gone}"
     assert _reasons(run) == {"stg_read": gone, "stg_scale": gone}
+    _assert_explain_agrees_with_the_run(run)
 
 
 def test_explanations_survive_a_lost_catalog(chain):

@@ -14,8 +14,9 @@ import io
 import logging
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -46,9 +47,52 @@ class Hit:
     source: str | None = None  # the shared store's URL when downloaded from it
 
 
+class MissReason(Enum):
+    """Why a call would not load a cached result (its value is what the log says)."""
+
+    NEVER_COMPUTED = "never computed"
+    FORMAT_CHANGED = "cache format changed"
+    ARTIFACT_MISSING = "artifact missing"
+    ARTIFACT_CORRUPT = "artifact corrupt (size or checksum mismatch)"
+    ARTIFACT_UNREADABLE = "artifact unreadable"
+    SHARED_MISSING = "shared artifact missing"
+    SHARED_CORRUPT = "shared artifact corrupt (size or checksum mismatch)"
+    SHARED_UNREADABLE = "shared artifact unreadable"
+    SHARED_MANIFEST_INVALID = "shared artifact's manifest invalid"
+    SHARED_UNAVAILABLE = "shared store unavailable"
+    PICKLE_NOT_TRUSTED = "pickle in the shared store not trusted"
+
+
 @dataclass(frozen=True)
 class Miss:
-    reason: str
+    """No cached result: why, the change that caused it where there is one ("parquet ->
+    csv"), and the warning a run logs about it (None where a miss is nothing to warn of)."""
+
+    reason: MissReason
+    change: str = ""
+    warning: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.reason.value} {self.change}" if self.change else self.reason.value
+
+
+class Source(Enum):
+    """Where a loadable result is."""
+
+    LOCAL = "the local cache"
+    UNLISTED = "the local cache (a file whose catalog row was lost, adopted again on load)"
+    SHARED = "the shared store"
+
+
+@dataclass(frozen=True)
+class Loadable:
+    """A result a call would load: its record, where it is, the local file's verified
+    bytes when the probe was asked to keep them, and a shared artifact's manifest."""
+
+    record: ArtifactRecord
+    source: Source
+    data: bytes | None = None
+    manifest: dict[str, Any] | None = None
 
 
 class ResultCache(Generic[CatalogT]):
@@ -74,103 +118,127 @@ class ResultCache(Generic[CatalogT]):
         with self.locks.hold(stage_hash, stage_name):
             yield
 
+    def probe(self, stage_name: str, stage_hash: str, wanted: Format | None, keep_bytes: bool = False) -> Loadable | Miss:
+        """Would a call load the result of ``stage_hash``, and from where; if not, why.
+
+        The one answer to "is it cached?": the run acts on it (`load`), and `explain()`,
+        ``lwdp status`` report it. It changes nothing (no catalog write, no download, no
+        log line). A local artifact's bytes are checked against its size and checksum; a
+        shared one by its manifest, not downloaded (its bytes are checked when a run
+        downloads them). ``keep_bytes``: return the local file's verified bytes, so that a
+        run reads them once.
+        """
+        local = self._probe_local(stage_name, stage_hash, wanted, keep_bytes)
+        if isinstance(local, Loadable) or not self.store_url or local.reason is MissReason.FORMAT_CHANGED:
+            return local
+        shared = self._probe_shared(stage_name, stage_hash, wanted)
+        return shared if isinstance(shared, Loadable) or local.reason is MissReason.NEVER_COMPUTED else local
+
+    def _probe_local(self, stage_name: str, stage_hash: str, wanted: Format | None, keep_bytes: bool) -> Loadable | Miss:
+        record = self.catalog.lookup_artifact(stage_hash)
+        source = Source.LOCAL
+        if record is None:
+            record, source = self.adoptable(stage_hash), Source.UNLISTED
+            if record is None:
+                return Miss(MissReason.NEVER_COMPUTED)
+        if wanted is not None and record.format != wanted.name:
+            return Miss(MissReason.FORMAT_CHANGED, f"{record.format} -> {wanted.name}")
+        suffix = FORMATS[record.format].suffix
+        data = self.store.read_bytes(stage_hash, suffix) if keep_bytes else None
+        intact = _is_intact(record, data) if keep_bytes else self.store.is_intact(stage_hash, suffix, record.size, record.checksum)
+        if intact:
+            return Loadable(record, source, data)
+        where = f"artifact {self.store.path_for(stage_hash, suffix)}"
+        damage = _damage(stage_name, where, shared=False, missing=intact is None)
+        # With a shared store, a local copy not downloaded yet is nothing to warn of.
+        return Miss(damage.reason, warning=None) if intact is None and self.store_url else damage
+
+    def _probe_shared(self, stage_name: str, stage_hash: str, wanted: Format | None) -> Loadable | Miss:
+        """The shared store's answer: its manifest is read and checked (keys come only from
+        the hash, so a manifest can never name a path); pickles count only when trusted."""
+        assert self.remote is not None
+        try:
+            manifest = self.remote.read_manifest(stage_hash)
+        except StoreUnavailableError as exc:
+            return Miss(MissReason.SHARED_UNAVAILABLE, warning=f"{exc}; computing what isn't cached locally")
+        if manifest is None:
+            return Miss(MissReason.NEVER_COMPUTED)
+        try:
+            record = record_from_manifest(manifest, stage_hash)
+        except ValueError as exc:
+            where = self.remote.describe(stage_hash, MANIFEST_SUFFIX)
+            return Miss(MissReason.SHARED_MANIFEST_INVALID, warning=f"stage '{stage_name}': ignoring {where} ({exc}); recomputing")
+        if wanted is not None and record.format != wanted.name:
+            return Miss(MissReason.FORMAT_CHANGED, f"{record.format} -> {wanted.name}")
+        if record.format == "pickle" and not config.trust_pickle():
+            return Miss(MissReason.PICKLE_NOT_TRUSTED, warning=(
+                f"stage '{stage_name}': {self.remote.describe(stage_hash, FORMATS['pickle'].suffix)} is a pickle, "
+                "and loading a pickle runs code: recomputing instead; lwdp.configure(trust_pickle=True) or "
+                "LWDP_TRUST_PICKLE=1 loads pickles from the shared store"
+            ))
+        return Loadable(record, Source.SHARED, manifest=manifest)
+
     def load(self, stage_name: str, stage_hash: str, wanted: Format | None, locked: bool = False) -> Hit | Miss:
-        """The cached result, or why there is none.
+        """The cached result, or why there is none: what `probe` answers, acted on (a
+        lost row recorded again, a shared artifact downloaded, the use recorded).
 
         The artifact's lock is held shared while reading (so gc leaves it alone), unless
         the caller holds it already (``locked``: the re-check after waiting to compute,
         which also doesn't repeat the first check's warnings).
         """
-        record = self.catalog.lookup_artifact(stage_hash) or self._adopt(stage_name, stage_hash)
-        if record is None:
-            return self._fetch(stage_name, stage_hash, wanted) if self.store_url else Miss("never computed")
-        if locked:
-            found = self._read(stage_name, record, wanted, warn=False)
-        else:
-            with self.locks.hold(stage_hash, stage_name, shared=True):
-                found = self._read(stage_name, record, wanted, warn=True)
-        if isinstance(found, Miss) and self.store_url and not found.reason.startswith("cache format"):
-            fetched = self._fetch(stage_name, stage_hash, wanted)
-            return fetched if isinstance(fetched, Hit) else found
-        return found
+        with nullcontext() if locked else self.locks.hold(stage_hash, stage_name, shared=True):
+            found = self.probe(stage_name, stage_hash, wanted, keep_bytes=True)
+            if isinstance(found, Loadable) and found.source is not Source.SHARED:
+                loaded = self._load_local(stage_name, found, warn=not locked)
+                if isinstance(loaded, Hit) or not self.store_url:
+                    return loaded
+                found = self._probe_shared(stage_name, stage_hash, wanted)  # the shared copy may parse
+                if isinstance(found, Miss):
+                    return loaded
+        if isinstance(found, Miss):
+            return self._missed(found, warn=not locked)
+        return self._download(stage_name, found, warn=not locked)
 
-    def _read(self, stage_name: str, record: ArtifactRecord, wanted: Format | None, warn: bool) -> Hit | Miss:
-        stage_hash = record.hash
-        if wanted is not None and record.format != wanted.name:
-            return Miss(f"cache format changed {record.format} -> {wanted.name}")
+    def _missed(self, miss: Miss, warn: bool) -> Miss:
+        if warn and miss.warning is not None:
+            if miss.reason is MissReason.SHARED_UNAVAILABLE:  # every request fails alike: once per process
+                _warn_once(f"read {self.store_url}", miss.warning)
+            else:
+                logger.warning("%s", miss.warning)
+        return miss
+
+    def _load_local(self, stage_name: str, found: Loadable, warn: bool) -> Hit | Miss:
+        record = found.record
+        where = f"artifact {self.store.path_for(record.hash, FORMATS[record.format].suffix)}"
+        loaded = _parsed(stage_name, record, found.data, where, shared=False)
+        if isinstance(loaded, Miss):
+            return self._missed(loaded, warn)
+        if found.source is Source.UNLISTED:
+            self.record_adopted(record)
+            logger.info("stage %s: artifact %s adopted from its manifest (the catalog had no row)", stage_name, record.hash[:12])
+        self.catalog.touch_artifact(record.hash)
+        return loaded
+
+    def _download(self, stage_name: str, found: Loadable, warn: bool) -> Hit | Miss:
+        """The shared artifact `probe` found, verified, kept as a local copy and recorded."""
+        assert self.remote is not None and found.manifest is not None
+        record = found.record
+        self.catalog.mark_used([record.hash], [], utcnow())  # now, not at the end: a shared gc keeps what is being read
         suffix = FORMATS[record.format].suffix
-        found = self._decode(
-            stage_name, record, self.store.read_bytes(stage_hash, suffix), f"artifact {self.store.path_for(stage_hash, suffix)}",
-            "artifact", warn=warn, warn_missing=not self.store_url,  # with a shared store, not downloaded yet
-        )
-        if isinstance(found, Hit):
-            self.catalog.touch_artifact(stage_hash)
-        return found
-
-    @staticmethod
-    def _decode(
-        stage_name: str, record: ArtifactRecord, data: bytes | None, where: str, kind: str, warn: bool, warn_missing: bool,
-    ) -> Hit | Miss:
-        """The result ``record`` describes from ``data``, if its size and checksum agree and it
-        parses; else a miss, said as a warning naming ``where`` (unless ``warn`` is off)."""
-        if data is None or len(data) != record.size or checksum_bytes(data) != record.checksum:
-            what = "missing" if data is None else "corrupt (size or checksum mismatch)"
-            if warn and (data is not None or warn_missing):
-                logger.warning("stage '%s': %s is %s; recomputing", stage_name, where, what)
-            return Miss(f"{kind} {what}")
         try:
-            value = FORMATS[record.format].read(io.BytesIO(data), record.read_options)
-        except Exception as exc:  # a checksum-valid file that no longer parses: recompute
-            if warn:
-                logger.warning("stage '%s': %s cannot be read (%s); recomputing", stage_name, where, exc)
-            return Miss(f"{kind} unreadable")
-        return Hit(value, record.size)
-
-    def _fetch(self, stage_name: str, stage_hash: str, wanted: Format | None) -> Hit | Miss:
-        """The result from the shared store, verified, kept as a local copy and recorded.
-
-        Pickles are loaded from it only when trusted; a manifest that doesn't check out is
-        ignored with a warning (it can never name a path: keys come from the hash).
-        """
-        assert self.remote is not None
-        self.catalog.mark_used([stage_hash], [], utcnow())  # now, not at the end: a shared gc keeps what is being read
-        try:
-            manifest = self.remote.read_manifest(stage_hash)
+            data = self.remote.read_bytes(record.hash, suffix)
         except StoreUnavailableError as exc:
-            _warn_once(f"read {self.remote.url}", "%s; computing what isn't cached locally", exc)
-            return Miss("shared store unavailable")
-        if manifest is None:
-            return Miss("never computed")
-        where = self.remote.describe(stage_hash, MANIFEST_SUFFIX)
-        try:
-            record = record_from_manifest(manifest, stage_hash)
-        except ValueError as exc:
-            logger.warning("stage '%s': ignoring %s (%s); recomputing", stage_name, where, exc)
-            return Miss("shared artifact's manifest invalid")
-        if wanted is not None and record.format != wanted.name:
-            return Miss(f"cache format changed {record.format} -> {wanted.name}")
-        fmt = FORMATS[record.format]
-        if fmt.name == "pickle" and not config.trust_pickle():
-            logger.warning(
-                "stage '%s': %s is a pickle, and loading a pickle runs code: recomputing instead; "
-                "lwdp.configure(trust_pickle=True) or LWDP_TRUST_PICKLE=1 loads pickles from the shared store",
-                stage_name, self.remote.describe(stage_hash, fmt.suffix),
-            )
-            return Miss("pickle in the shared store not trusted")
-        try:
-            data = self.remote.read_bytes(stage_hash, fmt.suffix)
-        except StoreUnavailableError as exc:
-            _warn_once(f"read {self.remote.url}", "%s; computing what isn't cached locally", exc)
-            return Miss("shared store unavailable")
-        found = self._decode(
-            stage_name, record, data, self.remote.describe(stage_hash, fmt.suffix), "shared artifact", warn=True, warn_missing=True,
-        )
-        if isinstance(found, Miss) or data is None:
-            return found
-        self.store.write(stage_hash, fmt.suffix, lambda path: Path(path).write_bytes(data))
-        self.store.write_manifest(stage_hash, manifest)
-        self.catalog.record_artifact(record, _stage_manifest_in(manifest))
-        return Hit(found.value, record.size, self.remote.url)
+            return self._missed(Miss(MissReason.SHARED_UNAVAILABLE, warning=f"{exc}; computing what isn't cached locally"), warn)
+        where = self.remote.describe(record.hash, suffix)
+        if data is None or not _is_intact(record, data):
+            return self._missed(_damage(stage_name, where, shared=True, missing=data is None), warn)
+        loaded = _parsed(stage_name, record, data, where, shared=True)
+        if isinstance(loaded, Miss):
+            return self._missed(loaded, warn)
+        self.store.write(record.hash, suffix, lambda path: Path(path).write_bytes(data))
+        self.store.write_manifest(record.hash, found.manifest)
+        self.catalog.record_artifact(record, _stage_manifest_in(found.manifest))
+        return Hit(loaded.value, record.size, self.remote.url)
 
     def adoptable(self, stage_hash: str) -> ArtifactRecord | None:
         """The record an unlisted artifact file would get, if its manifest and bytes agree."""
@@ -192,14 +260,6 @@ class ResultCache(Generic[CatalogT]):
     def local_stage_manifest(self, stage_hash: str) -> dict[str, Any] | None:
         """The stage manifest in the manifest file beside a local artifact, if any."""
         return _stage_manifest_in(self.store.read_manifest(stage_hash) or {})
-
-    def _adopt(self, stage_name: str, stage_hash: str) -> ArtifactRecord | None:
-        """Re-record an artifact whose catalog row is gone, if its manifest and bytes agree."""
-        record = self.adoptable(stage_hash)
-        if record is not None:
-            self.record_adopted(record)
-            logger.info("stage %s: artifact %s adopted from its manifest (the catalog had no row)", stage_name, stage_hash[:12])
-        return record
 
     def storable_format(self, stage_name: str, result: Any, wanted: Format | None) -> Format:
         """The format to cache ``result`` in: ``wanted``, else the default for its type;
@@ -290,6 +350,33 @@ class ResultCache(Generic[CatalogT]):
                 f"{where}: cache format {fmt.name!r} cannot store this {type(result).__qualname__} "
                 f"({type(exc).__name__}: {exc}); choose another cache_format"
             ) from exc
+
+
+def _is_intact(record: ArtifactRecord, data: bytes | None) -> bool | None:
+    """Whether ``data`` has the record's size and checksum; None when there is no data."""
+    if data is None:
+        return None
+    return len(data) == record.size and checksum_bytes(data) == record.checksum
+
+
+def _damage(stage_name: str, where: str, shared: bool, missing: bool) -> Miss:
+    """The miss of an artifact file or object that is gone or not what its record says."""
+    if missing:
+        reason = MissReason.SHARED_MISSING if shared else MissReason.ARTIFACT_MISSING
+    else:
+        reason = MissReason.SHARED_CORRUPT if shared else MissReason.ARTIFACT_CORRUPT
+    what = "missing" if missing else "corrupt (size or checksum mismatch)"
+    return Miss(reason, warning=f"stage '{stage_name}': {where} is {what}; recomputing")
+
+
+def _parsed(stage_name: str, record: ArtifactRecord, data: bytes | None, where: str, shared: bool) -> Hit | Miss:
+    """The result ``record`` describes, from its verified bytes."""
+    try:
+        value = FORMATS[record.format].read(io.BytesIO(data or b""), record.read_options)
+    except Exception as exc:  # a checksum-valid file that no longer parses: recompute
+        reason = MissReason.SHARED_UNREADABLE if shared else MissReason.ARTIFACT_UNREADABLE
+        return Miss(reason, warning=f"stage '{stage_name}': {where} cannot be read ({exc}); recomputing")
+    return Hit(value, record.size)
 
 
 def _not_storable(stage_name: str, fmt: Format, result: Any, why_not: str) -> ResultNotStorableError:
