@@ -10,13 +10,14 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import linecache
 import logging
 import sys
-import time
 
 import pandas as pd
 import pytest
 
+import lwdp.codehash
 from lwdp import stage
 from lwdp.codehash import deep_code_digest
 
@@ -254,19 +255,36 @@ def test_a_helper_cycle_hashes_without_recursion_error(project):
     assert deep_code_digest(module.a).digest == deep_code_digest(module.a).digest
 
 
-def test_library_code_is_named_not_hashed(project):
+def _record_calls(monkeypatch, owner, name: str, calls: list) -> None:
+    """Append the first argument of every call of ``owner.name`` to ``calls``."""
+    real = getattr(owner, name)
+
+    def recorded(first, *args, **kwargs):
+        calls.append(first)
+        return real(first, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, recorded)
+
+
+def test_library_code_is_named_not_hashed(project, monkeypatch):
     project.write("raw/in.csv", "a\n1\n")
+    texts, parsed, files = [], [], []  # functions whose text was taken; whose source was parsed; files read
+    _record_calls(monkeypatch, lwdp.codehash, "_function_digest", texts)
+    _record_calls(monkeypatch, lwdp.codehash, "_read_function_digest", parsed)
+    _record_calls(monkeypatch, linecache, "updatecache", files)
 
     @stage(src="raw/in.csv")
     def load(src):
         frame = pd.read_csv(src)
         return pd.concat([frame, pd.DataFrame({"a": [len(frame)]})])
 
-    started = time.perf_counter()
+    # pd.read_csv, pd.concat and pd.DataFrame are named: no pandas function is read.
+    assert texts == parsed == [load.func]
+    assert set(files) <= {__file__}
+    texts.clear(), parsed.clear(), files.clear()
     digests = {deep_code_digest(load.func).digest for _ in range(20)}
-    elapsed = time.perf_counter() - started
     assert len(digests) == 1
-    assert elapsed < 1.0  # pandas' source is never read
+    assert texts == [load.func] * 20 and parsed == [] and files == []  # memoized: nothing read again
     assert load.code.helpers == {}
     assert load.code.digest in digests
 
