@@ -9,11 +9,15 @@ import errno
 import os
 import sqlite3
 import textwrap
+import threading
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import xxhash
 
+import lwdp.digest
 from lwdp import stage
 from lwdp.digest import RACY_WINDOW_NS, FileState, digest_files
 from lwdp.errors import ArtifactWriteError, RawInputChangedError
@@ -112,27 +116,25 @@ def test_a_raw_file_that_changes_size_while_hashed_raises(project, monkeypatch):
     catalog.flush()
 
 
-def test_many_raw_files_hashed_in_parallel_match_one_by_one(project):
+def test_raw_files_hashed_in_parallel_are_the_xxh3_of_their_bytes(project, monkeypatch):
     sizes = [9 * 1024 * 1024, 9 * 1024 * 1024, 5, 0]  # above the threshold for threads
     paths = []
     for i, size in enumerate(sizes):
         path = project.root / f"raw{i}.bin"
         path.write_bytes(bytes([i]) * size)
         paths.append(str(path))
-    where = {p: "test" for p in paths}
+    threads = []  # the thread each file was read on
+    real_read = lwdp.digest._read_digest
+    monkeypatch.setattr(lwdp.digest, "_read_digest", lambda p: threads.append(threading.current_thread().name) or real_read(p))
     catalog = RunCatalog(project.cache_dir)
-    together = digest_files(paths, catalog, where)
+    together = digest_files(paths, catalog, {p: "test" for p in paths})
     catalog.flush()
-    one_by_one = {p: digest_files([p], _NoMemos(), where)[p] for p in paths}
-    assert together == one_by_one and len(set(together.values())) == 4
-
-
-class _NoMemos:
-    def load_digest_memos(self, paths):
-        return {}
-
-    def save_digest_memos(self, memos):
-        pass
+    assert len(threads) == 4 and all(name.startswith("lwdp-hash") for name in threads)
+    expected = {p: xxhash.xxh3_128_hexdigest(Path(p).read_bytes()) for p in paths}
+    assert together == expected and len(set(expected.values())) == 4
+    # ... and the memos a warm run trusts hold the same digests, with each file's size.
+    stored = {path: (size, digest) for path, size, digest in project.sql("SELECT path, size, digest FROM raw_files")}
+    assert stored == {p: (size, expected[p]) for p, size in zip(paths, sizes)}
 
 
 def test_catalogs_made_at_once_in_one_process_are_all_whole(project):
