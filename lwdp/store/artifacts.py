@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -21,12 +22,23 @@ from typing import Any, TypeVar
 import xxhash
 
 from ..digest import file_digest
+from ..formats import FORMATS
 
 T = TypeVar("T")
 TEMP_PREFIX = ".tmp-"
 MANIFEST_SUFFIX = "manifest.json"
-MANIFEST_DOT = "." + MANIFEST_SUFFIX
 UNLISTED_GRACE_S = 60.0
+_HASH = re.compile("[0-9a-f]{32}")
+_SUFFIXES = frozenset({fmt.suffix for fmt in FORMATS.values()} | {MANIFEST_SUFFIX})
+
+
+def artifact_name(bucket: str, name: str) -> tuple[str, str] | None:
+    """(hash, suffix) of ``name`` if it is where lwdp puts it: ``<hash>.<suffix>`` of a
+    known format (or its manifest) in the bucket ``<hash[:2]>``; None for anything else."""
+    stage_hash, dot, suffix = name.partition(".")
+    if dot and suffix in _SUFFIXES and _HASH.fullmatch(stage_hash) and stage_hash[:2] == bucket:
+        return stage_hash, suffix
+    return None
 
 
 @dataclass(frozen=True)
@@ -112,10 +124,25 @@ class LocalArtifactStore:
                     continue
                 with os.scandir(bucket.path) as entries:
                     for entry in entries:
-                        if not entry.name.startswith(TEMP_PREFIX) and not entry.name.endswith(MANIFEST_DOT):
-                            stage_hash, _, suffix = entry.name.partition(".")
-                            names[stage_hash] = suffix
+                        found = artifact_name(bucket.name, entry.name)
+                        if found is not None and found[1] != MANIFEST_SUFFIX:
+                            names[found[0]] = found[1]
         return names
+
+    def stray_files(self) -> list[Path]:
+        """Files that lwdp did not put where they are (a wrong bucket, a name that is no
+        artifact's, anything outside the buckets), older than `UNLISTED_GRACE_S`. Temporary
+        files of writers are not stray (`dead_temp_files` covers them)."""
+        found = []
+        cutoff = time.time() - UNLISTED_GRACE_S
+        for top, _, names in os.walk(self.root):
+            bucket = os.path.relpath(top, self.root)
+            for name in names:
+                in_place = artifact_name(bucket, name) is not None or (len(bucket) == 2 and name.startswith(TEMP_PREFIX))
+                path = Path(top, name)
+                if not in_place and _mtime(path) <= cutoff:
+                    found.append(path)
+        return sorted(found)
 
     def unlisted_files(self, listed: set[str], names: dict[str, str] | None = None) -> Iterator[StoredFile]:
         """Artifact files whose hash is not in ``listed``, except ones published in the last

@@ -1,16 +1,16 @@
 """Eviction: TTL by last access, LRU to a size budget, and a sweep of what nothing lists.
 
-Every gc also removes files the catalog doesn't list, rows whose file is gone, and the
-temporary files of writers that died. An artifact is deleted only while gc holds its
+Every gc also removes files the catalog doesn't list, rows whose file is gone, the
+temporary files of writers that died, and files lwdp did not put where they are (in this
+cache directory and the shared store) once older than the grace period. An artifact is deleted only while gc holds its
 lock exclusively, so one being computed or read at that moment is left alone; its row
 goes first, then its files.
 
 With a shared store and a shared catalog (`lwdp.configure(store_url=..., catalog_url=...)`)
 the same rules apply to the shared store, by the last access teammates record: an
 artifact read since this gc began is kept, and a reader whose object vanishes anyway
-recomputes. Objects in the shared store that no row lists are left alone (a teammate
-may be about to record one). With a shared catalog but no shared store, gc manages only
-the artifacts whose files are in this cache directory.
+recomputes. Artifact objects in the shared store that no row lists are left alone (a
+teammate may be about to record one). Where an artifact lives is `Placement`'s rule.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .. import config
 from ..formats import FORMATS
 from ..units import human_size, parse_duration, parse_size
 from .cache import ResultCache
+from .placement import Placement
 from .records import utcnow
 
 if TYPE_CHECKING:
@@ -35,10 +36,11 @@ if TYPE_CHECKING:
 class Removal:
     """One artifact gc removed (or, in a dry run, would remove)."""
 
-    hash: str
+    hash: str  # "" for a stray file
     stage: str | None
     size: int
-    reason: str  # "expired" | "lru" | "dangling" | "orphan"
+    reason: str  # "expired" | "lru" | "dangling" | "orphan" | "stray"
+    path: str | None = None  # a stray file's path or URL
 
 
 @dataclass
@@ -65,7 +67,10 @@ class GcReport:
     def __repr__(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
         lines = [f"GcReport: {verb} {self.count} artifacts, {human_size(self.bytes_freed)}, from {len(self.stages)} stages"]
-        lines += [f"  {r.reason:<8} {r.stage or '?':<40} {r.hash[:12]}  {human_size(r.size):>9}" for r in self.removed]
+        lines += [
+            f"  {r.reason:<8} {r.path}" if r.path else f"  {r.reason:<8} {r.stage or '?':<40} {r.hash[:12]}  {human_size(r.size):>9}"
+            for r in self.removed
+        ]
         if self.temp_files:
             lines.append(f"  {len(self.temp_files)} temporary files of dead writers {verb}")
         if self.in_use:
@@ -94,11 +99,10 @@ def gc(
     started = utcnow()
     listed = cache.catalog.listed_formats()
     stored = cache.store.payload_names()
-    # With a shared catalog, the shared store is where artifacts live (local files are
-    # copies); a local catalog says nothing about what teammates use: the store is theirs.
-    shared = cache.remote if config.catalog_url() is not None else None
-    canonical = shared.payload_names() if shared is not None else stored
-    theirs = {h for h in listed if h not in stored} if config.catalog_url() is not None and shared is None else set()
+    placement = Placement.of(cache)
+    shared = placement.shared_store if placement.evicts_from_shared_store else None
+    canonical = placement.canonical_names(stored)
+    theirs = placement.teammates_rows(listed, stored)
     dangling = {h for h, fmt in listed.items() if h not in theirs and canonical.get(h) != FORMATS[fmt].suffix}
     victims = [(row, "dangling") for row in cache.catalog.usage_rows(dangling)]
     victims += cache.catalog.eviction_victims(started - age if age is not None else None, budget, dangling | theirs)
@@ -111,11 +115,28 @@ def gc(
                 cache.record_adopted(adoptable)
             continue
         _remove(cache, report, orphan.hash, None, orphan.suffix, orphan.path.stat().st_size, "orphan", None)
+    _sweep_strays(cache, report, placement.shared_store)
     report.temp_files = cache.store.dead_temp_files()
     if not dry_run:
         for path in report.temp_files:
             path.unlink(missing_ok=True)
     return report
+
+
+def _sweep_strays(cache: ResultCache, report: GcReport, shared: RemoteArtifactStore | None) -> None:
+    """Remove what lwdp did not put where it is, in this cache directory and in the shared
+    store, once older than the grace period: no artifact of anyone's is ever there."""
+    for path in cache.store.stray_files():
+        size = path.stat().st_size if path.exists() else 0
+        if not report.dry_run:
+            path.unlink(missing_ok=True)
+        report.removed.append(Removal("", None, size, "stray", str(path)))
+    if shared is None:
+        return
+    for url, size in shared.stray_objects():
+        if not report.dry_run:
+            shared.delete_stray(url)
+        report.removed.append(Removal("", None, size, "stray", url))
 
 
 def _remove(

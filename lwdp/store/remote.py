@@ -10,25 +10,26 @@ filesystems a temporary name is renamed into place. Nothing here knows about SQL
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import functools
 import json
 import logging
 import os
-import re
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from ..errors import MissingExtraError, StoreUnavailableError
-from .artifacts import MANIFEST_SUFFIX
+from .artifacts import MANIFEST_SUFFIX, UNLISTED_GRACE_S, artifact_name
+from .connections import on_close
 
 logger = logging.getLogger("lwdp")
 
 _OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"})
 _EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure"}
-_STORED_NAME = re.compile(r"([0-9a-f]{32})\.([a-z0-9]+(?:\.json)?)")
 
 
 class RemoteArtifactStore:
@@ -157,10 +158,56 @@ class RemoteArtifactStore:
             keys = self.fs.find(self.prefix)
         names = {}
         for key in keys:
-            match = _STORED_NAME.fullmatch(key.rsplit("/", 1)[-1])
-            if match and match.group(2) != MANIFEST_SUFFIX:
-                names[match.group(1)] = match.group(2)
+            found = self._artifact_name(key)
+            if found is not None and found[1] != MANIFEST_SUFFIX:
+                names[found[0]] = found[1]
         return names
+
+    def stray_objects(self) -> list[tuple[str, int]]:
+        """(URL, size) of objects under the prefix that lwdp did not put where they are (a wrong
+        bucket folder, a name that is no artifact's, a dead publisher's temporary name),
+        last modified over `UNLISTED_GRACE_S` ago. An object whose store reports no time is
+        left out (it can't be told from one being written)."""
+        with _store_errors(self.url, "listing"):
+            listing = self.fs.find(self.prefix, detail=True)
+        cutoff = time.time() - UNLISTED_GRACE_S
+        return sorted(
+            (f"{self.url}/{self._relative(key)}", int(info.get("size") or 0)) for key, info in listing.items()
+            if self._artifact_name(key) is None and (_modified(info) or float("inf")) <= cutoff
+        )
+
+    def delete_stray(self, url: str) -> None:
+        """Remove an object `stray_objects` listed; "already gone" is fine."""
+        key = f"{self.prefix}/{url[len(self.url) + 1:]}"
+        try:
+            with _store_errors(self.url, f"deleting {url}"):
+                self.fs.rm_file(key)
+        except FileNotFoundError:
+            pass
+
+    def _relative(self, key: str) -> str:
+        return key[len(self.prefix) + 1:] if key.startswith(self.prefix + "/") else key
+
+    def _artifact_name(self, key: str) -> tuple[str, str] | None:
+        bucket, _, name = self._relative(key).partition("/")
+        return artifact_name(bucket, name) if "/" not in name else None
+
+
+def _modified(info: dict[str, Any]) -> float | None:
+    """When an object was last written, from fsspec's listing (each implementation names
+    it its own way), as a POSIX timestamp."""
+    for field in ("LastModified", "mtime", "last_modified", "updated"):
+        value = info.get(field)
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, dt.datetime):
+            return value.timestamp()
+        if isinstance(value, str):
+            try:
+                return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return None
 
 
 def shared_store(url: str) -> RemoteArtifactStore:
@@ -175,6 +222,7 @@ def shared_store(url: str) -> RemoteArtifactStore:
 
 
 _STORES: dict[tuple[str, str], RemoteArtifactStore] = {}
+on_close(_STORES.clear)
 
 
 @contextmanager

@@ -2,7 +2,10 @@
 
 What can be wrong: a row whose file is missing, truncated or altered (``missing``,
 ``corrupt``); a file no row lists (``unrecorded`` when its manifest and checksum make it
-adoptable, ``orphan`` otherwise); a row whose manifest is gone (``no-manifest``).
+adoptable, ``orphan`` otherwise); a row whose manifest is gone (``no-manifest``); a file
+lwdp did not put where it is (``stray``). Where an artifact lives, and so what counts as
+missing, is `Placement`'s rule: with a shared store, a local copy never downloaded is not
+damage, and repairing a row never deletes what the store still holds.
 Temporary files of writers that died are not damage (never read) and are listed apart.
 """
 
@@ -17,6 +20,7 @@ from .. import config
 from ..formats import FORMATS
 from .artifacts import LocalArtifactStore, checksum_bytes
 from .cache import ResultCache, manifest_of, record_from_manifest
+from .placement import Placement
 from .records import ArtifactRecord
 
 if TYPE_CHECKING:
@@ -27,7 +31,7 @@ if TYPE_CHECKING:
 class Problem:
     """One damaged or unlisted artifact."""
 
-    kind: str  # "missing" | "corrupt" | "no-manifest" | "unrecorded" | "orphan", or "shared-..." (below)
+    kind: str  # "missing" | "corrupt" | "no-manifest" | "unrecorded" | "orphan" | "stray", or "shared-..." (below)
     hash: str
     stage: str | None
     path: Path | str  # a URL for an object in the shared store
@@ -74,20 +78,25 @@ def verify(repair: bool = False, cache_dir: str | os.PathLike[str] | None = None
     catalog = open_catalog(root)
     cache = ResultCache(root, catalog)
     report = VerifyReport(repaired=repair)
+    placement = Placement.of(cache)
     recorded = {record.hash: record for record in catalog.all_artifacts()}
-    if config.catalog_url() is not None and cache.store_url is None:  # teammates' files are on their machines
-        local = cache.store.payload_names()
-        recorded = {h: record for h, record in recorded.items() if h in local}
+    local = cache.store.payload_names()
+    theirs = placement.teammates_rows(recorded, local)
+    recorded = {h: record for h, record in recorded.items() if h not in theirs}
     for record in recorded.values():
         report.checked += 1
-        problem = _check_recorded(cache.store, record)
+        problem = _check_recorded(cache.store, record, placement.local_copy_optional)
         if problem is not None:
-            report.problems.append(_repair(cache, problem, record) if repair else problem)
-    for stored in cache.store.unlisted_files(set(recorded)):
+            report.problems.append(_repair(cache, problem, record, placement) if repair else problem)
+    for stored in cache.store.unlisted_files(set(recorded), local):
         report.checked += 1
         problem = _check_unrecorded(cache, stored.hash, stored.path)
-        report.problems.append(_repair(cache, problem, None) if repair else problem)
-    if cache.remote is not None:
+        report.problems.append(_repair(cache, problem, None, placement) if repair else problem)
+    for path in cache.store.stray_files():
+        if repair:
+            path.unlink(missing_ok=True)
+        report.problems.append(Problem("stray", "", None, path, "removed" if repair else None))
+    if placement.shared_store is not None:
         _verify_shared(cache, recorded, report, repair)
     report.dead_temp_files = cache.store.dead_temp_files()
     if repair:
@@ -96,11 +105,13 @@ def verify(repair: bool = False, cache_dir: str | os.PathLike[str] | None = None
     return report
 
 
-def _check_recorded(store: LocalArtifactStore, record: ArtifactRecord) -> Problem | None:
+def _check_recorded(store: LocalArtifactStore, record: ArtifactRecord, copy_optional: bool) -> Problem | None:
+    """A listed artifact's local file; with ``copy_optional`` (a shared store holds it), a
+    copy never downloaded is no problem, and the shared store's object is checked apart."""
     path = store.path_for(record.hash, FORMATS[record.format].suffix)
     intact = store.is_intact(record.hash, FORMATS[record.format].suffix, record.size, record.checksum)
     if intact is None:
-        return Problem("missing", record.hash, record.stage, path)
+        return None if copy_optional else Problem("missing", record.hash, record.stage, path)
     if not intact:
         return Problem("corrupt", record.hash, record.stage, path)
     if store.read_manifest(record.hash) is None:
@@ -116,19 +127,23 @@ def _check_unrecorded(cache: ResultCache, stage_hash: str, path: Path) -> Proble
     return Problem("orphan", stage_hash, stage if isinstance(stage, str) else None, path)
 
 
-def _repair(cache: ResultCache, problem: Problem, record: ArtifactRecord | None) -> Problem:
+def _repair(cache: ResultCache, problem: Problem, record: ArtifactRecord | None, placement: Placement) -> Problem:
     with cache.locks.try_hold(problem.hash) as free:
         if not free:
             return problem  # being written right now: not ours to touch
+        suffix = Path(problem.path).name.partition(".")[2]
         if problem.kind == "no-manifest" and record is not None:
             cache.store.write_manifest(record.hash, manifest_of(record))
             done = "manifest rewritten"
         elif problem.kind == "unrecorded" and (adopted := cache.adoptable(problem.hash)) is not None:
             cache.record_adopted(adopted)
             done = "adopted"
+        elif record is not None and placement.local_copy_optional:  # the row stands for the shared copy
+            cache.store.delete(problem.hash, suffix)
+            done = "local copy removed; downloaded from the shared store when needed"
         else:
             cache.catalog.delete_artifact(problem.hash)  # the row first, then the files
-            cache.store.delete(problem.hash, Path(problem.path).name.partition(".")[2])
+            cache.store.delete(problem.hash, suffix)
             done = "removed; the next run recomputes it" if record is not None else "removed"
     return Problem(problem.kind, problem.hash, problem.stage, problem.path, done)
 
@@ -141,6 +156,10 @@ def _verify_shared(cache: ResultCache, recorded: dict[str, ArtifactRecord], repo
     (the next run recomputes and publishes it)."""
     remote = cache.remote
     assert remote is not None
+    for url, _ in remote.stray_objects():
+        if repair:
+            remote.delete_stray(url)
+        report.problems.append(Problem("shared-stray", "", None, url, "removed" if repair else None))
     stored = remote.payload_names()
     for stage_hash, record in recorded.items():
         suffix = FORMATS[record.format].suffix
