@@ -291,7 +291,7 @@ MIGRATE_AT_ONCE = '''
 import logging, os, sys, time
 from pathlib import Path
 logging.basicConfig(level=logging.WARNING, format="LOG %(name)s %(message)s")
-logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
+logging.getLogger("lwdp").setLevel(logging.DEBUG)  # where lwdp logs Alembic's "Running upgrade" lines
 import lwdp
 from lwdp.store.catalog import open_catalog
 
