@@ -181,9 +181,9 @@ def _show(args: argparse.Namespace) -> int:
 
     catalog = open_catalog(config.cache_dir())
     stage_hash, stage = resolve_hash(catalog, args.hash)
-    found = ResultCache(config.cache_dir(), catalog).load(stage, stage_hash, None)
+    found = ResultCache(config.cache_dir(), catalog).peek(stage, stage_hash)
     if not isinstance(found, Hit):
-        raise UsageError(f"no readable artifact for {args.hash!r} ({stage}): {found.reason}")
+        raise UsageError(f"no readable artifact for {args.hash!r} ({stage}): {found}")
     value = found.value
     print(f"{stage} {stage_hash}  {human_size(found.size)}")
     if isinstance(value, pd.DataFrame):

@@ -1077,7 +1077,15 @@ def test_cli_ls_fits_80_columns_parses_as_json_and_filters(project, diamond_copy
     assert [r["hash"] for r in json.loads(_ok(only_b_json))] == [diamond_copy.h2["stg_b"], diamond_copy.h1["stg_b"]]
 
 
+def _last_uses(root: Path) -> list[tuple]:
+    with sqlite3.connect(root / ".lwdp" / "catalog.sqlite") as conn:
+        return conn.execute("SELECT hash, last_access FROM artifacts ORDER BY hash").fetchall()
+
+
 def test_cli_lineage_dependents_show_verify(diamond):
+    """Read-only commands, on the read-only template: looking at an artifact (show) is no
+    use of it (regression, issue 12: show marked it used, in a template shared by tests)."""
+    used_before = _last_uses(diamond.root)
     tree, old, deps, deps_json, shown, verified = _cli_all(
         diamond.root,
         ["lineage", "stg_d"], ["lineage", diamond.d1[:10]], ["dependents", "raw/x.csv"],
@@ -1107,6 +1115,7 @@ def test_cli_lineage_dependents_show_verify(diamond):
     assert _expected_d(RAW_V2).head(5).to_string(max_colwidth=20) in shown
 
     assert _ok(verified).splitlines()[0] == "VerifyReport: 9 artifacts checked, 0 problems"
+    assert _last_uses(diamond.root) == used_before
 
 
 def test_cli_gc_and_verify(project, diamond_copy):

@@ -26,6 +26,7 @@ from .. import __version__, config
 from ..errors import ArtifactWriteError, LwdpError, ResultNotStorableError, StoreUnavailableError
 from ..formats import DEFAULT_FRAME_FORMAT, FORMATS, Format, default_format_for
 from .artifacts import MANIFEST_SUFFIX, LocalArtifactStore, checksum_bytes
+from .connections import on_close
 from .locks import LockDir
 from .quick_catalog import RunCatalog
 from .records import ArtifactRecord, utcnow
@@ -198,6 +199,18 @@ class ResultCache(Generic[CatalogT]):
         if isinstance(found, Miss):
             return self._missed(found, warn=not locked)
         return self._download(stage_name, found, warn=not locked)
+
+    def peek(self, stage_name: str, stage_hash: str) -> Hit | Miss:
+        """The cached result, read for a person looking at it (``lwdp show``): a local one
+        is not marked used, so looking changes no eviction order; a shared one is
+        downloaded as a run would."""
+        found = self.probe(stage_name, stage_hash, None, keep_bytes=True)
+        if isinstance(found, Miss):
+            return found
+        if found.source is Source.SHARED:
+            return self._download(stage_name, found, warn=True)
+        where = f"artifact {self.store.path_for(stage_hash, FORMATS[found.record.format].suffix)}"
+        return _parsed(stage_name, found.record, found.data, where, shared=False)
 
     def _missed(self, miss: Miss, warn: bool) -> Miss:
         if warn and miss.warning is not None:
@@ -393,6 +406,7 @@ def _stage_manifest_in(manifest: dict[str, Any]) -> dict[str, Any] | None:
 
 
 _WARNED: set[str] = set()
+on_close(_WARNED.clear)
 
 
 def _warn_once(key: str, message: str, *args: Any) -> None:
