@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import lwdp
+import lwdp.store
 from pg_server import pg_server, pg_url  # noqa: F401 (fixtures: a PostgreSQL server, a database per test)
 from s3_server import bucket, s3_server  # noqa: F401 (fixtures: an S3 server, a bucket per test)
 
@@ -93,9 +95,17 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
         if name.startswith("LWDP_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
-    lwdp.configure(cache_dir=None)
+    reset_lwdp()
     yield Project(tmp_path)
-    lwdp.configure(cache_dir=None)
+    reset_lwdp()
+
+
+def reset_lwdp() -> None:
+    """Every option back to the environment/default rule, and every registry this process
+    holds (catalog connections, store clients, once-per-process warnings) emptied, so a
+    test that failed half-way leaks nothing into the next."""
+    lwdp.configure(**dict.fromkeys(inspect.signature(lwdp.configure).parameters))
+    lwdp.store.close()
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from .. import config
 from ..digest import DigestMemo, FileState
+from .connections import on_close
 from .postgres_db import open_postgres
 from .quick_catalog import in_chunks
 from .records import ArtifactRecord, LineageRow, UsageRow, artifact_values, lineage_row, naive_utc, record_from_row, utcnow
@@ -322,6 +323,14 @@ class Catalog:
 
 _catalogs: dict[tuple[int, Path | str], Catalog] = {}
 _opening = threading.Lock()
+
+
+@on_close
+def _close_catalogs() -> None:
+    with _opening:
+        for catalog in _catalogs.values():
+            catalog.engine.dispose()
+        _catalogs.clear()
 
 
 def open_catalog(cache_dir: Path) -> Catalog:

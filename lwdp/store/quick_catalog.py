@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import config
 from ..digest import DigestMemo, FileState
+from .connections import on_close
 from .records import ArtifactRecord, LineageRow, artifact_values, utcnow
 from .catalog_file import BUSY_TIMEOUT_MS, CATALOG_FILE, HEAD_REVISION, cache_dir_error
 
@@ -200,6 +201,13 @@ def _marks(values: list[str]) -> str:
 
 
 _connections: dict[tuple[int, int, Path], SQLiteQuick] = {}
+
+
+@on_close
+def _close_connections() -> None:
+    for quick in _connections.values():
+        quick.conn.close()
+    _connections.clear()
 
 
 def _quick_for(cache_dir: Path) -> SQLiteQuick | None:
