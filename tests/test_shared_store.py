@@ -355,6 +355,26 @@ def test_alice_and_bob_share_a_bucket_and_a_postgres_catalog(tmp_path, s3_server
     assert "raw/products.csv" in lineage.stdout and "raw/orders_*.csv" in lineage.stdout
 
 
+# gc of everything, again and again until told to stop; one line per pass: the reader run
+# (marker file) present both when it started and when it ended ("-" if none), and the
+# number of artifacts it removed.
+GC_LOOP = '''
+import os, sys
+import lwdp.store
+
+race = sys.argv[1]
+def reading():
+    return {name for name in os.listdir(race) if name.startswith("reading-")}
+
+while not os.path.exists(os.path.join(race, "stop")):
+    before = reading()
+    removed = lwdp.store.gc(max_age="0s").count
+    within = before & reading()
+    with open(os.path.join(race, "gc.log"), "a") as log:
+        log.write(f"{min(within, default='-')} {removed}\\n")
+'''
+
+
 def test_gc_on_the_shared_store_keeps_what_teammates_use_and_readers_stay_correct(tmp_path, s3_server, bucket, pg_url):
     alice, bob = _team_member(tmp_path / "alice"), _team_member(tmp_path / "bob")
     env = _env(s3_server, bucket, LWDP_CATALOG_URL=pg_url)
@@ -370,16 +390,27 @@ def test_gc_on_the_shared_store_keeps_what_teammates_use_and_readers_stay_correc
     # answer, downloaded or recomputed, never an error or a partial object.
     reader = _team_member(tmp_path / "carol")
     expected = bob.run(env=env).stdout
-    gc_loop = subprocess.Popen(
-        [sys.executable, "-c", "import lwdp.store\nfor _ in range(30): lwdp.store.gc(max_age='0s')"],
-        cwd=alice.root, env={**member_env(), **env},
-    )
+    race = tmp_path / "race"
+    race.mkdir()
+    gc_loop = subprocess.Popen([sys.executable, "-c", GC_LOOP, str(race)], cwd=alice.root, env={**member_env(), **env})
     try:
-        for _ in range(3):
+        deadline = time.monotonic() + 120
+        while not (race / "gc.log").exists():  # until its first pass is done
+            assert gc_loop.poll() is None and time.monotonic() < deadline, "the gc loop never finished a pass"
+            time.sleep(0.05)
+        for i in range(3):
             shutil.rmtree(reader.root / ".lwdp", ignore_errors=True)
+            (race / f"reading-{i}").touch()
             assert reader.run(env=env).stdout == expected
+            (race / f"reading-{i}").unlink()
     finally:
+        (race / "stop").touch()
         assert gc_loop.wait(timeout=300) == 0
+    # The race happened: whole gc passes ran inside reader runs, some of them removing objects.
+    passes = [line.split() for line in (race / "gc.log").read_text().splitlines()]
+    inside = [(reading, int(removed)) for reading, removed in passes if reading != "-"]
+    assert len({reading for reading, _ in inside}) == 3, passes
+    assert any(removed for _, removed in inside), passes
 
 
 def test_downloads_go_through_obstore_without_importing_s3fs(tmp_path, s3_server, bucket):
