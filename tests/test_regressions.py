@@ -10,6 +10,7 @@ import time
 import pandas as pd
 import pytest
 
+import lwdp.digest
 from lwdp import stage
 from lwdp.digest import RACY_WINDOW_NS
 from lwdp.errors import CacheDirError
@@ -145,8 +146,10 @@ def test_lock_directory_that_cannot_be_made_is_a_cache_dir_error(project):
         one()
 
 
-def test_touch_keeps_the_cache_through_a_trusted_memo(project, stage_events):
-    """With the memo trusted (file older than the racy window), a touch must re-read, not trust."""
+def _cached_load_with_a_trusted_memo(project, monkeypatch, stage_events):
+    """A cached stage over raw/input.csv, computed once, whose raw digest memo is trusted
+    (the file was older than the racy window when read); and the list of reads of the raw
+    file since then, which a repeated call leaves empty."""
     raw = project.write("raw/input.csv", "v\n1\n")
     time.sleep(RACY_WINDOW_NS / 1e9 + 0.1)
 
@@ -155,11 +158,38 @@ def test_touch_keeps_the_cache_through_a_trusted_memo(project, stage_events):
         return pd.read_csv(src)
 
     load()
+    reads = []
+    real_read = lwdp.digest._read_digest
+
+    def read(path):
+        if path == str(raw):  # (artifacts are read through it too, for their checksums)
+            reads.append(path)
+        return real_read(path)
+
+    monkeypatch.setattr(lwdp.digest, "_read_digest", read)
+    assert load()["v"].iloc[0] == 1
+    assert stage_events() == {"load": "hit"} and reads == []  # the memo is trusted
+    return raw, load, reads
+
+
+def test_touch_keeps_the_cache_through_a_trusted_memo(project, monkeypatch, stage_events):
+    """README: a touched file is re-read once and keeps the cache."""
+    raw, load, reads = _cached_load_with_a_trusted_memo(project, monkeypatch, stage_events)
+    os.utime(raw)
+    assert load()["v"].iloc[0] == 1
+    assert stage_events() == {"load": "hit"}
+    assert reads == [str(raw)]
+
+
+def test_an_edit_restoring_size_and_mtime_is_seen_through_a_trusted_memo(project, monkeypatch, stage_events):
+    """README: an edit that restores size and mtime still changes ctime."""
+    raw, load, reads = _cached_load_with_a_trusted_memo(project, monkeypatch, stage_events)
     before = raw.stat()
     raw.write_text("v\n7\n")  # same size
     os.utime(raw, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert load()["v"].iloc[0] == 7
     assert stage_events() == {"load": "computed"}
+    assert reads == [str(raw)]
 
 
 def test_mutable_objects_inside_cells_do_not_leak_between_consumers(project):

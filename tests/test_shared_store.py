@@ -62,8 +62,14 @@ def test_bob_gets_alices_results_from_the_bucket_then_from_his_local_copy(tmp_pa
     assert second.ran() == set()
     assert _hits(second) == {"stg_report"}
     assert second.stdout == first.stdout
-    # Bob's lineage has the whole history (his run evaluated every hash; manifests came along).
-    assert {row[0] for row in bob.sql("SELECT stage FROM stage_manifests")} == {"pipeline.stg_report"}
+    # Bob's lineage has the whole history, as Alice's: his run evaluated every hash and
+    # recorded each stage's inputs, down to the raw files; the stage manifest of the
+    # artifact he downloaded came along with it.
+    history = "SELECT hash, stage, input_name, input_kind, input_hash, input_path FROM lineage ORDER BY hash, input_name"
+    assert bob.sql(history) == alice.sql(history)
+    assert {row[1] for row in bob.sql(history)} == {f"pipeline.{name}" for name in QUICKSTART_STAGES}
+    assert {row[3] for row in bob.sql(history)} == {"raw", "stage", "param"}
+    assert bob.sql("SELECT stage FROM stage_manifests") == [("pipeline.stg_report",)]
     # A local hit never touches the network: an unreachable store changes nothing.
     offline = bob.run(env={**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
     assert _hits(offline) == {"stg_report"} and offline.stdout == first.stdout
