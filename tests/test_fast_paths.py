@@ -16,12 +16,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import xxhash
+from alembic import command
+from alembic.script import ScriptDirectory
 
 import lwdp.digest
+import test_catalog
 from lwdp import stage
 from lwdp.digest import RACY_WINDOW_NS, FileState, digest_files
 from lwdp.errors import ArtifactWriteError, RawInputChangedError
 from lwdp.formats import FORMATS
+from lwdp.store.migrate import migrations_dir
 from lwdp.store.quick_catalog import RunCatalog
 
 PIPELINE = textwrap.dedent(
@@ -67,13 +71,14 @@ def test_a_warm_run_on_an_older_catalog_migrates_it_through_the_full_catalog(pro
     project.write("raw.csv", "a\n1\n")
     project.write("pipeline.py", PIPELINE)
     project.run()
-    project.sql("UPDATE alembic_version SET version_num = '0004'")
-    project.sql("DROP INDEX ix_artifacts_recency")
-    project.sql("CREATE INDEX ix_artifacts_last_access_size ON artifacts (last_access, size)")
+    script = ScriptDirectory(str(migrations_dir()))
+    head = script.get_current_head()
+    command.downgrade(test_catalog._alembic_config(project.cache_dir / "catalog.sqlite"), "-1")  # one revision behind
+    assert project.sql("SELECT version_num FROM alembic_version") == [(script.get_revision(head).down_revision,)]
     warm = project.run()
     assert warm.outcomes()["stg_double"] == "hit"
     assert "SQLALCHEMY True" in warm.stdout
-    assert project.sql("SELECT version_num FROM alembic_version") == [("0005",)]
+    assert project.sql("SELECT version_num FROM alembic_version") == [(head,)]
 
 
 def test_a_failed_background_write_is_raised_after_the_run_and_leaves_no_row(project, monkeypatch, stage_events):
