@@ -15,6 +15,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,7 +51,77 @@ class StoredFile:
     path: Path
 
 
-class LocalArtifactStore:
+class ArtifactStore(ABC):
+    """What every artifact store is: bytes named by stage hash and suffix, laid out as
+    ``<hash[:2]>/<hash>.<suffix>`` with ``<hash>.manifest.json`` beside each. A store
+    implements the primitives; the checks built on them (checksum, intactness, manifests)
+    are written once, here, for the local cache and the shared store alike."""
+
+    @abstractmethod
+    def describe(self, stage_hash: str, suffix: str) -> str:
+        """Where the artifact is, as a person would find it: a path or a URL."""
+
+    @abstractmethod
+    def get(self, stage_hash: str, suffix: str) -> bytes | None:
+        """The artifact's bytes, or None when it is not there."""
+
+    @abstractmethod
+    def put(self, stage_hash: str, suffix: str, payload: bytes) -> None:
+        """Store ``payload`` whole or not at all, replacing what was there."""
+
+    @abstractmethod
+    def size(self, stage_hash: str, suffix: str) -> int | None:
+        """The artifact's size in bytes, or None when it is not there."""
+
+    @abstractmethod
+    def delete(self, stage_hash: str, suffix: str) -> None:
+        """Remove an artifact and its manifest (the manifest first); "already gone" is fine."""
+
+    @abstractmethod
+    def artifacts(self) -> dict[str, str]:
+        """{hash: suffix} of every artifact stored where it belongs (no manifests)."""
+
+    @abstractmethod
+    def strays(self) -> list[tuple[str, int]]:
+        """(where, size) of what lwdp did not put where it is (a wrong bucket folder, a name
+        that is no artifact's), older than `UNLISTED_GRACE_S`."""
+
+    @abstractmethod
+    def delete_stray(self, where: str) -> None:
+        """Remove what `strays` listed; "already gone" is fine."""
+
+    def exists(self, stage_hash: str, suffix: str) -> bool:
+        return self.size(stage_hash, suffix) is not None
+
+    def checksum(self, stage_hash: str, suffix: str) -> str | None:
+        """The artifact's checksum (XXH3-128 of its bytes), or None when it is not there."""
+        data = self.get(stage_hash, suffix)
+        return checksum_bytes(data) if data is not None else None
+
+    def is_intact(self, stage_hash: str, suffix: str, size: int, checksum: str) -> bool | None:
+        """Whether the artifact has this size and checksum; None when it is not there."""
+        actual = self.size(stage_hash, suffix)
+        if actual is None:
+            return None
+        return actual == size and self.checksum(stage_hash, suffix) == checksum
+
+    def write_manifest(self, stage_hash: str, manifest: dict[str, Any]) -> None:
+        self.put(stage_hash, MANIFEST_SUFFIX, json.dumps(manifest, sort_keys=True).encode())
+
+    def read_manifest(self, stage_hash: str) -> dict[str, Any] | None:
+        """The manifest of ``stage_hash``: None when there is none, {} when it is not a JSON
+        object (so that validating it fails, with the reason, like any other bad manifest)."""
+        data = self.get(stage_hash, MANIFEST_SUFFIX)
+        if data is None:
+            return None
+        try:
+            manifest = json.loads(data)
+        except ValueError:
+            return {}
+        return manifest if isinstance(manifest, dict) else {}
+
+
+class LocalArtifactStore(ArtifactStore):
     """Artifacts under ``<cache_dir>/artifacts``."""
 
     def __init__(self, cache_dir: Path) -> None:
@@ -58,6 +129,9 @@ class LocalArtifactStore:
 
     def path_for(self, stage_hash: str, suffix: str) -> Path:
         return self.root / stage_hash[:2] / f"{stage_hash}.{suffix}"
+
+    def describe(self, stage_hash: str, suffix: str) -> str:
+        return str(self.path_for(stage_hash, suffix))
 
     def write(self, stage_hash: str, suffix: str, write_to: Callable[[str], T]) -> tuple[T, int, str]:
         """Publish what ``write_to(temp_path)`` writes; return its result, size and checksum.
@@ -80,39 +154,33 @@ class LocalArtifactStore:
         _fsync_dir(final.parent)
         return written, size, checksum
 
-    def read_bytes(self, stage_hash: str, suffix: str) -> bytes | None:
-        """The artifact's bytes, or None when its file is gone."""
+    def put(self, stage_hash: str, suffix: str, payload: bytes) -> None:
+        self.write(stage_hash, suffix, lambda path: Path(path).write_bytes(payload))
+
+    def get(self, stage_hash: str, suffix: str) -> bytes | None:
         try:
             return self.path_for(stage_hash, suffix).read_bytes()
         except FileNotFoundError:
             return None
 
-    def delete(self, stage_hash: str, suffix: str) -> None:
-        """Remove an artifact and its manifest; "already gone" is fine."""
-        self.path_for(stage_hash, MANIFEST_SUFFIX).unlink(missing_ok=True)
-        self.path_for(stage_hash, suffix).unlink(missing_ok=True)
-
-    def is_intact(self, stage_hash: str, suffix: str, size: int, checksum: str) -> bool | None:
-        """Whether the file has this size and checksum; None when it is missing."""
-        path = self.path_for(stage_hash, suffix)
+    def size(self, stage_hash: str, suffix: str) -> int | None:
         try:
-            return path.stat().st_size == size and file_digest(str(path)) == checksum
+            return self.path_for(stage_hash, suffix).stat().st_size
         except FileNotFoundError:
             return None
 
-    def write_manifest(self, stage_hash: str, manifest: dict[str, Any]) -> None:
-        payload = json.dumps(manifest, sort_keys=True).encode()
-        self.write(stage_hash, MANIFEST_SUFFIX, lambda path: Path(path).write_bytes(payload))
-
-    def read_manifest(self, stage_hash: str) -> dict[str, Any] | None:
-        """The manifest beside an artifact, or None when it is missing or unreadable."""
-        data = self.read_bytes(stage_hash, MANIFEST_SUFFIX)
+    def checksum(self, stage_hash: str, suffix: str) -> str | None:
+        """Streamed through one reused buffer: a large artifact is never held whole."""
         try:
-            return json.loads(data) if data is not None else None
-        except ValueError:
+            return file_digest(str(self.path_for(stage_hash, suffix)))
+        except FileNotFoundError:
             return None
 
-    def payload_names(self) -> dict[str, str]:
+    def delete(self, stage_hash: str, suffix: str) -> None:
+        self.path_for(stage_hash, MANIFEST_SUFFIX).unlink(missing_ok=True)
+        self.path_for(stage_hash, suffix).unlink(missing_ok=True)
+
+    def artifacts(self) -> dict[str, str]:
         """{hash: suffix} of every published artifact file, from one pass over the store's
         directories (no manifests, no temporary files)."""
         names: dict[str, str] = {}
@@ -129,10 +197,9 @@ class LocalArtifactStore:
                             names[found[0]] = found[1]
         return names
 
-    def stray_files(self) -> list[Path]:
-        """Files that lwdp did not put where they are (a wrong bucket, a name that is no
-        artifact's, anything outside the buckets), older than `UNLISTED_GRACE_S`. Temporary
-        files of writers are not stray (`dead_temp_files` covers them)."""
+    def strays(self) -> list[tuple[str, int]]:
+        """Anything outside the buckets counts too. Temporary files of writers are not
+        stray (`dead_temp_files` covers them)."""
         found = []
         cutoff = time.time() - UNLISTED_GRACE_S
         for top, _, names in os.walk(self.root):
@@ -141,14 +208,17 @@ class LocalArtifactStore:
                 in_place = artifact_name(bucket, name) is not None or (len(bucket) == 2 and name.startswith(TEMP_PREFIX))
                 path = Path(top, name)
                 if not in_place and _mtime(path) <= cutoff:
-                    found.append(path)
+                    found.append((str(path), _size(path)))
         return sorted(found)
+
+    def delete_stray(self, where: str) -> None:
+        Path(where).unlink(missing_ok=True)
 
     def unlisted_files(self, listed: set[str], names: dict[str, str] | None = None) -> Iterator[StoredFile]:
         """Artifact files whose hash is not in ``listed``, except ones published in the last
         `UNLISTED_GRACE_S` (a writer records its row a moment after publishing)."""
         cutoff = time.time() - UNLISTED_GRACE_S
-        for stage_hash, suffix in (self.payload_names() if names is None else names).items():
+        for stage_hash, suffix in (self.artifacts() if names is None else names).items():
             if stage_hash not in listed:
                 path = self.path_for(stage_hash, suffix)
                 if _mtime(path) <= cutoff:
@@ -168,6 +238,13 @@ def _mtime(path: Path) -> float:
         return float("inf")  # just removed: treat as too young to touch
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def _writer_alive(temp: Path) -> bool:
     """Temporary names are ``.tmp-<hash>-<pid>-<random>.<suffix>``: is that pid running?"""
     try:
@@ -183,6 +260,13 @@ def _writer_alive(temp: Path) -> bool:
 def checksum_bytes(data: bytes) -> str:
     """The artifact checksum of in-memory bytes (same as `file_digest` of the file)."""
     return xxhash.xxh3_128_hexdigest(data)
+
+
+def bytes_match(data: bytes | None, size: int, checksum: str) -> bool | None:
+    """Whether ``data`` has this size and checksum; None when there is no data."""
+    if data is None:
+        return None
+    return len(data) == size and checksum_bytes(data) == checksum
 
 
 def _fsync_dir(path: Path) -> None:

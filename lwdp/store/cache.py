@@ -25,7 +25,7 @@ import pandas as pd
 from .. import __version__, config
 from ..errors import ArtifactWriteError, LwdpError, ResultNotStorableError, StoreUnavailableError
 from ..formats import DEFAULT_FRAME_FORMAT, FORMATS, Format, default_format_for
-from .artifacts import MANIFEST_SUFFIX, LocalArtifactStore, checksum_bytes
+from .artifacts import MANIFEST_SUFFIX, LocalArtifactStore, bytes_match
 from .connections import on_close
 from .locks import LockDir
 from .quick_catalog import RunCatalog
@@ -145,11 +145,11 @@ class ResultCache(Generic[CatalogT]):
         if wanted is not None and record.format != wanted.name:
             return Miss(MissReason.FORMAT_CHANGED, f"{record.format} -> {wanted.name}")
         suffix = FORMATS[record.format].suffix
-        data = self.store.read_bytes(stage_hash, suffix) if keep_bytes else None
-        intact = _is_intact(record, data) if keep_bytes else self.store.is_intact(stage_hash, suffix, record.size, record.checksum)
+        data = self.store.get(stage_hash, suffix) if keep_bytes else None
+        intact = bytes_match(data, record.size, record.checksum) if keep_bytes else self.store.is_intact(stage_hash, suffix, record.size, record.checksum)
         if intact:
             return Loadable(record, source, data)
-        where = f"artifact {self.store.path_for(stage_hash, suffix)}"
+        where = f"artifact {self.store.describe(stage_hash, suffix)}"
         damage = _damage(stage_name, where, shared=False, missing=intact is None)
         # With a shared store, a local copy not downloaded yet is nothing to warn of.
         return Miss(damage.reason, warning=None) if intact is None and self.store_url else damage
@@ -209,7 +209,7 @@ class ResultCache(Generic[CatalogT]):
             return found
         if found.source is Source.SHARED:
             return self._download(stage_name, found, warn=True)
-        where = f"artifact {self.store.path_for(stage_hash, FORMATS[found.record.format].suffix)}"
+        where = f"artifact {self.store.describe(stage_hash, FORMATS[found.record.format].suffix)}"
         return _parsed(stage_name, found.record, found.data, where, shared=False)
 
     def _missed(self, miss: Miss, warn: bool) -> Miss:
@@ -222,7 +222,7 @@ class ResultCache(Generic[CatalogT]):
 
     def _load_local(self, stage_name: str, found: Loadable, warn: bool) -> Hit | Miss:
         record = found.record
-        where = f"artifact {self.store.path_for(record.hash, FORMATS[record.format].suffix)}"
+        where = f"artifact {self.store.describe(record.hash, FORMATS[record.format].suffix)}"
         loaded = _parsed(stage_name, record, found.data, where, shared=False)
         if isinstance(loaded, Miss):
             return self._missed(loaded, warn)
@@ -239,16 +239,16 @@ class ResultCache(Generic[CatalogT]):
         self.catalog.mark_used([record.hash], [], utcnow())  # now, not at the end: a shared gc keeps what is being read
         suffix = FORMATS[record.format].suffix
         try:
-            data = self.remote.read_bytes(record.hash, suffix)
+            data = self.remote.get(record.hash, suffix)
         except StoreUnavailableError as exc:
             return self._missed(Miss(MissReason.SHARED_UNAVAILABLE, warning=f"{exc}; computing what isn't cached locally"), warn)
         where = self.remote.describe(record.hash, suffix)
-        if data is None or not _is_intact(record, data):
+        if data is None or not bytes_match(data, record.size, record.checksum):
             return self._missed(_damage(stage_name, where, shared=True, missing=data is None), warn)
         loaded = _parsed(stage_name, record, data, where, shared=True)
         if isinstance(loaded, Miss):
             return self._missed(loaded, warn)
-        self.store.write(record.hash, suffix, lambda path: Path(path).write_bytes(data))
+        self.store.put(record.hash, suffix, data)
         self.store.write_manifest(record.hash, found.manifest)
         self.catalog.record_artifact(record, _stage_manifest_in(found.manifest))
         return Hit(loaded.value, record.size, self.remote.url)
@@ -335,7 +335,7 @@ class ResultCache(Generic[CatalogT]):
         content, maybe other bytes: then the local copy goes, to be fetched when needed)."""
         assert self.remote is not None
         suffix = FORMATS[record.format].suffix
-        payload = self.store.read_bytes(record.hash, suffix)
+        payload = self.store.get(record.hash, suffix)
         try:
             in_force = self.remote.publish(record.hash, suffix, payload or b"", manifest)
         except StoreUnavailableError as exc:
@@ -363,13 +363,6 @@ class ResultCache(Generic[CatalogT]):
                 f"{where}: cache format {fmt.name!r} cannot store this {type(result).__qualname__} "
                 f"({type(exc).__name__}: {exc}); choose another cache_format"
             ) from exc
-
-
-def _is_intact(record: ArtifactRecord, data: bytes | None) -> bool | None:
-    """Whether ``data`` has the record's size and checksum; None when there is no data."""
-    if data is None:
-        return None
-    return len(data) == record.size and checksum_bytes(data) == record.checksum
 
 
 def _damage(stage_name: str, where: str, shared: bool, missing: bool) -> Miss:

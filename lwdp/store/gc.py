@@ -98,7 +98,7 @@ def gc(
     report = GcReport(dry_run)
     started = utcnow()
     listed = cache.catalog.listed_formats()
-    stored = cache.store.payload_names()
+    stored = cache.store.artifacts()
     placement = Placement.of(cache)
     shared = placement.shared_store if placement.evicts_from_shared_store else None
     canonical = placement.canonical_names(stored)
@@ -126,17 +126,11 @@ def gc(
 def _sweep_strays(cache: ResultCache, report: GcReport, shared: RemoteArtifactStore | None) -> None:
     """Remove what lwdp did not put where it is, in this cache directory and in the shared
     store, once older than the grace period: no artifact of anyone's is ever there."""
-    for path in cache.store.stray_files():
-        size = path.stat().st_size if path.exists() else 0
-        if not report.dry_run:
-            path.unlink(missing_ok=True)
-        report.removed.append(Removal("", None, size, "stray", str(path)))
-    if shared is None:
-        return
-    for url, size in shared.stray_objects():
-        if not report.dry_run:
-            shared.delete_stray(url)
-        report.removed.append(Removal("", None, size, "stray", url))
+    for store in (cache.store, shared) if shared is not None else (cache.store,):
+        for where, size in store.strays():
+            if not report.dry_run:
+                store.delete_stray(where)
+            report.removed.append(Removal("", None, size, "stray", where))
 
 
 def _remove(

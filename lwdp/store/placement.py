@@ -44,7 +44,7 @@ class Placement:
     def canonical_names(self, local_names: dict[str, str]) -> dict[str, str]:
         """{hash: suffix} of the copies that make an artifact exist: the shared store's
         objects when there is one, else this cache directory's files."""
-        return self.shared_store.payload_names() if self.shared_store is not None else local_names
+        return self.shared_store.artifacts() if self.shared_store is not None else local_names
 
     def teammates_rows(self, listed: Iterable[str], local_names: dict[str, str]) -> set[str]:
         """Listed hashes that are another member's to manage (see the module docstring)."""

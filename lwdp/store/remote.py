@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..errors import MissingExtraError, StoreUnavailableError
-from .artifacts import MANIFEST_SUFFIX, UNLISTED_GRACE_S, artifact_name
+from .artifacts import MANIFEST_SUFFIX, UNLISTED_GRACE_S, ArtifactStore, artifact_name
 from .connections import on_close
 
 logger = logging.getLogger("lwdp")
@@ -32,8 +32,9 @@ _OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "ad
 _EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure"}
 
 
-class RemoteArtifactStore:
-    """Artifacts under an fsspec URL; ``storage_options`` go to fsspec (credentials too)."""
+class RemoteArtifactStore(ArtifactStore):
+    """Artifacts under an fsspec URL; ``storage_options`` go to fsspec (credentials too).
+    Every failure to reach the store is a `StoreUnavailableError`."""
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
         self.url = url.rstrip("/")
@@ -57,8 +58,18 @@ class RemoteArtifactStore:
         return f"{self.prefix}/{stage_hash[:2]}/{stage_hash}.{suffix}"
 
     def describe(self, stage_hash: str, suffix: str) -> str:
-        """The object's URL, as a user would type it (for messages)."""
         return f"{self.url}/{stage_hash[:2]}/{stage_hash}.{suffix}"
+
+    def put(self, stage_hash: str, suffix: str, payload: bytes) -> None:
+        with _store_errors(self.url, f"uploading {self.describe(stage_hash, suffix)}"):
+            self._write(self.key_for(stage_hash, suffix), payload, create=False)
+
+    def size(self, stage_hash: str, suffix: str) -> int | None:
+        try:
+            with _store_errors(self.url, f"reading {self.describe(stage_hash, suffix)}"):
+                return int(self.fs.size(self.key_for(stage_hash, suffix)))
+        except FileNotFoundError:
+            return None
 
     def publish(self, stage_hash: str, suffix: str, payload: bytes, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create the artifact and then its manifest unless they exist; return the manifest
@@ -104,22 +115,7 @@ class RemoteArtifactStore:
             raise
         return True
 
-    def read_manifest(self, stage_hash: str) -> dict[str, Any] | None:
-        """The manifest of ``stage_hash``; None when there is none, {} when it is not a JSON
-        object (so that validating it fails, with the reason, like any other bad manifest)."""
-        try:
-            with _store_errors(self.url, f"reading {self.describe(stage_hash, MANIFEST_SUFFIX)}"):
-                data = self._cat(stage_hash, MANIFEST_SUFFIX)
-        except FileNotFoundError:
-            return None
-        try:
-            manifest = json.loads(data)
-        except ValueError:
-            return {}
-        return manifest if isinstance(manifest, dict) else {}
-
-    def read_bytes(self, stage_hash: str, suffix: str) -> bytes | None:
-        """The artifact's bytes, or None when the object is gone."""
+    def get(self, stage_hash: str, suffix: str) -> bytes | None:
         try:
             with _store_errors(self.url, f"downloading {self.describe(stage_hash, suffix)}"):
                 return self._cat(stage_hash, suffix)
@@ -144,7 +140,7 @@ class RemoteArtifactStore:
         return bytes(self.fs.cat_file(self.key_for(stage_hash, suffix)))
 
     def delete(self, stage_hash: str, suffix: str) -> None:
-        """Remove the manifest (the artifact stops being visible), then the payload."""
+        """The manifest goes first: the artifact stops being visible, then its payload."""
         for key in (self.key_for(stage_hash, MANIFEST_SUFFIX), self.key_for(stage_hash, suffix)):
             try:
                 with _store_errors(self.url, f"deleting {key}"):
@@ -152,8 +148,7 @@ class RemoteArtifactStore:
             except FileNotFoundError:
                 pass
 
-    def payload_names(self) -> dict[str, str]:
-        """{hash: suffix} of every artifact object under the prefix (no manifests)."""
+    def artifacts(self) -> dict[str, str]:
         with _store_errors(self.url, "listing"):
             keys = self.fs.find(self.prefix)
         names = {}
@@ -163,11 +158,9 @@ class RemoteArtifactStore:
                 names[found[0]] = found[1]
         return names
 
-    def stray_objects(self) -> list[tuple[str, int]]:
-        """(URL, size) of objects under the prefix that lwdp did not put where they are (a wrong
-        bucket folder, a name that is no artifact's, a dead publisher's temporary name),
-        last modified over `UNLISTED_GRACE_S` ago. An object whose store reports no time is
-        left out (it can't be told from one being written)."""
+    def strays(self) -> list[tuple[str, int]]:
+        """URLs; a dead publisher's temporary name counts too. An object whose store reports
+        no time is left out (it can't be told from one being written)."""
         with _store_errors(self.url, "listing"):
             listing = self.fs.find(self.prefix, detail=True)
         cutoff = time.time() - UNLISTED_GRACE_S
@@ -177,7 +170,6 @@ class RemoteArtifactStore:
         )
 
     def delete_stray(self, url: str) -> None:
-        """Remove an object `stray_objects` listed; "already gone" is fine."""
         key = f"{self.prefix}/{url[len(self.url) + 1:]}"
         try:
             with _store_errors(self.url, f"deleting {url}"):

@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from .. import config
 from ..formats import FORMATS
-from .artifacts import LocalArtifactStore, checksum_bytes
+from .artifacts import ArtifactStore, bytes_match
 from .cache import ResultCache, manifest_of, record_from_manifest
 from .placement import Placement
 from .records import ArtifactRecord
@@ -27,14 +27,17 @@ if TYPE_CHECKING:
     from .remote import RemoteArtifactStore
 
 
+Damage = Literal["missing", "corrupt", "no-manifest"]
+
+
 @dataclass(frozen=True)
 class Problem:
     """One damaged or unlisted artifact."""
 
-    kind: str  # "missing" | "corrupt" | "no-manifest" | "unrecorded" | "orphan" | "stray", or "shared-..." (below)
-    hash: str
+    kind: str  # a `Damage`, "unrecorded", "orphan" or "stray"; for the shared store "shared-..." (below)
+    hash: str  # "" for a stray file
     stage: str | None
-    path: Path | str  # a URL for an object in the shared store
+    path: str  # a URL for an object in the shared store
     repaired: str | None = None  # what --repair did about it
 
     def __str__(self) -> str:
@@ -69,8 +72,8 @@ def verify(repair: bool = False, cache_dir: str | os.PathLike[str] | None = None
     """Check every artifact's file and checksum; with ``repair``, make the cache consistent.
 
     Repair drops damaged artifacts (the next run recomputes them), adopts files whose
-    manifest and checksum agree, rewrites missing manifests, removes unlisted files and
-    the temporary files of dead writers. Artifacts being written are left alone.
+    manifest and checksum agree, rewrites missing manifests, removes unlisted and stray
+    files and the temporary files of dead writers. Artifacts being written are left alone.
     """
     root = config.cache_dir(cache_dir)
     from .catalog import open_catalog  # SQLAlchemy: not imported by runs that only read
@@ -80,24 +83,24 @@ def verify(repair: bool = False, cache_dir: str | os.PathLike[str] | None = None
     report = VerifyReport(repaired=repair)
     placement = Placement.of(cache)
     recorded = {record.hash: record for record in catalog.all_artifacts()}
-    local = cache.store.payload_names()
+    local = cache.store.artifacts()
     theirs = placement.teammates_rows(recorded, local)
     recorded = {h: record for h, record in recorded.items() if h not in theirs}
     for record in recorded.values():
         report.checked += 1
-        problem = _check_recorded(cache.store, record, placement.local_copy_optional)
-        if problem is not None:
-            report.problems.append(_repair(cache, problem, record, placement) if repair else problem)
+        kind = _damage(cache.store, record)
+        if kind is None or (kind == "missing" and placement.local_copy_optional):  # downloaded when needed
+            continue
+        problem = Problem(kind, record.hash, record.stage, cache.store.describe(record.hash, FORMATS[record.format].suffix))
+        report.problems.append(_repair(cache, problem, record, placement) if repair else problem)
     for stored in cache.store.unlisted_files(set(recorded), local):
         report.checked += 1
-        problem = _check_unrecorded(cache, stored.hash, stored.path)
+        problem = _check_unrecorded(cache, stored.hash, str(stored.path))
         report.problems.append(_repair(cache, problem, None, placement) if repair else problem)
-    for path in cache.store.stray_files():
-        if repair:
-            path.unlink(missing_ok=True)
-        report.problems.append(Problem("stray", "", None, path, "removed" if repair else None))
+    _report_strays(cache.store, "stray", report, repair)
     if placement.shared_store is not None:
-        _verify_shared(cache, recorded, report, repair)
+        _report_strays(placement.shared_store, "shared-stray", report, repair)
+        _verify_shared(cache, placement.shared_store, recorded, report, repair)
     report.dead_temp_files = cache.store.dead_temp_files()
     if repair:
         for path in report.dead_temp_files:
@@ -105,21 +108,32 @@ def verify(repair: bool = False, cache_dir: str | os.PathLike[str] | None = None
     return report
 
 
-def _check_recorded(store: LocalArtifactStore, record: ArtifactRecord, copy_optional: bool) -> Problem | None:
-    """A listed artifact's local file; with ``copy_optional`` (a shared store holds it), a
-    copy never downloaded is no problem, and the shared store's object is checked apart."""
-    path = store.path_for(record.hash, FORMATS[record.format].suffix)
+def _damage(store: ArtifactStore, record: ArtifactRecord) -> Damage | None:
+    """What is wrong with the artifact ``record`` lists, in ``store``: written once for the
+    local cache and the shared store. Its manifest must be there and describe it."""
     intact = store.is_intact(record.hash, FORMATS[record.format].suffix, record.size, record.checksum)
     if intact is None:
-        return None if copy_optional else Problem("missing", record.hash, record.stage, path)
+        return "missing"
     if not intact:
-        return Problem("corrupt", record.hash, record.stage, path)
-    if store.read_manifest(record.hash) is None:
-        return Problem("no-manifest", record.hash, record.stage, path)
+        return "corrupt"
+    manifest = store.read_manifest(record.hash)
+    try:
+        described = record_from_manifest(manifest, record.hash) if manifest is not None else None
+    except ValueError:
+        described = None
+    if described is None or (described.format, described.size, described.checksum) != (record.format, record.size, record.checksum):
+        return "no-manifest"
     return None
 
 
-def _check_unrecorded(cache: ResultCache, stage_hash: str, path: Path) -> Problem:
+def _report_strays(store: ArtifactStore, kind: str, report: VerifyReport, repair: bool) -> None:
+    for where, _ in store.strays():
+        if repair:
+            store.delete_stray(where)
+        report.problems.append(Problem(kind, "", None, where, "removed" if repair else None))
+
+
+def _check_unrecorded(cache: ResultCache, stage_hash: str, path: str) -> Problem:
     record = cache.adoptable(stage_hash)
     if record is not None:
         return Problem("unrecorded", stage_hash, record.stage, path)
@@ -133,7 +147,7 @@ def _repair(cache: ResultCache, problem: Problem, record: ArtifactRecord | None,
             return problem  # being written right now: not ours to touch
         suffix = Path(problem.path).name.partition(".")[2]
         if problem.kind == "no-manifest" and record is not None:
-            cache.store.write_manifest(record.hash, manifest_of(record))
+            cache.store.write_manifest(record.hash, manifest_of(record, cache.local_stage_manifest(record.hash)))
             done = "manifest rewritten"
         elif problem.kind == "unrecorded" and (adopted := cache.adoptable(problem.hash)) is not None:
             cache.record_adopted(adopted)
@@ -148,54 +162,32 @@ def _repair(cache: ResultCache, problem: Problem, record: ArtifactRecord | None,
     return Problem(problem.kind, problem.hash, problem.stage, problem.path, done)
 
 
-def _verify_shared(cache: ResultCache, recorded: dict[str, ArtifactRecord], report: VerifyReport, repair: bool) -> None:
+_SHARED_KINDS = {"missing": "shared-missing", "corrupt": "shared-corrupt", "no-manifest": "shared-unpublished"}
+
+
+def _verify_shared(
+    cache: ResultCache, remote: RemoteArtifactStore, recorded: dict[str, ArtifactRecord], report: VerifyReport, repair: bool,
+) -> None:
     """Check the shared store's object and manifest of every artifact the catalog lists:
-    "shared-missing" (no object), "shared-unpublished" (an object without its manifest),
-    "shared-corrupt" (a manifest that doesn't validate or bytes that don't match it).
-    Repair publishes the local copy again where it is intact, else removes what is damaged
-    (the next run recomputes and publishes it)."""
-    remote = cache.remote
-    assert remote is not None
-    for url, _ in remote.stray_objects():
-        if repair:
-            remote.delete_stray(url)
-        report.problems.append(Problem("shared-stray", "", None, url, "removed" if repair else None))
-    stored = remote.payload_names()
-    for stage_hash, record in recorded.items():
-        suffix = FORMATS[record.format].suffix
+    "shared-missing" (no object), "shared-unpublished" (an object without a manifest that
+    describes it), "shared-corrupt" (bytes that don't match). Repair publishes the local
+    copy again where it is intact, else removes what is damaged (the next run recomputes
+    and publishes it)."""
+    for record in recorded.values():
         report.checked += 1
-        kind = _shared_problem(remote, stage_hash, suffix, stored.get(stage_hash))
-        if kind is None:
+        damage = _damage(remote, record)
+        if damage is None:
             continue
-        problem = Problem(kind, stage_hash, record.stage, remote.describe(stage_hash, suffix))
-        if repair:
-            problem = _repair_shared(cache, problem, record, suffix)
-        report.problems.append(problem)
+        suffix = FORMATS[record.format].suffix
+        problem = Problem(_SHARED_KINDS[damage], record.hash, record.stage, remote.describe(record.hash, suffix))
+        report.problems.append(_repair_shared(cache, remote, problem, record, suffix) if repair else problem)
 
 
-def _shared_problem(remote: RemoteArtifactStore, stage_hash: str, suffix: str, stored_suffix: str | None) -> str | None:
-    if stored_suffix != suffix:
-        return "shared-missing"
-    manifest = remote.read_manifest(stage_hash)
-    if manifest is None:
-        return "shared-unpublished"
-    data = remote.read_bytes(stage_hash, suffix)
-    try:
-        shared = record_from_manifest(manifest, stage_hash)
-    except ValueError:
-        return "shared-corrupt"
-    if data is None or len(data) != shared.size or checksum_bytes(data) != shared.checksum:
-        return "shared-corrupt"
-    return None
-
-
-def _repair_shared(cache: ResultCache, problem: Problem, record: ArtifactRecord, suffix: str) -> Problem:
-    remote = cache.remote
-    assert remote is not None
+def _repair_shared(cache: ResultCache, remote: RemoteArtifactStore, problem: Problem, record: ArtifactRecord, suffix: str) -> Problem:
     remote.delete(problem.hash, suffix)
-    if cache.store.is_intact(record.hash, suffix, record.size, record.checksum):
-        manifest = manifest_of(record, cache.local_stage_manifest(record.hash))
-        remote.publish(record.hash, suffix, cache.store.read_bytes(record.hash, suffix) or b"", manifest)
+    local_copy = cache.store.get(record.hash, suffix)
+    if local_copy is not None and bytes_match(local_copy, record.size, record.checksum):
+        remote.publish(record.hash, suffix, local_copy, manifest_of(record, cache.local_stage_manifest(record.hash)))
         done = "published again from the local copy"
     else:
         done = "removed from the shared store; the next run recomputes it"
