@@ -53,6 +53,23 @@ class Project:
         path.write_text(textwrap.dedent(text))
         return path
 
+    def edit(self, relpath: str, text: str) -> Path:
+        """Rewrite an existing file as a user does: seconds after it was last written.
+
+        Python reuses a module's cached bytecode (``__pycache__``) while the source's mtime,
+        in whole seconds, and its size are those it was compiled from. A test that rewrites
+        a module to a text of the same size within the same second would run the old
+        bytecode (where bytecode is written: users' machines, unlike CI with
+        PYTHONDONTWRITEBYTECODE=1). A user's edit comes seconds later, so its mtime is at
+        least 2 s past the previous one: Python's own check then sees the edit, as it does
+        for the user (removing the bytecode instead would skip that check).
+        """
+        before = (self.root / relpath).stat().st_mtime_ns
+        path = self.write(relpath, text)
+        later = max(path.stat().st_mtime_ns, before + 2_000_000_000)
+        os.utime(path, ns=(later, later))
+        return path
+
     def run(
         self, script: str = "pipeline.py", *args: str, env: dict[str, str] | None = None, check: bool = True,
         honour_permissions: bool = False,

@@ -191,7 +191,7 @@ def test_an_edit_reruns_exactly_the_stages_that_use_it_and_says_why(project, wha
     assert cold.ran() == ALL_STAGES
     source = {"helpers.py": HELPERS, "pipeline.py": PIPELINE}[path]
     assert source.count(old) == 1, what
-    project.write(path, source.replace(old, new))
+    project.edit(path, source.replace(old, new))
     # explain() says what will rerun and why, before anything runs ...
     explained = _explained(project)
     assert explained == {
@@ -229,13 +229,14 @@ def test_the_changed_helper_can_be_named(project):
     project.write("helpers.py", HELPERS)
     project.write("pipeline.py", PIPELINE)
     before = _helpers_of(project.run())["stg_cycle"]
-    project.write("pipeline.py", PIPELINE.replace("else 1", "else 2"))
+    project.edit("pipeline.py", PIPELINE.replace("else 1", "else 2"))
     after = _helpers_of(project.run())["stg_cycle"]
     assert {name for name in before if before[name] != after[name]} == {"pipeline.b_cycle"}
 
 
 def load_module(project, relpath: str, source: str, name: str | None = None):
-    path = project.write(relpath, source)
+    """Write ``source`` to ``relpath`` (editing it as a user would if it exists) and import it."""
+    path = project.edit(relpath, source) if (project.root / relpath).exists() else project.write(relpath, source)
     spec = importlib.util.spec_from_file_location(name or f"lwdp_deep_test_{next(_module_ids)}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 import os
 import shutil
+import subprocess
+import sys
 import time
 
 import pandas as pd
@@ -38,16 +40,27 @@ def test_stages_from_a_factory_differ_by_the_values_they_capture(project):
     assert second.ran() == {"pick_1"}
 
 
+MOD = "from lwdp import stage\n\n@stage(cache=True)\ndef stg_value():\n    return [1]\n"
+
+
 def test_code_hash_is_taken_at_decoration_not_after_the_file_is_edited(project):
     """Editing a module after importing it must not store old code's result under the new hash."""
-    project.write("mod.py", "from lwdp import stage\n\n@stage(cache=True)\ndef stg_value():\n    return [1]\n")
+    project.write("mod.py", MOD)
     project.write(
         "pipeline.py",
-        "import sys, pathlib\nsys.path.insert(0, '.')\nimport mod\n"
-        "p = pathlib.Path('mod.py'); p.write_text(p.read_text().replace('[1]', '[2]'))\n"
-        "print(mod.stg_value())\n",
+        "import os, sys, time\nsys.path.insert(0, '.')\nimport mod\nopen('imported', 'w').close()\n"
+        "while not os.path.exists('edited'):\n    time.sleep(0.01)\nprint(mod.stg_value())\n",
     )
-    assert project.run().stdout.strip() == "[1]"  # the code that was imported ran
+    running = subprocess.Popen([sys.executable, "pipeline.py"], cwd=project.root, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (project.root / "imported").exists():
+            assert running.poll() is None and time.monotonic() < deadline, "pipeline.py never imported mod"
+            time.sleep(0.01)
+        project.edit("mod.py", MOD.replace("[1]", "[2]"))  # while the pipeline runs
+    finally:
+        (project.root / "edited").touch()
+    assert running.communicate(timeout=120)[0].strip() == "[1]"  # the code that was imported ran
     project.write("check.py", "import sys\nsys.path.insert(0, '.')\nimport mod\nprint(mod.stg_value())\n")
     check = project.run("check.py")
     assert check.stdout.strip() == "[2]"
