@@ -364,7 +364,7 @@ def small_frames(draw) -> pd.DataFrame:
     return df
 
 
-HYPOTHESIS = settings(max_examples=50, deadline=None, database=None)
+HYPOTHESIS = settings(max_examples=50, deadline=None, database=None, derandomize=True)
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "feather", "pickle"])

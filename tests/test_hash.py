@@ -271,7 +271,7 @@ def _replace(node, path, value):
     return tuple(node)
 
 
-HYPOTHESIS = settings(max_examples=50, deadline=None, database=None)
+HYPOTHESIS = settings(max_examples=50, deadline=None, database=None, derandomize=True)
 
 
 @HYPOTHESIS

@@ -1182,7 +1182,7 @@ def test_cli_status_and_graph_say_what_is_stale_and_why_without_running_anything
     assert _status(project.root, "pipeline:stg_d") == {s: ("fresh", h[s][:12], "") for s in DIAMOND_STAGES}
 
     # a parameter changed
-    project.write("pipeline.py", DIAMOND.replace("x=2", "x=5"))
+    project.edit("pipeline.py", DIAMOND.replace("x=2", "x=5"))
     status, mermaid, dot = _cli_all(
         project.root, ["status", "pipeline:stg_d"], ["graph", "pipeline:stg_d"], ["graph", "pipeline:stg_d", "--format", "dot"],
     )
@@ -1225,7 +1225,7 @@ def test_cli_status_and_graph_say_what_is_stale_and_why_without_running_anything
     nothing_ran()
 
     # the raw file changed (the parameter is back)
-    project.write("pipeline.py", DIAMOND)
+    project.edit("pipeline.py", DIAMOND)
     project.write("raw/x.csv", RAW_V2)
     status = _status(project.root, "pipeline:stg_d")
     assert {s: (v[0], v[2]) for s, v in status.items()} == {
@@ -1238,7 +1238,7 @@ def test_cli_status_and_graph_say_what_is_stale_and_why_without_running_anything
 
     # the raw file is back; the code of stg_c changed; and a pipeline that never ran
     project.write("raw/x.csv", RAW_V1)
-    project.write("pipeline.py", DIAMOND.replace("return up + 1", "return up + 100"))
+    project.edit("pipeline.py", DIAMOND.replace("return up + 1", "return up + 100"))
     project.write("fresh_pipe.py", DIAMOND.replace("stg_", "new_").replace("raw/x.csv", "raw/y.csv"))
     project.write("raw/y.csv", RAW_V1)
     code, never = _cli_all(project.root, ["status", "pipeline:stg_d"], ["status", "fresh_pipe:new_d"])
