@@ -14,9 +14,6 @@ path, so that implementations can't drift apart. A new backend is one line of `S
   run's catalog made in the background, SQLAlchemy; the same on PostgreSQL), method by
   method: whatever one path writes, every path over the same database reads back
   identically, and every database gives back what was written.
-
-A contract today's lwdp breaks is marked ``xfail(strict=True)`` with the bug as reason:
-the fix turns it into a failure until the mark is removed.
 """
 
 from __future__ import annotations
@@ -107,11 +104,24 @@ STORES = [
 ]
 
 
-@pytest.fixture(params=STORES)
-def backend(request: pytest.FixtureRequest, project: Project, tmp_path: Path) -> StoreBackend:
+SHARED_STORES = [param for param in STORES if param.values[0] is not _local_only]
+
+
+def _made(request: pytest.FixtureRequest, tmp_path: Path) -> StoreBackend:
     # Pickles this team computed are trusted (the pickle stage must be shareable).
     made = request.param(request, tmp_path)
     return StoreBackend({**made.env, "LWDP_TRUST_PICKLE": "1"}, made.shared_fs, made.shared_root, made.shared_catalog)
+
+
+@pytest.fixture(params=STORES)
+def backend(request: pytest.FixtureRequest, project: Project, tmp_path: Path) -> StoreBackend:
+    return _made(request, tmp_path)
+
+
+@pytest.fixture(params=SHARED_STORES)
+def shared_backend(request: pytest.FixtureRequest, project: Project, tmp_path: Path) -> StoreBackend:
+    """The contracts of what only a shared store has."""
+    return _made(request, tmp_path)
 
 
 PIPELINE = '''
@@ -340,11 +350,10 @@ def _flip_a_byte(backend: StoreBackend, key: str) -> None:
     backend.shared_fs.pipe_file(key, data[:5] + bytes([data[5] ^ 0xFF]) + data[6:])  # the same size
 
 
-def test_a_damaged_shared_object_is_never_served_and_verify_reports_it(backend, tmp_path):
+def test_a_damaged_shared_object_is_never_served_and_verify_reports_it(shared_backend, tmp_path):
     """Also where explain() can't know: a shared object is judged by its manifest, without
     downloading it (documented), so explain() says fresh and the call recomputes."""
-    if not backend.shared:
-        pytest.skip("no shared store")
+    backend = shared_backend
     alice, bob = _member(tmp_path / "alice"), _member(tmp_path / "bob")
     cold = _run(alice, backend, explain=False)
     hashes = cold.hashes()
@@ -364,14 +373,9 @@ def test_a_damaged_shared_object_is_never_served_and_verify_reports_it(backend, 
     )
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "bug: a teammate who recomputes a stage whose shared object is corrupt leaves the corrupt object in the "
-    "store (publish finds the key taken and keeps it), so every teammate recomputes it until verify --repair"
-))
-def test_a_shared_object_a_teammate_recomputed_is_whole_again(backend, tmp_path):
+def test_a_shared_object_a_teammate_recomputed_is_whole_again(shared_backend, tmp_path):
     """The README's "recomputed and its artifact replaced", for the shared store."""
-    if not backend.shared:
-        pytest.skip("no shared store")
+    backend = shared_backend
     alice, bob = _member(tmp_path / "alice"), _member(tmp_path / "bob")
     hashes = _run(alice, backend, explain=False).hashes()
     key = backend.shared_key(hashes["pipeline.stg_priced"], "csv")
@@ -517,11 +521,6 @@ def test_artifacts_lists_what_is_where_it_belongs_and_delete_removes_it_with_its
 
 
 def test_strays_are_what_lwdp_did_not_put_where_it_is_and_delete_stray_removes_them(artifact_store, monkeypatch, request):
-    if artifact_store.store.describe(H1, "x").startswith("memory://"):
-        request.applymarker(pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-            "bug: a memory:// listing gives each object's time as 'created', which the shared store's "
-            "_modified does not read, so no stray is ever reported or collected there"
-        )))
     for module in (LocalArtifactStore.__module__, RemoteArtifactStore.__module__):
         monkeypatch.setattr(sys.modules[module], "UNLISTED_GRACE_S", -5.0)  # every file counts as old enough
     store = artifact_store.store
@@ -713,10 +712,6 @@ def test_marks_of_use_move_last_access_the_same_on_every_path(catalog):
 def test_a_time_in_any_zone_is_the_same_instant_on_every_path(catalog, request):
     """A time given aware, in any zone, is that instant whichever method takes it (as
     record_artifact does): never its wall-clock reading taken for UTC."""
-    request.applymarker(pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-        "bug: mark_used stores an aware time's wall-clock reading as UTC (record_artifact converts it) "
-        "on SQLite; on PostgreSQL it is converted to the server session's zone"
-    )))
     record = _record("a")
     catalog.writer.record_artifact(record)
     catalog.writer.mark_used([record.hash], [], (T0 + dt.timedelta(hours=2)).astimezone(INDIA))

@@ -332,22 +332,29 @@ class ResultCache(Generic[CatalogT]):
 
     def _publish(self, stage_name: str, record: ArtifactRecord, manifest: dict[str, Any]) -> ArtifactRecord:
         """Share a new artifact; the record in force is the first publisher's (equivalent
-        content, maybe other bytes: then the local copy goes, to be fetched when needed)."""
+        content, maybe other bytes: then the local copy goes, to be fetched when needed),
+        unless what the first publisher left is damaged: this result then replaces it."""
         assert self.remote is not None
         suffix = FORMATS[record.format].suffix
-        payload = self.store.get(record.hash, suffix)
+        payload = self.store.get(record.hash, suffix) or b""
         try:
-            in_force = self.remote.publish(record.hash, suffix, payload or b"", manifest)
+            in_force = self.remote.publish(record.hash, suffix, payload, manifest)
+            if in_force is manifest:
+                return record
+            try:
+                shared: ArtifactRecord | None = record_from_manifest(in_force, record.hash)
+            except ValueError:
+                shared = None
+            if shared is None or not self.remote.is_intact(record.hash, FORMATS[shared.format].suffix, shared.size, shared.checksum):
+                # Payload first: a reader in between finds a checksum mismatch, and recomputes.
+                self.remote.put(record.hash, suffix, payload)
+                self.remote.write_manifest(record.hash, manifest)
+                return record
         except StoreUnavailableError as exc:
             _warn_once(f"write {self.remote.url}", "cached locally but not shared: %s", exc)
             return record
-        if in_force.get("checksum") == record.checksum:
-            return record
-        try:
-            shared = record_from_manifest(in_force, record.hash)
-        except ValueError:
-            return record
-        self.store.delete(record.hash, suffix)
+        if shared.checksum != record.checksum:
+            self.store.delete(record.hash, suffix)
         return shared
 
     def _write(self, stage_name: str, stage_hash: str, fmt: Format, result: Any) -> tuple[dict[str, Any], int, str]:

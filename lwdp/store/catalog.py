@@ -187,6 +187,7 @@ class Catalog:
     def mark_used(self, touched: list[str], evaluated: list[str], now: dt.datetime) -> None:
         """One write transaction: the artifacts read get ``now`` as last access, and the
         lineage of the stage hashes evaluated becomes the most recent of their stages."""
+        now = naive_utc(now)
         with self._write() as conn:
             for chunk in in_chunks(sorted(touched)):
                 conn.execute(update(artifacts).where(artifacts.c.hash.in_(chunk)).values(last_access=now))

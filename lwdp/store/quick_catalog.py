@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .. import config
 from ..digest import DigestMemo, FileState
 from .connections import on_close
-from .records import ArtifactRecord, LineageRow, artifact_values, utcnow
+from .records import ArtifactRecord, LineageRow, artifact_values, naive_utc, utcnow
 from .catalog_file import BUSY_TIMEOUT_MS, CATALOG_FILE, HEAD_REVISION, cache_dir_error
 
 if TYPE_CHECKING:
@@ -161,7 +161,7 @@ class SQLiteQuick:
     def mark_used(self, touched: list[str], evaluated: list[str], now: dt.datetime) -> None:
         """One write transaction: the artifacts read get ``now`` as last access, and the
         lineage of the stage hashes evaluated becomes the most recent of their stages."""
-        stamp = _stored(now)
+        stamp = _stored(naive_utc(now))
         with self._immediate():
             for chunk in in_chunks(sorted(touched)):
                 self.conn.execute(f"UPDATE artifacts SET last_access = ? WHERE hash IN ({_marks(chunk)})", [stamp, *chunk])

@@ -188,7 +188,7 @@ class RemoteArtifactStore(ArtifactStore):
 def _modified(info: dict[str, Any]) -> float | None:
     """When an object was last written, from fsspec's listing (each implementation names
     it its own way), as a POSIX timestamp."""
-    for field in ("LastModified", "mtime", "last_modified", "updated"):
+    for field in ("LastModified", "mtime", "last_modified", "updated", "created"):
         value = info.get(field)
         if isinstance(value, (int, float)):
             return float(value)
