@@ -16,7 +16,10 @@ class _EventPrinter(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         event = getattr(record, "lwdp_event", None)
         if event is not None:
-            print("LWDP_EVENT " + json.dumps(dataclasses.asdict(event)), file=sys.stderr, flush=True)
+            # One write, newline included: print() writes the line and its newline apart, and a
+            # log line another handler writes from another thread could land in between.
+            sys.stderr.write("LWDP_EVENT " + json.dumps(dataclasses.asdict(event)) + "\n")
+            sys.stderr.flush()
 
 
 logger = logging.getLogger("lwdp")
