@@ -11,7 +11,7 @@ path, so that implementations can't drift apart. A new backend is one line of `S
 - `ARTIFACT_STORES`: the `ArtifactStore` interface the local cache and every shared store
   implement (local, ``file://``, ``memory://``, S3), method by method, in this process.
 - `CATALOGS`: each path to the catalog (a run's quick path over stdlib sqlite3, a first
-  run's catalog made in the background, SQLAlchemy; the same on PostgreSQL), method by
+  run's catalog made at the head schema, SQLAlchemy; the same on PostgreSQL), method by
   method: whatever one path writes, every path over the same database reads back
   identically, and every database gives back what was written.
 """
@@ -560,7 +560,7 @@ def _run_path_on_a_catalog_that_exists(cache_dir: Path) -> Any:
 
 
 def _run_path_on_a_new_catalog(cache_dir: Path) -> Any:
-    """A first run's catalog: made on a background thread while the run reads and writes."""
+    """A first run's catalog: made by the run itself at the head schema (no migration)."""
     return RunCatalog(cache_dir)
 
 

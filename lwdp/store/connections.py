@@ -5,6 +5,7 @@ what this process never loaded."""
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Callable
 
 _closers: list[Callable[[], None]] = []
@@ -22,3 +23,8 @@ def close() -> None:
     needed (a notebook releasing its files, a test that must not leak into the next)."""
     for closer in _closers:
         closer()
+
+
+# At exit too: closing the last connection to a SQLite catalog checkpoints its write-ahead
+# log into the file and removes it, so a finished run leaves the catalog whole in one file.
+atexit.register(close)

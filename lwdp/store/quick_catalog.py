@@ -5,8 +5,9 @@ tenth of an incremental one, so on a SQLite catalog already at this lwdp's schem
 statements a run makes go through the standard library's ``sqlite3``: the reads (raw
 digest memos, artifact rows, which hashes have lineage, the manifest a miss is explained
 against), the rows of what it computes, and one batched write of last-access times and
-lineage recency at its end. Creating or migrating the catalog, a damaged file, PostgreSQL
-catalogs and all upkeep (gc, verify, lineage queries) go to the full `Catalog`. The SQL
+lineage recency at its end. A new catalog is made at the head schema with ``sqlite3`` too
+(`lwdp.store.head_schema`); migrating an older one, a damaged file, PostgreSQL catalogs
+and all upkeep (gc, verify, lineage queries) go to the full `Catalog`. The SQL
 here mirrors `lwdp.store.catalog` statement for statement; the test suite runs every
 pipeline through this path and every upkeep through that one, on the same files.
 """
@@ -19,7 +20,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,11 +29,10 @@ from .. import config
 from ..digest import DigestMemo, FileState
 from .connections import on_close
 from .records import ArtifactRecord, LineageRow, artifact_values, naive_utc, utcnow
-from .catalog_file import BUSY_TIMEOUT_MS, CATALOG_FILE, HEAD_REVISION, cache_dir_error
+from .catalog_file import BUSY_TIMEOUT_MS, CATALOG_FILE, HEAD_REVISION
+from .head_schema import create_catalog_file
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future, ThreadPoolExecutor
-
     from .catalog import Catalog
 
 logger = logging.getLogger("lwdp")
@@ -227,27 +227,14 @@ def _quick_for(cache_dir: Path) -> SQLiteQuick | None:
     return quick
 
 
-# What a catalog being created holds, for the reads a run makes before it exists.
-_EMPTY_ANSWERS: dict[str, Callable[..., Any]] = {
-    "lookup_artifact": lambda stage_hash: None,
-    "load_digest_memos": lambda paths: {},
-    "hashes_with_lineage": lambda hashes: set(),
-    "previous_manifest": lambda stage, current: (False, None),
-}
-
-
 class RunCatalog:
     """The catalog of one run: `SQLiteQuick` where it can serve, the full catalog otherwise.
 
     Last-access times of the artifacts read and the recency of the lineage of the stage
     hashes evaluated are written once, by `flush`, at the end of the run. A catalog the quick
-    path can't serve (missing, older, damaged, or a ``catalog_url``) is the full one's.
-
-    A cache directory without a catalog (a first, cold run) gets one made on a background
-    thread: importing SQLAlchemy and Alembic and migrating costs ~0.25 s, which then overlaps
-    the first stages. Meanwhile reads find it empty (an artifact another process publishes
-    meanwhile is still found: a locked re-check adopts it from its manifest), the run's
-    lineage and memos are written after it, and the writer thread waits for it.
+    path can't serve (older, damaged, or a ``catalog_url``) is the full one's. A cache
+    directory without a catalog (a first, cold run) gets one at the head schema, made with
+    the standard library in a few milliseconds (`lwdp.store.head_schema`).
     """
 
     def __init__(self, cache_dir: Path) -> None:
@@ -256,43 +243,24 @@ class RunCatalog:
         self._per_thread = threading.local()
         self._touched: set[str] = set()
         self._evaluated: set[str] = set()
-        self._creating: ThreadPoolExecutor | None = None
-        self._created: Future[Catalog] | None = None
-        self._deferred: list[Future[Any]] = []
         if self._quick_ok and not (cache_dir / CATALOG_FILE).exists():
-            from concurrent.futures import ThreadPoolExecutor  # cold runs only
-
-            try:  # here, so that a cache directory that can't be made fails the run at once
-                cache_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise cache_dir_error(cache_dir, exc.strerror, exc.errno) from exc
-
-            self._creating = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lwdp-catalog")
-            self._created = self._creating.submit(self._open_full)
-
-    def _open_full(self) -> Catalog:
-        from .catalog import open_catalog
-
-        return open_catalog(self.cache_dir)
+            create_catalog_file(cache_dir)
 
     @property
     def full(self) -> Catalog:
-        """The full catalog (SQLAlchemy), opened, created or migrated on first need.
+        """The full catalog (SQLAlchemy), opened or migrated on first need.
 
         :raises CacheDirError: (and the other errors of `open_catalog`)
         """
-        if self._created is not None:
-            self._created.result()
-        return self._open_full()
+        from .catalog import open_catalog
 
-    def _being_created(self) -> bool:
-        return self._created is not None and not self._created.done()
+        return open_catalog(self.cache_dir)
 
     def _quick(self) -> SQLiteQuick | None:
         if not self._quick_ok:
             return None
         quick: SQLiteQuick | None = getattr(self._per_thread, "quick", None)
-        if quick is None and not self._being_created():  # once per run and thread: a stat and a dict lookup
+        if quick is None:  # once per run and thread: a stat and a dict lookup
             quick = self._per_thread.quick = _quick_for(self.cache_dir)
         return quick
 
@@ -305,16 +273,7 @@ class RunCatalog:
                 return getattr(quick, method)(*args)
             except sqlite3.Error:
                 self._quick_ok = False
-        elif self._being_created() and method in _EMPTY_ANSWERS:
-            return _EMPTY_ANSWERS[method](*args)
         return getattr(self.full, method)(*args)
-
-    def _write_soon(self, method: str, *args: Any) -> None:
-        """A write of the run's own thread: after the catalog is made, if it is being made."""
-        if self._creating is not None and self._being_created():
-            self._deferred.append(self._creating.submit(self._fast, method, *args))
-        else:
-            self._fast(method, *args)
 
     def lookup_artifact(self, stage_hash: str) -> ArtifactRecord | None:
         return self._fast("lookup_artifact", stage_hash)
@@ -323,7 +282,7 @@ class RunCatalog:
         return self._fast("load_digest_memos", paths)
 
     def save_digest_memos(self, memos: list[DigestMemo]) -> None:
-        self._write_soon("save_digest_memos", memos)
+        self._fast("save_digest_memos", memos)
 
     def record_artifact(self, record: ArtifactRecord, stage_manifest: dict[str, Any] | None = None) -> None:
         self._fast("record_artifact", record, stage_manifest)
@@ -348,17 +307,15 @@ class RunCatalog:
         known = self._fast("hashes_with_lineage", list(by_hash)) if self._quick() is not None else set()
         new = [row for h, hash_rows in by_hash.items() if h not in known for row in hash_rows]
         if new:
-            self._write_soon("record_lineage", new)
+            self._fast("record_lineage", new)
         self._evaluated.update(known)
 
     def flush(self, raising: bool = True) -> None:
-        """Write the deferred marks of use in one transaction, once the writes deferred while
-        the catalog was being made are done (the first that failed is raised).
+        """Write the deferred marks of use in one transaction.
 
         ``raising=False``: the run is failing already; what fails here is only logged.
         """
         try:
-            self._settle()
             touched, evaluated = list(self._touched), list(self._evaluated)
             self._touched.clear()
             self._evaluated.clear()
@@ -368,17 +325,3 @@ class RunCatalog:
             if raising:
                 raise
             logger.error("%s", exc)
-
-    def _settle(self) -> None:
-        """Wait for the catalog being made and the writes deferred to it; raise the first
-        failure (the others are logged)."""
-        if self._creating is None:
-            return
-        self._creating.shutdown(wait=True)
-        self._creating = None
-        failed = [error for write in [self._created, *self._deferred] if write and (error := write.exception())]
-        self._deferred.clear()
-        for error in failed[1:]:
-            logger.error("%s", error)
-        if failed:
-            raise failed[0]

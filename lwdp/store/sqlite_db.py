@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 
 from ..errors import CatalogDamagedError, CatalogUnavailableError
 from .catalog_file import BUSY_TIMEOUT_MS, CATALOG_FILE, cache_dir_error
+from .head_schema import create_catalog_file
 from .migrate import ensure_schema
 from .records import utcnow
 
@@ -70,6 +71,8 @@ def open_sqlite(cache_dir: Path) -> SQLiteDatabase:
     :raises CacheDirError: the directory or its catalog cannot be created or opened.
     """
     path = cache_dir / CATALOG_FILE
+    if not path.exists():
+        create_catalog_file(cache_dir)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         try:
