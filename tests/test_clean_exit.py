@@ -13,7 +13,7 @@ C++ runtime aborts the process. The window is a few milliseconds before shutdown
 in fresh processes below rarely meet it (0 aborts in 630 such runs on a loaded machine before
 any fix); `test_arrow_readers_are_handed_memory_arrow_owns` checks the cause itself.
 
-lwdp's own threads (writers, catalog creation, raw-file hashing) are non-daemon, named
+lwdp's own threads (artifact writers, raw-file hashing) are non-daemon, named
 ``lwdp-...`` and joined before a call returns; `test_no_thread_a_run_starts_outlives_the_call`
 holds them to that.
 """
@@ -24,25 +24,28 @@ import json
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from lwdp.digest import RACY_WINDOW_NS
+
 RUNNER = Path(__file__).with_name("runner.py")
 DEATH_SIGNS = ("terminate called", "Aborted", "Fatal Python error", "Traceback", "Segmentation fault")
 
-# A wide frame (many columns: many decode tasks on Arrow's pool) upstream of a consumer; the
-# script's last statement is the call (or a print of its result), so the interpreter starts
-# shutting down while whatever the call left behind is at its latest.
+# A wide frame (many columns: many decode tasks on Arrow's pool) made from raw files, upstream
+# of a consumer; the script's last statement is the call (or a print of its result), so the
+# interpreter starts shutting down while whatever the call left behind is at its latest.
 PIPELINE = '''
 import sys
 import numpy as np
 import pandas as pd
 from lwdp import stage
 
-@stage(n=20000, cache=True)
-def stg_wide(n):
+@stage(raw="raw/*.bin", n=20000, cache=True)
+def stg_wide(raw, n):
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({f"c{i}": rng.random(n) for i in range(12)})
     frame["s"] = [f"row {i}" for i in range(n)]
@@ -56,6 +59,13 @@ result = stg_down()
 if sys.argv[2] == "print":
     print("RESULT", len(result), round(float(result["w"].sum()), 3))
 '''
+
+
+def _write_raw(project, files: int, size: int) -> None:
+    (project.root / "raw").mkdir()
+    for i in range(files):
+        path = project.root / "raw" / f"{i}.bin"
+        path.write_bytes(os.urandom(size))
 
 
 def _run(root: Path, cache: Path, *args: str) -> tuple[int, str, str]:
@@ -81,12 +91,13 @@ def _assert_clean(what: str, code: int, stdout: str, stderr: str) -> None:
 
 @pytest.mark.slow
 def test_short_pipelines_exit_with_code_0_in_many_fresh_processes(project):
-    """Cold runs (catalog made on its thread, artifacts on writer threads) that exit right
-    after the computing call; warm runs (a hit and a stage not loaded, as in the failing
+    """Cold runs (catalog made, artifacts written on writer threads) that exit right after
+    the computing call; warm runs (a hit and a stage not loaded, as in the failing
     test) that exit right after printing the result; and runs that read the upstream and
     compute the consumer. Four at a time on a 2-core machine, to load it as the full suite
     does."""
     project.write("pipeline.py", PIPELINE)
+    _write_raw(project, 2, 1000)
     warm = project.root / "warm-cache"
     code, out, err = _run(project.root, warm, "1", "print")
     _assert_clean("first run", code, out, err)
@@ -146,11 +157,13 @@ def _probe(project, cache: Path, k: str) -> dict[str, list]:
 
 def test_no_thread_a_run_starts_outlives_the_call(project):
     project.write("pipeline.py", THREAD_PROBE)
+    _write_raw(project, 2, 9 * 2**20)  # enough to be hashed on two threads
+    time.sleep(RACY_WINDOW_NS / 1e9 + 0.1)  # so the first run's digest memos are trusted by the next ones
     cache = project.root / "cache"
 
-    cold = _probe(project, cache, "1")  # catalog created on its thread, two artifacts written on writer threads
+    cold = _probe(project, cache, "1")  # raw files hashed on threads, two artifacts written on writer threads
     lwdp_started = [name for name, _, module in cold["STARTED"] if module.startswith("lwdp")]
-    assert any(name.startswith("lwdp-catalog") for name in lwdp_started), cold
+    assert any(name.startswith("lwdp-hash") for name in lwdp_started), cold
     assert any(name.startswith("lwdp-writer") for name in lwdp_started), cold
     assert all(name.startswith("lwdp-") for name in lwdp_started), cold  # every thread lwdp starts says so
     assert not any(daemon for _, daemon, _ in cold["STARTED"]), cold  # threading's shutdown would not join a daemon
@@ -158,7 +171,7 @@ def test_no_thread_a_run_starts_outlives_the_call(project):
     # frame on threads of its own), is still running once the call has returned
     assert cold["ALIVE_AFTER_CALL"] == [] and cold["AT_EXIT"] == [], cold
 
-    incremental = _probe(project, cache, "2")  # reads the upstream, writes the consumer
+    incremental = _probe(project, cache, "2")  # raw digests from memos; reads the upstream, writes the consumer
     assert {name.split("_")[0] for name, _, module in incremental["STARTED"] if module.startswith("lwdp")} == {"lwdp-writer"}, incremental
     assert incremental["ALIVE_AFTER_CALL"] == [] and incremental["AT_EXIT"] == [], incremental
 
