@@ -190,24 +190,42 @@ def _write_parquet(df: pd.DataFrame, path: str) -> None:
     df.to_parquet(path, compression="lz4", write_statistics=False)
 
 
+def _arrow_reader(buf: io.BytesIO) -> Any:
+    """A reader over a copy of the bytes in memory Arrow owns (the copy replaces the one
+    ``BytesIO.getbuffer`` made).
+
+    Arrow's pool threads decode columns and may drop the last reference to the memory they
+    read from after the read has returned. Memory a Python object owns then takes the GIL on
+    that thread; if the interpreter has begun finalizing meanwhile, Python ends the thread
+    inside a C++ destructor and the process aborts ("terminate called without an active
+    exception", SIGABRT) after a successful script. Memory Arrow owns is freed without Python.
+    """
+    import pyarrow  # type: ignore[import-untyped]
+
+    data = buf.getvalue()  # the BytesIO's own bytes object: no copy
+    owned = pyarrow.allocate_buffer(len(data))
+    memoryview(owned).cast("B")[:] = data
+    return pyarrow.BufferReader(owned)
+
+
 def _read_parquet(buf: io.BytesIO) -> Any:
     import pyarrow.parquet  # type: ignore[import-untyped]
 
     # Not read_table: it imports pyarrow.dataset (8 ms). A BufferReader over the bytes spares
     # pyarrow the calls back into Python that reading a BytesIO costs.
-    return pyarrow.parquet.ParquetFile(pyarrow.BufferReader(buf.getbuffer())).read()
+    return pyarrow.parquet.ParquetFile(_arrow_reader(buf)).read()
 
 
 def _read_feather(buf: io.BytesIO) -> Any:
     import pyarrow.feather  # type: ignore[import-untyped]
 
-    return pyarrow.feather.read_table(buf)  # a copy: zero-copy columns would be read-only
+    return pyarrow.feather.read_table(_arrow_reader(buf))
 
 
 def _read_orc(buf: io.BytesIO) -> pd.DataFrame:
     import pyarrow.orc  # type: ignore[import-untyped]
 
-    return _from_arrow(pyarrow.orc.ORCFile(buf).read())
+    return _from_arrow(pyarrow.orc.ORCFile(_arrow_reader(buf)).read())
 
 
 def _from_arrow(table: Any) -> pd.DataFrame:

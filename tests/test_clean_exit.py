@@ -179,12 +179,6 @@ def test_no_thread_a_run_starts_outlives_the_call(project):
     assert warm["STARTED"] == [] and warm["ALIVE_AFTER_CALL"] == [] and warm["AT_EXIT"] == [], warm
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12, bug 8: lwdp/formats.py gives pyarrow a memoryview of the BytesIO (parquet) or the BytesIO "
-    "itself (feather, orc); the fix (read from a copy in memory Arrow owns) is in formats.py, which this change "
-    "does not touch: remove this mark with it",
-)
 @pytest.mark.parametrize("name, entry", [
     ("parquet", "pyarrow.parquet.ParquetFile"),
     ("feather", "pyarrow.feather.read_table"),
