@@ -96,7 +96,7 @@ def _lock_announcing_wait(fd: int, mode: int, path: Path, stage_name: str) -> No
         return
     except BlockingIOError:
         pass
-    doing = "computing or reading" if mode == fcntl.LOCK_EX else "writing"
+    doing = "computing or reading" if mode == fcntl.LOCK_EX else "computing or writing"
     logger.info("stage %s: another process is %s it; waiting for lock %s", stage_name, doing, path)
     started = time.perf_counter()
     fcntl.flock(fd, mode)
