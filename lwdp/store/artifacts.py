@@ -90,6 +90,13 @@ class ArtifactStore(ABC):
     def delete_stray(self, where: str) -> None:
         """Remove what `strays` listed; "already gone" is fine."""
 
+    def sweep_strays(self, remove: bool) -> list[tuple[str, int]]:
+        """`strays`, each removed too when ``remove`` (gc, verify --repair)."""
+        found = self.strays()
+        for where, _ in found if remove else ():
+            self.delete_stray(where)
+        return found
+
     def exists(self, stage_hash: str, suffix: str) -> bool:
         return self.size(stage_hash, suffix) is not None
 

@@ -149,8 +149,7 @@ class ResultCache(Generic[CatalogT]):
         intact = bytes_match(data, record.size, record.checksum) if keep_bytes else self.store.is_intact(stage_hash, suffix, record.size, record.checksum)
         if intact:
             return Loadable(record, source, data)
-        where = f"artifact {self.store.describe(stage_hash, suffix)}"
-        damage = _damage(stage_name, where, shared=False, missing=intact is None)
+        damage = _damage(stage_name, self._local_where(record), shared=False, missing=intact is None)
         # With a shared store, a local copy not downloaded yet is nothing to warn of.
         return Miss(damage.reason, warning=None) if intact is None and self.store_url else damage
 
@@ -161,7 +160,7 @@ class ResultCache(Generic[CatalogT]):
         try:
             manifest = self.remote.read_manifest(stage_hash)
         except StoreUnavailableError as exc:
-            return Miss(MissReason.SHARED_UNAVAILABLE, warning=f"{exc}; computing what isn't cached locally")
+            return _unavailable(exc)
         if manifest is None:
             return Miss(MissReason.NEVER_COMPUTED)
         try:
@@ -209,8 +208,10 @@ class ResultCache(Generic[CatalogT]):
             return found
         if found.source is Source.SHARED:
             return self._download(stage_name, found, warn=True)
-        where = f"artifact {self.store.describe(stage_hash, FORMATS[found.record.format].suffix)}"
-        return _parsed(stage_name, found.record, found.data, where, shared=False)
+        return _parsed(stage_name, found.record, found.data, self._local_where(found.record), shared=False)
+
+    def _local_where(self, record: ArtifactRecord) -> str:
+        return f"artifact {self.store.describe(record.hash, FORMATS[record.format].suffix)}"
 
     def _missed(self, miss: Miss, warn: bool) -> Miss:
         if warn and miss.warning is not None:
@@ -222,8 +223,7 @@ class ResultCache(Generic[CatalogT]):
 
     def _load_local(self, stage_name: str, found: Loadable, warn: bool) -> Hit | Miss:
         record = found.record
-        where = f"artifact {self.store.describe(record.hash, FORMATS[record.format].suffix)}"
-        loaded = _parsed(stage_name, record, found.data, where, shared=False)
+        loaded = _parsed(stage_name, record, found.data, self._local_where(record), shared=False)
         if isinstance(loaded, Miss):
             return self._missed(loaded, warn)
         if found.source is Source.UNLISTED:
@@ -241,7 +241,7 @@ class ResultCache(Generic[CatalogT]):
         try:
             data = self.remote.get(record.hash, suffix)
         except StoreUnavailableError as exc:
-            return self._missed(Miss(MissReason.SHARED_UNAVAILABLE, warning=f"{exc}; computing what isn't cached locally"), warn)
+            return self._missed(_unavailable(exc), warn)
         where = self.remote.describe(record.hash, suffix)
         if data is None or not bytes_match(data, record.size, record.checksum):
             return self._missed(_damage(stage_name, where, shared=True, missing=data is None), warn)
@@ -370,6 +370,10 @@ class ResultCache(Generic[CatalogT]):
                 f"{where}: cache format {fmt.name!r} cannot store this {type(result).__qualname__} "
                 f"({type(exc).__name__}: {exc}); choose another cache_format"
             ) from exc
+
+
+def _unavailable(exc: StoreUnavailableError) -> Miss:
+    return Miss(MissReason.SHARED_UNAVAILABLE, warning=f"{exc}; computing what isn't cached locally")
 
 
 def _damage(stage_name: str, where: str, shared: bool, missing: bool) -> Miss:

@@ -2,8 +2,8 @@
 
 Every gc also removes files the catalog doesn't list, rows whose file is gone, the
 temporary files of writers that died, and files lwdp did not put where they are (in this
-cache directory and the shared store) once older than the grace period. An artifact is deleted only while gc holds its
-lock exclusively, so one being computed or read at that moment is left alone; its row
+cache directory and the shared store) once older than the grace period. An artifact is
+deleted only while gc holds its lock exclusively, so one being computed or read at that moment is left alone; its row
 goes first, then its files.
 
 With a shared store and a shared catalog (`lwdp.configure(store_url=..., catalog_url=...)`)
@@ -127,10 +127,7 @@ def _sweep_strays(cache: ResultCache, report: GcReport, shared: RemoteArtifactSt
     """Remove what lwdp did not put where it is, in this cache directory and in the shared
     store, once older than the grace period: no artifact of anyone's is ever there."""
     for store in (cache.store, shared) if shared is not None else (cache.store,):
-        for where, size in store.strays():
-            if not report.dry_run:
-                store.delete_stray(where)
-            report.removed.append(Removal("", None, size, "stray", where))
+        report.removed += [Removal("", None, size, "stray", where) for where, size in store.sweep_strays(not report.dry_run)]
 
 
 def _remove(

@@ -127,10 +127,7 @@ def _damage(store: ArtifactStore, record: ArtifactRecord) -> Damage | None:
 
 
 def _report_strays(store: ArtifactStore, kind: str, report: VerifyReport, repair: bool) -> None:
-    for where, _ in store.strays():
-        if repair:
-            store.delete_stray(where)
-        report.problems.append(Problem(kind, "", None, where, "removed" if repair else None))
+    report.problems += [Problem(kind, "", None, where, "removed" if repair else None) for where, _ in store.sweep_strays(repair)]
 
 
 def _check_unrecorded(cache: ResultCache, stage_hash: str, path: str) -> Problem:
