@@ -21,6 +21,7 @@ import xxhash
 
 import lwdp.store
 from lwdp.store.artifacts import LocalArtifactStore
+from lwdp.config import settings
 from lwdp.store.catalog import ArtifactRecord, LineageRow, open_catalog
 
 CHAIN = 10
@@ -28,7 +29,7 @@ CHAIN = 10
 
 def build(root: Path, n_artifacts: int) -> str:
     """Fill the cache; return the hash at the end of the last chain."""
-    catalog = open_catalog(root)
+    catalog = open_catalog(settings(root))
     store = LocalArtifactStore(root)
     start = dt.datetime(2026, 1, 1)
     payload = b"x" * 100

@@ -18,6 +18,7 @@ import datetime as dt
 import os
 import random
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -29,9 +30,10 @@ from typing import Any
 
 import xxhash
 
+from lwdp.config import settings
 from lwdp.digest import DigestMemo, digest_files
 from lwdp.store.catalog import open_catalog
-from lwdp.store.quick_catalog import RunCatalog
+from lwdp.store.records import sqlite_time, utcnow
 
 Row = dict[str, Any]
 READ_BUFFER = 4 * 1024 * 1024
@@ -102,10 +104,10 @@ def memo_check(root: Path, quick: bool) -> list[Row]:
         paths = make_raw_files(root / f"memo{count}", count, 4096)
         where = {p: "benchmark" for p in paths}
         cache_dir = root / f"memo{count}-cache"
-        open_catalog(cache_dir)
+        open_catalog(settings(cache_dir))
         time.sleep(2.1)  # past the racy window: memos taken now are trusted
-        digest_files(paths, RunCatalog(cache_dir), where)  # takes the memos (on an existing catalog: no thread)
-        per_file = median_time(lambda: digest_files(paths, RunCatalog(cache_dir), where), 5 if quick else 50) / count
+        digest_files(paths, open_catalog(settings(cache_dir)), where)  # takes the memos (on an existing catalog: no thread)
+        per_file = median_time(lambda: digest_files(paths, open_catalog(settings(cache_dir)), where), 5 if quick else 50) / count
         rows.append({
             "what": f"memo check of an unchanged raw file ({count:,} files: stat each, one catalog query)",
             "value": f"{per_file * 1e6:.1f} us per file",
@@ -147,9 +149,7 @@ def imports(quick: bool) -> list[Row]:
 def fill_catalog(cache_dir: Path, count: int) -> list[str]:
     """A real catalog (made and migrated by lwdp) with ``count`` artifact rows, inserted in
     bulk the way SQLAlchemy stores them; returns the hashes."""
-    import sqlite3
-
-    open_catalog(cache_dir)
+    open_catalog(settings(cache_dir))
     hashes = [xxhash.xxh3_128_hexdigest(i.to_bytes(8, "little")) for i in range(count)]
     rng = random.Random(0)
     conn = sqlite3.connect(cache_dir / "catalog.sqlite")
@@ -173,28 +173,25 @@ def catalog_scale(root: Path, quick: bool) -> list[Row]:
     count = 10_000 if quick else 1_000_000
     cache_dir = root / "catalog"
     hashes = fill_catalog(cache_dir, count)
-    run_catalog = RunCatalog(cache_dir)
+    run_catalog = open_catalog(settings(cache_dir))
     rng = random.Random(1)
     probes = [rng.choice(hashes) for _ in range(2_000 if quick else 20_000)]
     lookup = median_time(lambda: [run_catalog.lookup_artifact(h) for h in probes], 5) / len(probes)
 
-    def one_run_of_marks() -> None:
-        catalog = RunCatalog(cache_dir)
-        for h in rng.sample(hashes, 30):
-            catalog.touch_artifact(h)
-        catalog.flush()
+    def one_run_of_marks() -> None:  # as a run ends: the artifacts it read, marked used in one write
+        open_catalog(settings(cache_dir)).mark_used(rng.sample(hashes, 30), [], utcnow())
 
     marks = median_time(one_run_of_marks, 5 if quick else 21)
-    catalog = open_catalog(cache_dir)
+    catalog = open_catalog(settings(cache_dir))
 
     def selection(expire_months: int, lru_share: float) -> tuple[float, int]:
         """Seconds to choose the rows last used in the first ``expire_months`` of the
         year (the ages are spread over 11 months) and the oldest ``lru_share`` of the
         others' bytes; and how many that is."""
         cutoff = dt.datetime(2026, 1 + expire_months, 1)
-        kept_bytes = catalog.engine.connect().exec_driver_sql(
-            "SELECT SUM(size) FROM artifacts WHERE last_access >= ?", (cutoff.strftime("%Y-%m-%d %H:%M:%S.%f"),)
-        ).scalar_one()
+        with sqlite3.connect(cache_dir / "catalog.sqlite") as conn:
+            (kept_bytes,), = conn.execute("SELECT SUM(size) FROM artifacts WHERE last_access >= ?", (sqlite_time(cutoff),))
+        conn.close()
         budget = int(kept_bytes * (1 - lru_share))
         victims: list[Any] = []
         seconds = median_time(lambda: victims.extend(catalog.eviction_victims(cutoff, budget, set())), 3 if quick else 5)

@@ -179,9 +179,10 @@ def _show(args: argparse.Namespace) -> int:
     from .store.catalog import open_catalog
     from .store.lineage import resolve_hash
 
-    catalog = open_catalog(config.cache_dir())
+    settings = config.settings()
+    catalog = open_catalog(settings)
     stage_hash, stage = resolve_hash(catalog, args.hash)
-    found = ResultCache(config.cache_dir(), catalog).peek(stage, stage_hash)
+    found = ResultCache(settings, catalog).peek(stage, stage_hash)
     if not isinstance(found, Hit):
         raise UsageError(f"no readable artifact for {args.hash!r} ({stage}): {found}")
     value = found.value

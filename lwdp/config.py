@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,49 @@ ENV_TRUST_PICKLE = "LWDP_TRUST_PICKLE"
 DEFAULT_CACHE_DIR = ".lwdp"
 
 _UNCHANGED: Any = object()
-_configured_cache_dir: Path | None = None
-_configured_hash_packages: tuple[str, ...] | None = None
-_configured_urls: dict[str, str | None] = {"store_url": None, "catalog_url": None}
-_configured_trust_pickle: bool | None = None
-_configured_storage_options: dict[str, Any] = {}
+_configured: dict[str, Any] = {}  # what `configure` set; an option absent here comes from the environment
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The options in force, read once: a run, a `.hash`, an ``explain()`` or an upkeep
+    call works with one snapshot, whatever `configure` does meanwhile."""
+
+    cache_dir: Path
+    store_url: str | None = None
+    catalog_url: str | None = None
+    trust_pickle: bool = False
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    hash_packages: tuple[str, ...] = ()
+    hash_packages_from: str = ENV_HASH_PACKAGES  # where they were named, for errors
+
+    def package_versions(self) -> dict[str, str]:
+        """{package: installed version} of the packages every stage hash covers (read now,
+        so an upgrade between runs is seen).
+
+        :raises UnknownPackageError: a package named is not installed (any more).
+        """
+        return {name: _installed_version(name, self.hash_packages_from) for name in self.hash_packages}
+
+
+def settings(cache_dir_override: str | os.PathLike[str] | None = None) -> Settings:
+    """The options in force now (a ``cache_dir=`` argument overrides the cache directory)."""
+    env = os.environ
+    if "hash_packages" in _configured:
+        packages, packages_from = _configured["hash_packages"], "lwdp.configure(hash_packages=...)"
+    else:
+        packages = tuple(sorted({n.strip() for n in env.get(ENV_HASH_PACKAGES, "").split(",") if n.strip()}))
+        packages_from = ENV_HASH_PACKAGES
+    trust = _configured.get("trust_pickle")
+    return Settings(
+        cache_dir=cache_dir(cache_dir_override),
+        store_url=_configured.get("store_url") or env.get(ENV_STORE_URL) or None,
+        catalog_url=_configured.get("catalog_url") or env.get(ENV_CATALOG_URL) or None,
+        trust_pickle=trust if trust is not None else env.get(ENV_TRUST_PICKLE, "").strip().lower() in ("1", "true", "yes"),
+        storage_options=storage_options(),
+        hash_packages=packages,
+        hash_packages_from=packages_from,
+    )
 
 
 def configure(
@@ -64,23 +103,25 @@ def configure(
 
     :raises UnknownPackageError: a name in ``hash_packages`` is not installed.
     """
-    global _configured_cache_dir, _configured_hash_packages, _configured_trust_pickle, _configured_storage_options
     if storage_options is not _UNCHANGED:
-        _configured_storage_options = dict(storage_options or {})
+        _configured["storage_options"] = dict(storage_options or {})
     for name, url in (("store_url", store_url), ("catalog_url", catalog_url)):
         if url is not _UNCHANGED:
-            _configured_urls[name] = None if url is None else str(url)
+            _configured[name] = None if url is None else str(url)
     if trust_pickle is not _UNCHANGED:
-        _configured_trust_pickle = None if trust_pickle is None else bool(trust_pickle)
+        _configured["trust_pickle"] = None if trust_pickle is None else bool(trust_pickle)
     if cache_dir is not _UNCHANGED:
-        _configured_cache_dir = None if cache_dir is None else Path(cache_dir).absolute()
+        _configured["cache_dir"] = None if cache_dir is None else Path(cache_dir).absolute()
     if hash_packages is not _UNCHANGED:
         if isinstance(hash_packages, str):
             hash_packages = [hash_packages]
-        names = None if hash_packages is None else tuple(sorted(set(hash_packages)))
-        for name in names or ():
-            _installed_version(name, "lwdp.configure(hash_packages=...)")
-        _configured_hash_packages = names
+        if hash_packages is None:
+            _configured.pop("hash_packages", None)
+        else:
+            names = tuple(sorted(set(hash_packages)))
+            for name in names:
+                _installed_version(name, "lwdp.configure(hash_packages=...)")
+            _configured["hash_packages"] = names
 
 
 def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
@@ -88,47 +129,14 @@ def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
     when given (a ``cache_dir=`` argument), else the configured one, else the environment's."""
     if override is not None:
         return Path(override).absolute()
-    if _configured_cache_dir is not None:
-        return _configured_cache_dir
-    from_env = os.environ.get(ENV_CACHE_DIR)
-    return Path(from_env or DEFAULT_CACHE_DIR).absolute()
-
-
-def store_url() -> str | None:
-    """The shared artifact store's URL, or None for the local cache only."""
-    return _configured_urls["store_url"] or os.environ.get(ENV_STORE_URL) or None
-
-
-def catalog_url() -> str | None:
-    """The shared catalog's SQLAlchemy URL, or None for the SQLite catalog in the cache dir."""
-    return _configured_urls["catalog_url"] or os.environ.get(ENV_CATALOG_URL) or None
+    configured: Path | None = _configured.get("cache_dir")
+    return configured or Path(os.environ.get(ENV_CACHE_DIR) or DEFAULT_CACHE_DIR).absolute()
 
 
 def storage_options() -> dict[str, Any]:
     """The fsspec options lwdp uses for URLs (a copy): pass them to pandas as
     ``pd.read_csv(url, storage_options=lwdp.storage_options())``."""
-    return dict(_configured_storage_options)
-
-
-def trust_pickle() -> bool:
-    if _configured_trust_pickle is not None:
-        return _configured_trust_pickle
-    return os.environ.get(ENV_TRUST_PICKLE, "").strip().lower() in ("1", "true", "yes")
-
-
-def package_versions() -> dict[str, str]:
-    """{package: installed version} of the packages every stage hash covers (read now, so
-    an upgrade between runs is seen).
-
-    :raises UnknownPackageError: a package named in ``LWDP_HASH_PACKAGES`` or configured
-        earlier is not installed (any more).
-    """
-    if _configured_hash_packages is not None:
-        names, where = _configured_hash_packages, "lwdp.configure(hash_packages=...)"
-    else:
-        names = tuple(sorted({n.strip() for n in os.environ.get(ENV_HASH_PACKAGES, "").split(",") if n.strip()}))
-        where = ENV_HASH_PACKAGES
-    return {name: _installed_version(name, where) for name in names}
+    return dict(_configured.get("storage_options") or {})
 
 
 def _installed_version(name: str, where: str) -> str:

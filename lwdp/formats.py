@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import logging
 import pickle
 import re
 import warnings
@@ -23,8 +24,10 @@ import pandas as pd
 
 from . import format_checks as checks
 from . import format_files as files
-from .errors import FormatUnavailableError, UnknownFormatError
+from .errors import FormatUnavailableError, ResultNotStorableError, UnknownFormatError
 from .format_codec import from_cells, missing_marker, object_kind, restore_missing, to_cells
+
+logger = logging.getLogger("lwdp")
 
 ReadOptions = dict[str, Any]
 PANDAS_MAJOR = int(pd.__version__.split(".")[0])
@@ -454,3 +457,38 @@ def available_formats() -> list[str]:
 def default_format_for(result: Any) -> Format:
     """parquet for DataFrames, pickle for anything else."""
     return FORMATS[DEFAULT_FRAME_FORMAT if isinstance(result, pd.DataFrame) else DEFAULT_OBJECT_FORMAT]
+
+
+@dataclass(frozen=True)
+class FormatChoice:
+    """The format a result is cached in, and the one its writer's refusal falls back to
+    (pickle where lwdp chose the format; None where the user named it: a refusal is an error)."""
+
+    format: Format
+    fallback: Format | None
+
+
+def choose_format(stage_name: str, result: Any, wanted: Format | None) -> FormatChoice:
+    """The format to cache ``result`` in: ``wanted``, else the default for its type; pickle
+    where the default frame format's checks refuse the result (with a warning).
+
+    :raises ResultNotStorableError: ``wanted`` would not give ``result`` back unchanged.
+    """
+    fmt = wanted or default_format_for(result)
+    lwdp_chose = wanted is None and fmt.name == DEFAULT_FRAME_FORMAT
+    pickled = FORMATS[DEFAULT_OBJECT_FORMAT]
+    why_not = fmt.why_cannot_store(result)
+    if why_not is None:
+        return FormatChoice(fmt, pickled if lwdp_chose else None)
+    refusal = ResultNotStorableError(
+        f"stage '{stage_name}': cache format {fmt.name!r} cannot store the {type(result).__qualname__} "
+        f"it returned: {why_not}; use cache_format='pickle'"
+    )
+    if not lwdp_chose:
+        raise refusal
+    warn_falling_back(refusal)
+    return FormatChoice(pickled, None)
+
+
+def warn_falling_back(refusal: ResultNotStorableError) -> None:
+    logger.warning("%s; caching it as pickle instead (the default for such results)", refusal)

@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import xxhash
 
-from . import config
 from .digest import MemoStore, combine_set_digest, digest_files, expand_raw_input
 from .url_inputs import is_url, url_input_digests
 
 if TYPE_CHECKING:
+    from .config import Settings
     from .stage import Stage
 
 HASH_SCHEME = "lwdp-stage-v1"
@@ -35,9 +34,9 @@ def combine_stage_hash(code_digest: str, inputs: Iterable[tuple[str, str, str]])
     return hasher.hexdigest()
 
 
-def raw_input_digests(stages: list[Stage], memos: MemoStore, cache_dir: Path) -> dict[tuple[Stage, str], str]:
+def raw_input_digests(stages: list[Stage], memos: MemoStore, settings: Settings) -> dict[tuple[Stage, str], str]:
     """The digest of every raw input of ``stages``, keyed by (stage, input name); nothing
-    inside ``cache_dir`` counts as raw input.
+    inside the cache directory counts as raw input.
 
     All files are stat'ed and looked up in the memo in one batch, so a warm run over many
     unchanged files costs one query, not one per file; a URL costs one request for its
@@ -49,9 +48,9 @@ def raw_input_digests(stages: list[Stage], memos: MemoStore, cache_dir: Path) ->
     for stage in stages:
         for raw in stage.inputs_of_kind("raw"):
             if is_url(raw.value):
-                named_digests[stage, raw.name] = url_input_digests(raw.value, stage.name, raw.name)
+                named_digests[stage, raw.name] = url_input_digests(raw.value, stage.name, raw.name, settings.storage_options)
                 continue
-            files = expand_raw_input(raw.value, stage.name, raw.name, exclude=cache_dir)
+            files = expand_raw_input(raw.value, stage.name, raw.name, exclude=settings.cache_dir)
             members[stage, raw.name] = files
             for path in files.values():
                 where.setdefault(path, f"stage '{stage.name}', input '{raw.name}'")
@@ -62,13 +61,13 @@ def raw_input_digests(stages: list[Stage], memos: MemoStore, cache_dir: Path) ->
 
 
 def stage_hashes(
-    stages: list[Stage], memos: MemoStore, cache_dir: Path
+    stages: list[Stage], memos: MemoStore, settings: Settings
 ) -> tuple[dict[Stage, str], dict[Stage, list[InputRow]]]:
     """Hash of each stage (``stages`` in dependency order), and each stage's input rows."""
-    raw = raw_input_digests(stages, memos, cache_dir)
+    raw = raw_input_digests(stages, memos, settings)
     packages: list[InputRow] = [
         (f"package {name}", "package", xxhash.xxh3_128_hexdigest(version.encode()), version)
-        for name, version in config.package_versions().items()
+        for name, version in settings.package_versions().items()
     ]
     hashes: dict[Stage, str] = {}
     inputs: dict[Stage, list[InputRow]] = {}

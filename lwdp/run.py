@@ -9,31 +9,35 @@ from __future__ import annotations
 
 import copy
 import logging
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from . import config
 from .errors import CatalogDamagedError
-from .formats import PANDAS_MAJOR
+from .formats import PANDAS_MAJOR, choose_format
 from .hashing import stage_hashes
 from .manifest import stage_manifest
 from .stage import Stage, dependency_order
 from .status import stage_status
 from .store.cache import Miss, MissReason, ResultCache
-from .store.quick_catalog import RunCatalog
+from .run_context import RunContext
 from .store.records import LineageRow
-from .store.writer import ArtifactWriter
 
 logger = logging.getLogger("lwdp")
 
 _COPY_ON_WRITE = PANDAS_MAJOR >= 3
 _IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, frozenset)
+
+
+@dataclass(frozen=True)
+class _Missed:
+    """A stage to compute: why (None: not cached at all), and its compute-once lock."""
+
+    reason: str | None
+    lock: ExitStack | None
 
 
 @dataclass(frozen=True)
@@ -50,14 +54,8 @@ class StageEvent:
 
 def current_hashes(target: Stage) -> dict[Stage, str]:
     """The stage hash of ``target`` and each of its ancestors, without running anything."""
-    cache_dir = config.cache_dir()
-    catalog = RunCatalog(cache_dir)
-    try:
-        hashes, _ = stage_hashes(dependency_order(target), catalog, cache_dir)
-    except BaseException:
-        catalog.flush(raising=False)
-        raise
-    catalog.flush()  # the digest memos it took
+    with RunContext() as context:
+        hashes, _ = stage_hashes(dependency_order(target), context.catalog, context.settings)
     return hashes
 
 
@@ -74,33 +72,11 @@ def run_stage(target: Stage) -> Any:
 
 
 def _run_once(target: Stage) -> Any:
-    run = PipelineRun(target)
-    try:
-        with _recursion_room(len(run.order)):
-            result = run.result(target)
-    except BaseException:
-        run.writer.finish(raising=False)
-        run.cache.catalog.flush(raising=False)
-        raise
-    try:
-        run.writer.finish()
-    except BaseException:
-        run.cache.catalog.flush(raising=False)
-        raise
-    run.cache.catalog.flush()
+    with RunContext() as context:
+        run = PipelineRun(target, context)
+        result = run.result(target)
     run.log_not_needed()
     return result
-
-
-@contextmanager
-def _recursion_room(stages: int) -> Iterator[None]:
-    """Loading or computing a stage recurses into its upstreams, a few frames per stage."""
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, limit + 8 * stages))
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(limit)
 
 
 def _view(value: Any) -> Any:
@@ -136,24 +112,17 @@ def _holds_mutable_objects(values: pd.Series) -> bool:
 class PipelineRun:
     """One call of a stage: the hashes of its DAG and the results computed so far."""
 
-    def __init__(self, target: Stage) -> None:
-        order = dependency_order(target)
-        cache_dir = config.cache_dir()
-        catalog = RunCatalog(cache_dir)
-        try:
-            self.cache = ResultCache(cache_dir, catalog)
-            self.hashes, self.inputs = stage_hashes(order, catalog, cache_dir)
-            catalog.record_lineage(
-                LineageRow(self.hashes[stage], stage.name, name, kind, digest, path)
-                for stage in order
-                for name, kind, digest, path in self.inputs[stage]
-            )
-        except BaseException:
-            catalog.flush(raising=False)  # a catalog being made is left whole
-            raise
-        self.order = order
+    def __init__(self, target: Stage, context: RunContext) -> None:
+        self.order = dependency_order(target)
+        self.cache = context.cache
+        self.writer = context.writer
+        self.hashes, self.inputs = stage_hashes(self.order, context.catalog, context.settings)
+        context.record_lineage(
+            LineageRow(self.hashes[stage], stage.name, name, kind, digest, path)
+            for stage in self.order
+            for name, kind, digest, path in self.inputs[stage]
+        )
         self.results: dict[Stage, Any] = {}
-        self.writer = ArtifactWriter()
 
     def log_not_needed(self) -> None:
         """One line for each stage that was neither loaded nor run (a descendant was cached)."""
@@ -161,61 +130,102 @@ class PipelineRun:
             if stage not in self.results:
                 self._log(StageEvent(stage.name, self.hashes[stage], "not-needed", 0.0, None))
 
-    def result(self, stage: Stage) -> Any:
-        if stage not in self.results:
-            self.results[stage] = self._load_or_compute(stage)
-        return self.results[stage]
+    def result(self, target: Stage) -> Any:
+        """``target``'s result: loaded if cached, else computed after its inputs' results.
 
-    def _load_or_compute(self, stage: Stage) -> Any:
+        A loop over a stack of stages, not recursion, so a chain of any length fits Python's
+        stack. A stage whose result must be computed holds its compute-once lock from the
+        miss until its result is handed to the writer (its inputs are resolved meanwhile).
+        """
+        waiting: dict[Stage, tuple[str | None, ExitStack | None]] = {}  # missed, inputs pending
+        stack = [target]
+        try:
+            while stack:
+                stage = stack[-1]
+                if stage in self.results:
+                    stack.pop()
+                    continue
+                if stage not in waiting:
+                    found = self._load(stage)
+                    if not isinstance(found, _Missed):
+                        self.results[stage] = found
+                        stack.pop()
+                        continue
+                    waiting[stage] = (found.reason, found.lock)
+                    stack += [up for up in reversed(self._needed_upstreams(stage)) if up not in self.results]
+                    continue
+                reason, lock = waiting.pop(stage)
+                with lock or ExitStack():  # released here unless handed to the writer
+                    self.results[stage] = self._compute(stage, reason, lock)
+                stack.pop()
+        except BaseException:
+            for _, lock in waiting.values():
+                if lock is not None:
+                    lock.close()
+            raise
+        return self.results[target]
+
+    @staticmethod
+    def _needed_upstreams(stage: Stage) -> list[Stage]:
+        return [inp.value for inp in stage.inputs if inp.kind == "stage" and inp.name in stage.passed_inputs]
+
+    def _load(self, stage: Stage) -> Any:
+        """The cached result, or a `_Missed` holding the compute-once lock of the stage."""
         if not stage.cache:
-            return self._compute(stage, None)
+            return _Missed(None, None)
         stage_hash = self.hashes[stage]
         started = time.perf_counter()
         found = self.cache.load(stage.name, stage_hash, stage.format)
         if isinstance(found, Miss):
-            with ExitStack() as lock:  # handed to the writer with the result, if computed here
+            lock = ExitStack()  # handed to the writer with the result, if computed here
+            try:
                 lock.enter_context(self.cache.computing(stage_hash, stage.name))
                 # Another process may have computed it while this one waited for the lock.
                 found = self.cache.load(stage.name, stage_hash, stage.format, locked=True)
                 if isinstance(found, Miss):
                     why = stage_status(self.cache.catalog, stage, stage_hash, self.inputs[stage], found)
-                    return self._compute(stage, "; ".join(why.reasons), lock)
+                    return _Missed("; ".join(why.reasons), lock)
+            except BaseException:
+                lock.close()
+                raise
+            lock.close()
         source = f"downloaded from {found.source}" if found.source else None
         self._log(StageEvent(stage.name, stage_hash, "hit", time.perf_counter() - started, found.size, source))
         return found.value
 
     def _compute(self, stage: Stage, miss_reason: str | None, lock: ExitStack | None = None) -> Any:
-        """Run the stage (its inputs first); a cached stage's result goes to the writer with
-        its compute-once ``lock``, and is logged once written."""
+        """Run the stage; a cached stage's result goes to the writer with its compute-once
+        ``lock``, and is logged once written."""
         stage_hash = self.hashes[stage]
-        kwargs = self._gather_inputs(stage)
+        kwargs = self._inputs(stage)
         started = time.perf_counter()
         result = self._call(stage, kwargs)
         seconds = time.perf_counter() - started
         if not stage.cache or lock is None:
             self._log(StageEvent(stage.name, stage_hash, "computed-uncached", seconds, None, miss_reason))
             return result
-        fmt = self.cache.storable_format(stage.name, result, stage.format)
+        choice = choose_format(stage.name, result, stage.format)
         manifest = stage_manifest(stage, self.inputs[stage])
         held = lock.pop_all()
 
         def write() -> None:
             with held:
                 written = time.perf_counter()
-                size = self.cache.save(stage.name, stage_hash, result, fmt, stage.format is None, seconds, manifest)
+                size = self.cache.save(stage.name, stage_hash, result, choice, seconds, manifest)
                 total = seconds + time.perf_counter() - written
                 self._log(StageEvent(stage.name, stage_hash, "computed", total, size, miss_reason))
 
         self.writer.submit(write)
         return result
 
-    def _gather_inputs(self, stage: Stage) -> dict[str, Any]:
+    def _inputs(self, stage: Stage) -> dict[str, Any]:
+        """The keyword arguments of ``stage`` (its upstreams' results are in by now)."""
         kwargs = {}
         for inp in stage.inputs:
             if inp.name not in stage.passed_inputs:
                 continue
             if inp.kind == "stage":
-                kwargs[inp.name] = _view(self.result(inp.value))
+                kwargs[inp.name] = _view(self.results[inp.value])
             elif inp.kind == "param":
                 kwargs[inp.name] = copy.deepcopy(inp.value)
             else:

@@ -7,11 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from . import config
 from .hashing import InputRow, stage_hashes
 from .manifest import stage_manifest, why_rerun
+from .run_context import RunContext
 from .stage import Stage, dependency_order
-from .store.cache import CatalogT, Loadable, Miss, MissReason, ResultCache, Source
+from .store.catalog import Catalog
+from .store.cache import Loadable, Miss, MissReason, ResultCache, Source
 
 State = Literal["fresh", "stale", "never computed", "not cached"]
 
@@ -39,23 +40,20 @@ class StageStatus:
 
 def pipeline_status(target: Stage) -> list[StageStatus]:
     """The status of ``target`` and each ancestor, upstream first."""
-    from .store.catalog import open_catalog  # SQLAlchemy: not imported by runs
-
-    root = config.cache_dir()
-    cache = ResultCache(root, open_catalog(root))
     order = dependency_order(target)
-    hashes, inputs = stage_hashes(order, cache.catalog, root)
-    statuses = []
-    for stage in order:
-        if not stage.cache:
-            statuses.append(StageStatus(stage, hashes[stage], "not cached"))
-            continue
-        found = cache.probe(stage.name, hashes[stage], stage.format)
-        statuses.append(stage_status(cache.catalog, stage, hashes[stage], inputs[stage], found))
+    with RunContext() as context:
+        hashes, inputs = stage_hashes(order, context.catalog, context.settings)
+        statuses = []
+        for stage in order:
+            if not stage.cache:
+                statuses.append(StageStatus(stage, hashes[stage], "not cached"))
+                continue
+            found = context.cache.probe(stage.name, hashes[stage], stage.format)
+            statuses.append(stage_status(context.catalog, stage, hashes[stage], inputs[stage], found))
     return statuses
 
 
-def stage_status(catalog: CatalogT, stage: Stage, stage_hash: str, inputs: list[InputRow], found: Loadable | Miss) -> StageStatus:
+def stage_status(catalog: Catalog, stage: Stage, stage_hash: str, inputs: list[InputRow], found: Loadable | Miss) -> StageStatus:
     """What the probe's answer means for ``stage``: fresh, or why it would be computed (what
     changed since its result was last cached, when there is no result for this hash)."""
     if isinstance(found, Loadable):

@@ -14,7 +14,6 @@ from typing import Any
 
 import xxhash
 
-from . import config
 from .errors import RawInputNotFoundError, RawInputUnreadableError
 from .store.remote import url_filesystem
 
@@ -25,7 +24,7 @@ def is_url(raw: object) -> bool:
     return isinstance(raw, str) and _URL.match(raw) is not None
 
 
-def url_input_digests(url: str, stage: str, input_name: str) -> dict[str, str]:
+def url_input_digests(url: str, stage: str, input_name: str, storage_options: dict[str, Any]) -> dict[str, str]:
     """{name: digest} of the objects behind ``url``: ``""`` for one object, else each
     match of the glob named relative to its literal prefix.
 
@@ -33,7 +32,7 @@ def url_input_digests(url: str, stage: str, input_name: str) -> dict[str, str]:
     :raises RawInputUnreadableError: the store refused or could not be reached.
     """
     where = f"stage '{stage}', input '{input_name}'"
-    fs, path = url_filesystem(url, config.storage_options(), f"{where}: reading {url}")
+    fs, path = url_filesystem(url, storage_options, f"{where}: reading {url}")
     protocol = url.split("://", 1)[0]
     try:
         if any(ch in path for ch in "*?["):

@@ -10,9 +10,9 @@ path, so that implementations can't drift apart. A new backend is one line of `S
   agree with the call.
 - `ARTIFACT_STORES`: the `ArtifactStore` interface the local cache and every shared store
   implement (local, ``file://``, ``memory://``, S3), method by method, in this process.
-- `CATALOGS`: each path to the catalog (a run's quick path over stdlib sqlite3, a first
-  run's catalog made at the head schema, SQLAlchemy; the same on PostgreSQL), method by
-  method: whatever one path writes, every path over the same database reads back
+- `CATALOGS`: each path to the catalog (a run's, with its marks of use deferred to its end,
+  on a catalog it finds or makes at the head schema; upkeep's; a file the Alembic
+  migrations made; the run's and upkeep's on PostgreSQL), method by method: whatever one path writes, every path over the same database reads back
   identically, and every database gives back what was written.
 """
 
@@ -41,8 +41,9 @@ from lwdp import config
 from lwdp.digest import DigestMemo, FileState
 from lwdp.formats import FORMATS
 from lwdp.store.artifacts import ArtifactStore, LocalArtifactStore
+from lwdp.run_context import RunContext
 from lwdp.store.catalog import Catalog, open_catalog
-from lwdp.store.quick_catalog import RunCatalog
+from lwdp.store.migrate import migrate_sqlite
 from lwdp.store.records import ArtifactRecord, LineageRow, UsageRow
 from lwdp.store.remote import RemoteArtifactStore
 
@@ -545,28 +546,50 @@ def test_strays_are_what_lwdp_did_not_put_where_it_is_and_delete_stray_removes_t
 # Catalogs
 
 
-class _QuickPathOnly(RunCatalog):
-    """A run's catalog that must be served by the quick path (stdlib sqlite3) throughout:
-    a fall-back to SQLAlchemy fails the test instead of hiding that path."""
+class _RunWrites:
+    """The catalog as a run writes it: through its run context, the artifacts it read marked
+    used and the lineage it evaluated again made recent when the run ends (`settle`)."""
 
-    @property
-    def full(self) -> Catalog:
-        raise AssertionError("the run's quick path fell back to the SQLAlchemy catalog")
+    def __init__(self, cache_dir: Path) -> None:
+        assert config.settings().cache_dir == cache_dir
+        self.context = RunContext()
+
+    def __getattr__(self, name: str) -> Any:  # every other statement: the run's catalog's
+        return getattr(self.context.catalog, name)
+
+    def touch_artifact(self, stage_hash: str) -> None:
+        self.context.cache.used.add(stage_hash)  # as a load from the local cache does
+
+    def record_lineage(self, rows: list[LineageRow]) -> None:
+        self.context.record_lineage(rows)
+
+    def settle(self) -> None:
+        self.context.__exit__(None, None, None)
+        self.context = RunContext()
 
 
 def _run_path_on_a_catalog_that_exists(cache_dir: Path) -> Any:
-    open_catalog(cache_dir)  # made and migrated, as by an earlier run
-    return _QuickPathOnly(cache_dir) if config.catalog_url() is None else RunCatalog(cache_dir)
+    open_catalog(config.settings())  # made, as by an earlier run
+    return _RunWrites(cache_dir)
 
 
 def _run_path_on_a_new_catalog(cache_dir: Path) -> Any:
     """A first run's catalog: made by the run itself at the head schema (no migration)."""
-    return RunCatalog(cache_dir)
+    return _RunWrites(cache_dir)
 
 
-def _sqlalchemy_path(cache_dir: Path) -> Any:
-    """The full catalog: gc, verify, lineage and status use it, and runs the quick path can't serve."""
-    return open_catalog(cache_dir)
+def _upkeep_path(cache_dir: Path) -> Any:
+    """The catalog as gc, verify, lineage and status use it."""
+    return open_catalog(config.settings())
+
+
+def _upkeep_path_on_a_migrated_file(cache_dir: Path) -> Any:
+    """A catalog file the Alembic migrations made (an older lwdp's, upgraded), not the head schema's DDL."""
+    path = cache_dir / "catalog.sqlite"
+    if not path.exists():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        migrate_sqlite(path)
+    return open_catalog(config.settings())
 
 
 @dataclass(frozen=True)
@@ -581,11 +604,12 @@ DATABASES: dict[str, Callable[[pytest.FixtureRequest], str | None]] = {
     "postgresql": lambda request: _postgres_in_india(request),
 }
 CATALOGS = [
-    pytest.param(CatalogPath("sqlite", _run_path_on_a_catalog_that_exists), id="sqlite-run-quick"),
+    pytest.param(CatalogPath("sqlite", _upkeep_path_on_a_migrated_file), id="sqlite-migrated"),
+    pytest.param(CatalogPath("sqlite", _run_path_on_a_catalog_that_exists), id="sqlite-run"),
     pytest.param(CatalogPath("sqlite", _run_path_on_a_new_catalog), id="sqlite-run-new"),
-    pytest.param(CatalogPath("sqlite", _sqlalchemy_path), id="sqlite-sqlalchemy"),
+    pytest.param(CatalogPath("sqlite", _upkeep_path), id="sqlite-upkeep"),
     pytest.param(CatalogPath("postgresql", _run_path_on_a_catalog_that_exists), id="postgresql-run"),
-    pytest.param(CatalogPath("postgresql", _sqlalchemy_path), id="postgresql-sqlalchemy"),
+    pytest.param(CatalogPath("postgresql", _upkeep_path), id="postgresql-upkeep"),
 ]
 _PATHS = {str(p.id): cast(CatalogPath, p.values[0]) for p in CATALOGS}
 
@@ -600,8 +624,8 @@ class CatalogUnderTest:
 
     def settle(self) -> None:
         """What a run defers (marks of use, writes while its catalog is made) is written."""
-        if isinstance(self.writer, RunCatalog):
-            self.writer.flush()
+        if isinstance(self.writer, _RunWrites):
+            self.writer.settle()
 
     def read(self, how: Callable[[Any], Any]) -> dict[str, Any]:
         """{path: what ``how`` reads through it} for every path over the writer's database,
@@ -610,9 +634,9 @@ class CatalogUnderTest:
         return {name: how(path.open(self.cache_dir)) for name, path in _PATHS.items() if path.database == self.path.database}
 
     def upkeep(self) -> Catalog:
-        """The same database as gc, verify and lineage read it (only SQLAlchemy has these reads)."""
+        """The same database as gc, verify and lineage read it."""
         self.settle()
-        return open_catalog(self.cache_dir)
+        return open_catalog(config.settings())
 
 
 @pytest.fixture(params=CATALOGS)
@@ -700,7 +724,10 @@ def test_marks_of_use_move_last_access_the_same_on_every_path(catalog):
     _same_everywhere(catalog.read(_last_access(used.hash)), used_at.replace(tzinfo=UTC))
     _same_everywhere(catalog.read(_last_access(touched.hash)), T0)
     before = dt.datetime.now(UTC)
-    catalog.writer.touch_artifact(touched.hash)  # a run's catalog writes it at the end of the run
+    if isinstance(catalog.writer, _RunWrites):
+        catalog.writer.touch_artifact(touched.hash)  # a run writes it at its end
+    else:
+        catalog.writer.mark_used([touched.hash], [], dt.datetime.now(UTC))
     catalog.settle()
     after = dt.datetime.now(UTC)
     found = catalog.read(_last_access(touched.hash))

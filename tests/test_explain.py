@@ -206,7 +206,7 @@ def test_configure_changes_only_the_options_it_is_given(project):
     lwdp.configure(hash_packages=["pandas"])
     try:
         assert lwdp.config.cache_dir() == project.root / "elsewhere"
-        assert list(lwdp.config.package_versions()) == ["pandas"]
+        assert list(lwdp.config.settings().package_versions()) == ["pandas"]
     finally:
         lwdp.configure(cache_dir=None, hash_packages=None)
 

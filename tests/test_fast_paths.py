@@ -10,6 +10,7 @@ import os
 import sqlite3
 import textwrap
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from lwdp.digest import RACY_WINDOW_NS, FileState, digest_files
 from lwdp.errors import ArtifactWriteError, RawInputChangedError
 from lwdp.formats import FORMATS
 from lwdp.store.migrate import migrations_dir
-from lwdp.store.quick_catalog import RunCatalog
+from lwdp.config import settings
+from lwdp.store.catalog import open_catalog
 
 PIPELINE = textwrap.dedent(
     """
@@ -114,11 +116,10 @@ def test_a_raw_file_that_changes_size_while_hashed_raises(project, monkeypatch):
     path = str(raw.resolve())
     real_of = FileState.of
     monkeypatch.setattr(FileState, "of", classmethod(lambda cls, p: real_of(p)._replace(size=os.path.getsize(p) - 7)))
-    catalog = RunCatalog(project.cache_dir)
+    catalog = open_catalog(settings(project.cache_dir))
     with pytest.raises(RawInputChangedError, match="raw.csv changed while lwdp was reading it") as excinfo:
         digest_files([path], catalog, {path: "stage 'x', input 'src'"})
     assert isinstance(excinfo.value, OSError)
-    catalog.flush()
 
 
 def test_raw_files_hashed_in_parallel_are_the_xxh3_of_their_bytes(project, monkeypatch):
@@ -131,9 +132,8 @@ def test_raw_files_hashed_in_parallel_are_the_xxh3_of_their_bytes(project, monke
     threads = []  # the thread each file was read on
     real_read = lwdp.digest._read_digest
     monkeypatch.setattr(lwdp.digest, "_read_digest", lambda p: threads.append(threading.current_thread().name) or real_read(p))
-    catalog = RunCatalog(project.cache_dir)
+    catalog = open_catalog(settings(project.cache_dir))
     together = digest_files(paths, catalog, {p: "test" for p in paths})
-    catalog.flush()
     assert len(threads) == 4 and all(name.startswith("lwdp-hash") for name in threads)
     expected = {p: xxhash.xxh3_128_hexdigest(Path(p).read_bytes()) for p in paths}
     assert together == expected and len(set(expected.values())) == 4
@@ -145,9 +145,8 @@ def test_raw_files_hashed_in_parallel_are_the_xxh3_of_their_bytes(project, monke
 def test_catalogs_made_at_once_in_one_process_are_all_whole(project):
     """Catalogs of several cache directories made at once in one process (one run per
     thread, or a `.hash` left running) are each whole, at the head schema."""
-    catalogs = [RunCatalog(project.root / f"cache{i}") for i in range(6)]
-    for catalog in catalogs:
-        catalog.flush()  # raises what making it raised
+    with ThreadPoolExecutor(6) as pool:  # raises what making one raised
+        list(pool.map(lambda i: open_catalog(settings(project.root / f"cache{i}")), range(6)))
     for i in range(6):
         with sqlite3.connect(project.root / f"cache{i}" / "catalog.sqlite") as conn:
             tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()

@@ -11,9 +11,11 @@ from pathlib import Path
 
 from sqlalchemy import create_engine
 
+from lwdp.store import catalog
 from lwdp.store.catalog_file import HEAD_REVISION
 from lwdp.store.head_schema import HEAD_SCHEMA, create_head_schema, migrated_schema
 from lwdp.store.migrate import ensure_schema
+from lwdp.store.records import ARTIFACT_COLUMNS, LINEAGE_COLUMNS
 
 
 def _structure(path: Path) -> dict:
@@ -74,3 +76,16 @@ def test_a_first_run_in_a_new_cache_directory_imports_neither_sqlalchemy_nor_ale
     assert len(project.sql("SELECT hash FROM artifacts")) == 2
     second = project.run()
     assert second.ran() == set() and "IMPORTED []" in second.stdout
+
+
+def test_the_catalogs_statements_name_the_schemas_columns(tmp_path):
+    """The statements' column lists (`lwdp.store.records`, the memo's) are the tables' own, in
+    full: a migration that adds a column must be met by the statements that write rows."""
+    made = tmp_path / "made.sqlite"
+    conn = sqlite3.connect(made, isolation_level=None)
+    create_head_schema(conn)
+    columns = {t: {row[1] for row in conn.execute(f"PRAGMA table_info('{t}')")} for t in ("artifacts", "lineage", "raw_files")}
+    conn.close()
+    assert columns["artifacts"] == set(ARTIFACT_COLUMNS)
+    assert columns["lineage"] == {*LINEAGE_COLUMNS, "recorded_at"}
+    assert columns["raw_files"] == set(catalog._MEMO_COLUMNS)

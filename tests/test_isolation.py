@@ -10,7 +10,7 @@ from conftest import reset_lwdp
 
 import lwdp
 from lwdp import config, stage
-from lwdp.store import cache, catalog, quick_catalog, remote
+from lwdp.store import catalog, outcomes, remote
 
 
 def test_reset_restores_every_option_and_empties_every_registry(project, tmp_path, caplog):
@@ -24,14 +24,13 @@ def test_reset_restores_every_option_and_empties_every_registry(project, tmp_pat
         return pd.DataFrame({"n": [n]})
 
     stg_one()
-    catalog.open_catalog(config.cache_dir())
+    catalog.open_catalog(config.settings())
     lwdp.configure(catalog_url="postgresql+psycopg://nobody@127.0.0.1:1/none")  # set, never used
     with caplog.at_level(logging.WARNING, logger="lwdp"):
-        cache._warn_once("a store that is down", "down")
-    assert remote._STORES and cache._WARNED and catalog._catalogs and quick_catalog._connections
+        outcomes.warn_once("a store that is down", "down")
+    assert remote._STORES and outcomes._WARNED and catalog._catalogs
 
     reset_lwdp()
-    assert config.cache_dir() == Path(".lwdp").absolute()
-    assert (config.store_url(), config.catalog_url(), config.trust_pickle()) == (None, None, False)
-    assert config.package_versions() == {} and config.storage_options() == {}
-    assert not remote._STORES and not cache._WARNED and not catalog._catalogs and not quick_catalog._connections
+    assert config.settings() == config.Settings(Path(".lwdp").absolute())  # every option as by default
+    assert config.settings().package_versions() == {} and config.storage_options() == {}
+    assert not remote._STORES and not outcomes._WARNED and not catalog._catalogs

@@ -120,6 +120,7 @@ def test_same_size_same_mtime_edit_is_caught(aged_chain):
 def test_memo_taken_within_timestamp_granularity_is_not_trusted(project):
     """An edit landing in the same timestamp tick as the digest leaves every stat field equal."""
     from lwdp.digest import FileState
+    from lwdp.config import settings
     from lwdp.store.catalog import open_catalog
 
     raw = project.write("raw/input.csv", "k,v\na,1\n")
@@ -131,7 +132,7 @@ def test_memo_taken_within_timestamp_granularity_is_not_trusted(project):
     first = stg_read.hash
     raw.write_text("k,v\na,2\n")
     # Simulate the racy case: the memo row matches the edited file's stat exactly.
-    catalog = open_catalog(project.cache_dir)
+    catalog = open_catalog(settings(project.cache_dir))
     [memo] = catalog.load_digest_memos([str(raw.resolve())]).values()
     state = FileState.of(str(raw.resolve()))
     catalog.save_digest_memos([type(memo)(state, memo.digest, max(state.mtime_ns, state.ctime_ns) + RACY_WINDOW_NS // 2)])

@@ -28,7 +28,7 @@ import xxhash
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import NullPool, create_engine, inspect, text, update
+from sqlalchemy import DateTime, NullPool, bindparam, create_engine, inspect, text
 
 import lwdp
 import lwdp.store
@@ -38,7 +38,7 @@ from lwdp.errors import CatalogUnavailableError, CatalogVersionError, LwdpError
 from lwdp.params import param_digest
 from lwdp.store.catalog import ArtifactRecord, LineageRow, open_catalog
 from lwdp.store.migrate import HEAD_REVISION, migrations_dir
-from lwdp.store.schema import artifacts
+from lwdp.config import settings
 
 RUNNER = Path(__file__).with_name("runner.py")
 RAW_CSV = "a,b\n1,2\n3,4\n5,6\n"
@@ -294,6 +294,7 @@ from pathlib import Path
 logging.basicConfig(level=logging.WARNING, format="LOG %(name)s %(message)s")
 logging.getLogger("lwdp").setLevel(logging.DEBUG)  # where lwdp logs Alembic's "Running upgrade" lines
 import lwdp
+from lwdp.config import settings
 from lwdp.store.catalog import open_catalog
 
 PROCESSES, URLS = int(sys.argv[1]), sys.argv[2:]
@@ -304,7 +305,7 @@ for n, url in enumerate(URLS):  # a barrier, then all open the new catalog at on
     while len(os.listdir(ready)) < PROCESSES:
         time.sleep(0.002)
     lwdp.configure(catalog_url=url)
-    print("OPENED", n, open_catalog(Path(".lwdp")).stage_names(), file=sys.stderr, flush=True)
+    print("OPENED", n, open_catalog(settings(Path(".lwdp"))).stage_names(), file=sys.stderr, flush=True)
 '''
 
 
@@ -424,12 +425,12 @@ def test_four_pipelines_and_two_gc_loops_at_once_lose_no_row(project, pg_url, us
 
 def test_a_forked_child_uses_connections_of_its_own(project, pg_url, use_catalog_url):
     use_catalog_url(pg_url)
-    catalog = open_catalog(project.cache_dir)
+    catalog = open_catalog(settings(project.cache_dir))
     assert catalog.stage_names() == set()  # a pooled connection now exists in the parent
     pid = os.fork()
     if pid == 0:  # the child: its own engine, never the parent's socket
         try:
-            child = open_catalog(project.cache_dir)
+            child = open_catalog(settings(project.cache_dir))
             child.record_lineage([LineageRow("c" * 32, "child.stage", "x", "param", "d" * 32, None)])
             os._exit(0 if child is not catalog and child.stage_names() == {"child.stage"} else 1)
         except BaseException:
@@ -437,7 +438,7 @@ def test_a_forked_child_uses_connections_of_its_own(project, pg_url, use_catalog
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert catalog.stage_names() == {"child.stage"}  # the parent's connection still works
-    assert open_catalog(project.cache_dir) is catalog
+    assert open_catalog(settings(project.cache_dir)) is catalog
 
 
 # ---------------------------------------------------------------------------------------
@@ -445,9 +446,9 @@ def test_a_forked_child_uses_connections_of_its_own(project, pg_url, use_catalog
 
 
 def test_times_are_stored_naive_utc_and_read_back_aware_on_both(project, pg_url, use_catalog_url):
-    on_sqlite = open_catalog(project.cache_dir)
+    on_sqlite = open_catalog(settings(project.cache_dir))
     use_catalog_url(pg_url)
-    on_pg = open_catalog(project.cache_dir)
+    on_pg = open_catalog(settings(project.cache_dir))
     instant = dt.datetime(2026, 3, 29, 0, 30, 15, 123456, tzinfo=UTC)  # a DST night in Europe
     india = dt.timezone(dt.timedelta(hours=5, minutes=30))
     record = ArtifactRecord(
@@ -468,9 +469,13 @@ def test_times_are_stored_naive_utc_and_read_back_aware_on_both(project, pg_url,
     assert [tuple(map(dt.datetime.fromisoformat, row)) for row in stored_text] == naive
     before = dt.datetime.now(UTC)
     for catalog in (on_sqlite, on_pg):
-        catalog.touch_artifact(record.hash)
+        catalog.mark_used([record.hash], [], dt.datetime.now(UTC))
     touched = [catalog.lookup_artifact(record.hash).last_access for catalog in (on_sqlite, on_pg)]
     assert all(before <= t <= dt.datetime.now(UTC) for t in touched)
+
+
+# A time bound as SQLAlchemy's DateTime: stored as each engine stores it (text on SQLite).
+_SET_LAST_ACCESS = text("UPDATE artifacts SET last_access = :at WHERE hash = :hash").bindparams(bindparam("at", type_=DateTime))
 
 
 def test_gc_picks_the_same_victims_on_both(project, twin, pg_url, use_catalog_url):
@@ -483,7 +488,7 @@ def test_gc_picks_the_same_victims_on_both(project, twin, pg_url, use_catalog_ur
         engine = create_engine(url, poolclass=NullPool)
         with engine.begin() as conn:
             for name, age in ages.items():
-                conn.execute(update(artifacts).where(artifacts.c.hash == hashes[name]).values(last_access=now - dt.timedelta(seconds=age)))
+                conn.execute(_SET_LAST_ACCESS, {"hash": hashes[name], "at": now - dt.timedelta(seconds=age)})
         engine.dispose()
     sizes = dict(db_rows(pg_url, "SELECT hash, size FROM artifacts"))
 
@@ -523,7 +528,7 @@ def test_a_catalog_from_a_newer_lwdp_is_refused_and_left_unchanged(project, pg_u
 
     use_catalog_url(pg_url)
     with pytest.raises(CatalogVersionError, match="9999_future"):
-        open_catalog(project.cache_dir)
+        open_catalog(settings(project.cache_dir))
     assert db_rows(pg_url, "SELECT version_num FROM alembic_version") == [("9999_future",)]
     assert [db_rows(pg_url, f"SELECT * FROM {table}") for table in ("artifacts", "lineage", "stage_manifests")] == before
 
@@ -587,12 +592,12 @@ def test_a_missing_database_or_a_role_without_rights_is_catalog_unavailable(proj
     missing = sqlalchemy.make_url(pg_url).set(database="lwdp_no_such_db", password="s3cret")
     use_catalog_url(missing.render_as_string(hide_password=False))
     with pytest.raises(CatalogUnavailableError) as info:
-        open_catalog(project.cache_dir)
+        open_catalog(settings(project.cache_dir))
     _assert_unavailable_without_password(info.value, missing.render_as_string(), "")
     assert "does not exist" in str(info.value)
 
     use_catalog_url(pg_url)
-    open_catalog(project.cache_dir)  # made and migrated by its owner
+    open_catalog(settings(project.cache_dir))  # made and migrated by its owner
     role = f"reader_{sqlalchemy.make_url(pg_url).database[-8:]}"
     admin = create_engine(pg_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with admin.connect() as conn:
@@ -601,7 +606,7 @@ def test_a_missing_database_or_a_role_without_rights_is_catalog_unavailable(proj
         reader = sqlalchemy.make_url(pg_url).set(username=role, password="s3cret")
         use_catalog_url(reader.render_as_string(hide_password=False))
         with pytest.raises(CatalogUnavailableError) as info:
-            open_catalog(project.cache_dir)
+            open_catalog(settings(project.cache_dir))
         _assert_unavailable_without_password(info.value, reader.render_as_string(), "")
         assert "permission denied" in str(info.value)
     finally:
@@ -613,9 +618,9 @@ def test_a_missing_database_or_a_role_without_rights_is_catalog_unavailable(proj
 def test_without_psycopg_a_postgres_catalog_asks_for_the_extra(project):
     script = (
         "import sys, pathlib\nsys.modules['psycopg'] = None  # as if not installed\n"
-        "import lwdp\nfrom lwdp.errors import MissingExtraError\nfrom lwdp.store.catalog import open_catalog\n"
+        "import lwdp\nfrom lwdp.errors import MissingExtraError\nfrom lwdp.store.catalog import open_catalog\nfrom lwdp.config import settings\n"
         "lwdp.configure(catalog_url='postgresql+psycopg://u:s3cret@127.0.0.1:1/db')\n"
-        "try:\n    open_catalog(pathlib.Path('.lwdp'))\nexcept MissingExtraError as exc:\n    print('ERROR', exc)\n"
+        "try:\n    open_catalog(settings(pathlib.Path('.lwdp')))\nexcept MissingExtraError as exc:\n    print('ERROR', exc)\n"
     )
     out = subprocess.run([sys.executable, "-c", script], cwd=project.root, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == (
@@ -626,9 +631,9 @@ def test_without_psycopg_a_postgres_catalog_asks_for_the_extra(project):
 def test_a_catalog_url_that_is_not_postgres_is_refused(project, use_catalog_url):
     use_catalog_url(f"sqlite:///{project.root / 'shared.sqlite'}")
     with pytest.raises(CatalogUnavailableError, match="a shared catalog is a PostgreSQL database"):
-        open_catalog(project.cache_dir)
+        open_catalog(settings(project.cache_dir))
     use_catalog_url("not a url s3cret")
     with pytest.raises(CatalogUnavailableError, match="not a database URL") as info:
-        open_catalog(project.cache_dir)
+        open_catalog(settings(project.cache_dir))
     assert "s3cret" not in str(info.value)
     assert not (project.root / "shared.sqlite").exists()

@@ -1,10 +1,12 @@
-"""The catalog: every SQL statement lwdp runs, on SQLite or PostgreSQL alike.
+"""The catalog: every SQL statement lwdp runs, written once for SQLite and PostgreSQL.
 
-The catalog is the SQLite file of the cache directory (`sqlite_db`), or a database a team
-shares when ``catalog_url`` is set (`postgres_db`); both run the same SQLAlchemy Core
-statements over the same tables. The one dialect-specific statement, the upsert, takes
-its ``insert`` from the engine's dialect (both have ``on_conflict_do_update``). Each
-transaction is short: none is open while a stage computes or a file is written.
+Each statement is SQL text with named parameters that both engines accept (upserts are
+``INSERT ... ON CONFLICT (...) DO UPDATE SET col = excluded.col``), run by the catalog's
+`Database`: the cache directory's SQLite file through the standard library, so a run
+never imports SQLAlchemy, or a team's PostgreSQL (``catalog_url``) through SQLAlchemy.
+The migrations in ``migrations/`` own the schema (Alembic); `lwdp.store.records` names
+the columns and keeps time. Each transaction is short: none is open while a stage
+computes or a file is written.
 """
 
 from __future__ import annotations
@@ -13,45 +15,48 @@ import datetime as dt
 import json
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from operator import itemgetter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, func, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-
-from .. import config
+from ..config import Settings
 from ..digest import DigestMemo, FileState
-from .connections import on_close
-from .postgres_db import open_postgres
-from .quick_catalog import in_chunks
-from .records import ArtifactRecord, LineageRow, UsageRow, artifact_values, lineage_row, naive_utc, record_from_row, utcnow
-from .schema import artifacts, lineage, raw_files, stage_manifests
+from .connections import on_close, on_fork
+from .database import Database, Session, chunks, in_list
 from .sqlite_db import open_sqlite
+from .records import (
+    ARTIFACT_COLUMNS, LINEAGE_COLUMNS, ArtifactRecord, LineageRow, UsageRow, artifact_values, naive_utc, record_from_row,
+    stored_naive, utcnow,
+)
 
 __all__ = ["ArtifactRecord", "Catalog", "LineageRow", "UsageRow", "open_catalog", "utcnow"]
 
-_Insert = sqlite.Insert | postgresql.Insert
-_INSERTS: dict[str, Callable[[Table], _Insert]] = {
-    "sqlite": sqlite.insert, "postgresql": postgresql.insert,
-}
+_MEMO_COLUMNS = (*FileState._fields, "digest", "digested_at_ns")
+_USAGE = "hash, stage, format, size"
 
 
-class Database(Protocol):
-    """Where a catalog lives: its engine, and what only that engine knows."""
+def _upsert(table: str, columns: Sequence[str], keys: Sequence[str], updated: Sequence[str] | None = None) -> str:
+    """INSERT, or on a primary-key conflict UPDATE ``updated`` (all other columns by
+    default) to the new row's values."""
+    updated = updated if updated is not None else [c for c in columns if c not in keys]
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in updated)}"
+    )
 
-    @property
-    def path(self) -> Path | str:
-        """For messages: the file, or the URL without its password."""
 
-    @property
-    def engine(self) -> Engine: ...
-
-    def is_current(self) -> bool: ...
-
-    def errors_explained(self) -> AbstractContextManager[None]: ...
+_UPSERT_ARTIFACT = _upsert("artifacts", ARTIFACT_COLUMNS, ["hash"])
+_UPSERT_MANIFEST = _upsert("stage_manifests", ["hash", "stage", "manifest", "recorded_at"], ["hash"], ["manifest", "recorded_at"])
+_UPSERT_LINEAGE = _upsert("lineage", [*LINEAGE_COLUMNS, "recorded_at"], ["hash", "input_name"], ["recorded_at"])
+_UPSERT_MEMO = _upsert("raw_files", _MEMO_COLUMNS, ["path"])
+_SELECT_ARTIFACTS = f"SELECT {', '.join(ARTIFACT_COLUMNS)} FROM artifacts"
+_SELECT_LINEAGE = f"SELECT {', '.join(LINEAGE_COLUMNS)} FROM lineage"
+# Of the stage's other hashes, the one whose artifact was used last, else the one computed last.
+_PREVIOUS_MANIFEST = (
+    "SELECT m.manifest FROM stage_manifests AS m LEFT OUTER JOIN artifacts AS a ON a.hash = m.hash "
+    "WHERE m.stage = :stage AND m.hash != :current "
+    "ORDER BY a.last_access IS NULL, a.last_access DESC, m.recorded_at DESC LIMIT 1"
+)
 
 
 class Catalog:
@@ -60,58 +65,37 @@ class Catalog:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.path = db.path  # for messages
-        self.engine = db.engine
-        insert = _INSERTS[self.engine.dialect.name]
-        self._upsert_artifacts = _upsert(insert, artifacts)
-        self._upsert_manifests = _upsert(insert, stage_manifests, ["manifest", "recorded_at"])
-        self._upsert_lineage = _upsert(insert, lineage, ["recorded_at"])
-        self._upsert_memos = _upsert(insert, raw_files)
 
     def is_current(self) -> bool:
         """False once the catalog was replaced under this process (a SQLite file deleted)."""
         return self.db.is_current()
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with self.db.errors_explained(), self.engine.connect() as conn:
-            conn = conn.execution_options(lwdp_write=True)  # SQLite: BEGIN IMMEDIATE
-            with conn.begin():
-                yield conn
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self.db.errors_explained(), self.engine.connect() as conn, conn.begin():
-            yield conn
-
     # artifacts
 
     def lookup_artifact(self, stage_hash: str) -> ArtifactRecord | None:
-        with self._read() as conn:
-            row = conn.execute(select(artifacts).where(artifacts.c.hash == stage_hash)).mappings().first()
+        with self.db.read() as s:
+            row = next(iter(s.rows(f"{_SELECT_ARTIFACTS} WHERE hash = :hash", {"hash": stage_hash})), None)
         return None if row is None else record_from_row(row)
 
     def all_artifacts(self, stage: str | None = None) -> list[ArtifactRecord]:
         """Every artifact row (of one stage), newest first."""
-        query = select(artifacts).order_by(artifacts.c.created_at.desc())
-        if stage is not None:
-            query = query.where(artifacts.c.stage == stage)
-        with self._read() as conn:
-            rows = conn.execute(query).mappings().all()
+        where = "" if stage is None else " WHERE stage = :stage"
+        with self.db.read() as s:
+            rows = list(s.rows(f"{_SELECT_ARTIFACTS}{where} ORDER BY created_at DESC", {"stage": stage} if stage else None))
         return [record_from_row(row) for row in rows]
 
     def listed_formats(self) -> dict[str, str]:
         """{hash: format} of every artifact row: what gc compares with the files."""
-        with self._read() as conn:
-            return dict(conn.execute(select(artifacts.c.hash, artifacts.c.format)).all())
+        with self.db.read() as s:
+            return {h: fmt for h, fmt in s.rows("SELECT hash, format FROM artifacts")}
 
     def usage_rows(self, hashes: Iterable[str]) -> list[UsageRow]:
         """The rows of these hashes, as gc reports them."""
-        a = artifacts
         rows: list[UsageRow] = []
-        with self._read() as conn:
-            for chunk in in_chunks(sorted(hashes)):
-                query = select(a.c.hash, a.c.stage, a.c.format, a.c.size).where(a.c.hash.in_(chunk))
-                rows.extend(UsageRow(*row) for row in conn.execute(query))
+        with self.db.read() as s:
+            for chunk in chunks(sorted(hashes)):
+                params: dict[str, Any] = {}
+                rows.extend(UsageRow._make(row) for row in s.rows(f"SELECT {_USAGE} FROM artifacts WHERE hash IN {in_list(chunk, params)}", params))
         return rows
 
     def eviction_victims(
@@ -126,34 +110,31 @@ class Catalog:
         index, then a walk of it from the oldest row (it covers every column read) that
         stops once enough bytes are freed (listing all million rows took 9 s).
         """
-        a = artifacts
-        columns = (a.c.hash, a.c.stage, a.c.format, a.c.size)
-        cutoff = naive_utc(expired_before) if expired_before is not None else None
-        kept = a.c.last_access >= cutoff if cutoff is not None else literal(True)
+        cutoff = {"cutoff": naive_utc(expired_before)} if expired_before is not None else {}
+        kept = "last_access >= :cutoff" if cutoff else "1 = 1"
         victims: list[tuple[UsageRow, str]] = []
-        with self._read() as conn:
-            if cutoff is not None:
-                expired = conn.execute(select(*columns).where(a.c.last_access < cutoff))
+        with self.db.read() as s:
+            if cutoff:
+                expired = s.rows(f"SELECT {_USAGE} FROM artifacts WHERE last_access < :cutoff", cutoff)
                 victims += [(UsageRow._make(row), "expired") for row in expired if row[0] not in ignore]
             if budget is None:
                 return victims
-            excess = conn.execute(select(func.coalesce(func.sum(a.c.size), 0)).where(kept)).scalar_one() - budget
-            for chunk in in_chunks(sorted(ignore)):
-                ignored = select(func.coalesce(func.sum(a.c.size), 0)).where(kept, a.c.hash.in_(chunk))
-                excess -= conn.execute(ignored).scalar_one()
+            (total,), = s.rows(f"SELECT COALESCE(SUM(size), 0) FROM artifacts WHERE {kept}", cutoff)
+            excess = int(total) - budget
+            for chunk in chunks(sorted(ignore)):
+                params: dict[str, Any] = dict(cutoff)
+                query = f"SELECT COALESCE(SUM(size), 0) FROM artifacts WHERE {kept} AND hash IN {in_list(chunk, params)}"
+                (ignored,), = s.rows(query, params)
+                excess -= int(ignored)
             if excess <= 0:
                 return victims
-            oldest_first = conn.execute(
-                select(*columns).where(kept).order_by(a.c.last_access.asc()).execution_options(yield_per=1000)
-            )
-            for row in oldest_first:
+            for row in s.rows(f"SELECT {_USAGE} FROM artifacts WHERE {kept} ORDER BY last_access ASC", cutoff, stream=True):
                 if row[0] in ignore:
                     continue
                 victims.append((UsageRow._make(row), "lru"))
                 excess -= row[3]
                 if excess <= 0:
                     break
-            oldest_first.close()
         return victims
 
     def record_artifact(self, record: ArtifactRecord, stage_manifest: dict[str, Any] | None = None) -> None:
@@ -163,163 +144,155 @@ class Catalog:
 
     def record_artifacts(self, records: Iterable[ArtifactRecord], stage_manifests_by_hash: dict[str, dict[str, Any]] | None = None) -> None:
         """Insert or replace artifact rows and stage manifests, in one transaction."""
-        values = _in_key_order([artifact_values(record) for record in records], artifacts)
+        values = _in_key_order([artifact_values(record) for record in records], "hash")
         if not values:
             return
         stages = {row["hash"]: row["stage"] for row in values}
-        manifest_values = _in_key_order([
-            {"hash": h, "stage": stages[h], "manifest": json.dumps(m, sort_keys=True, ensure_ascii=False), "recorded_at": utcnow()}
+        now = utcnow()
+        manifests = _in_key_order([
+            {"hash": h, "stage": stages[h], "manifest": json.dumps(m, sort_keys=True, ensure_ascii=False), "recorded_at": now}
             for h, m in (stage_manifests_by_hash or {}).items()
-        ], stage_manifests)
-        with self._write() as conn:
-            conn.execute(self._upsert_artifacts, values)
-            if manifest_values:
-                conn.execute(self._upsert_manifests, manifest_values)
+        ], "hash")
+        with self.db.write() as s:
+            s.run_many(_UPSERT_ARTIFACT, values)
+            if manifests:
+                s.run_many(_UPSERT_MANIFEST, manifests)
 
     def last_access(self, stage_hash: str) -> dt.datetime | None:
         """When the artifact was last used (naive UTC), or None without a row."""
-        with self._read() as conn:
-            return conn.execute(select(artifacts.c.last_access).where(artifacts.c.hash == stage_hash)).scalar()
+        with self.db.read() as s:
+            found = next(iter(s.rows("SELECT last_access FROM artifacts WHERE hash = :hash", {"hash": stage_hash})), None)
+        return None if found is None else stored_naive(found[0])
 
-    def touch_artifact(self, stage_hash: str) -> None:
-        self.mark_used([stage_hash], [], utcnow())
-
-    def mark_used(self, touched: list[str], evaluated: list[str], now: dt.datetime) -> None:
+    def mark_used(self, used: Iterable[str], evaluated: Iterable[str], now: dt.datetime) -> None:
         """One write transaction: the artifacts read get ``now`` as last access, and the
         lineage of the stage hashes evaluated becomes the most recent of their stages."""
         now = naive_utc(now)
-        with self._write() as conn:
-            for chunk in in_chunks(sorted(touched)):
-                conn.execute(update(artifacts).where(artifacts.c.hash.in_(chunk)).values(last_access=now))
-            for chunk in in_chunks(sorted(evaluated)):
-                conn.execute(update(lineage).where(lineage.c.hash.in_(chunk)).values(recorded_at=now))
+        with self.db.write() as s:
+            for table, column, hashes in (("artifacts", "last_access", used), ("lineage", "recorded_at", evaluated)):
+                for chunk in chunks(sorted(hashes)):
+                    params: dict[str, Any] = {"now": now}
+                    s.run(f"UPDATE {table} SET {column} = :now WHERE hash IN {in_list(chunk, params)}", params)
 
     def delete_artifact(self, stage_hash: str) -> None:
-        with self._write() as conn:
-            conn.execute(delete(artifacts).where(artifacts.c.hash == stage_hash))
+        with self.db.write() as s:
+            s.run("DELETE FROM artifacts WHERE hash = :hash", {"hash": stage_hash})
 
     # lineage
 
     def record_lineage(self, rows: Iterable[LineageRow]) -> None:
         """Record each input of each evaluated stage hash; ``recorded_at`` becomes now, so the
         newest ``recorded_at`` of a stage names its most recently evaluated hash."""
-        values = _in_key_order([{**row.__dict__, "recorded_at": utcnow()} for row in rows], lineage)
-        if not values:
-            return
-        with self._write() as conn:
-            conn.execute(self._upsert_lineage, values)
+        now = utcnow()
+        values = sorted(({**row.__dict__, "recorded_at": now} for row in rows), key=lambda v: (v["hash"], v["input_name"]))
+        if values:
+            with self.db.write() as s:
+                s.run_many(_UPSERT_LINEAGE, values)
 
-    def hashes_with_lineage(self, hashes: list[str]) -> set[str]:
+    def hashes_with_lineage(self, hashes: Sequence[str]) -> set[str]:
         found: set[str] = set()
-        with self._read() as conn:
-            for chunk in in_chunks(hashes):
-                found.update(conn.execute(select(lineage.c.hash).where(lineage.c.hash.in_(chunk)).distinct()).scalars())
+        with self.db.read() as s:
+            for chunk in chunks(hashes):
+                params: dict[str, Any] = {}
+                found.update(h for (h,) in s.rows(f"SELECT DISTINCT hash FROM lineage WHERE hash IN {in_list(chunk, params)}", params))
         return found
 
     def previous_manifest(self, stage: str, current: str) -> tuple[bool, dict[str, Any] | None]:
         """(whether a result of ``current`` was stored before, the manifest to explain its
         absence against): of the stage's other hashes, the one whose artifact was used last,
         else the one computed last."""
-        m = stage_manifests
-        query = (
-            select(m.c.manifest).select_from(m.outerjoin(artifacts, artifacts.c.hash == m.c.hash))
-            .where(m.c.stage == stage, m.c.hash != current)
-            .order_by(artifacts.c.last_access.is_(None), artifacts.c.last_access.desc(), m.c.recorded_at.desc())
-            .limit(1)
-        )
-        with self._read() as conn:
-            seen = conn.execute(select(m.c.hash).where(m.c.hash == current)).first() is not None
-            found = conn.execute(query).scalar()
-        return seen, json.loads(found) if found is not None else None
-
-    # names and lineage
+        with self.db.read() as s:
+            seen = next(iter(s.rows("SELECT 1 FROM stage_manifests WHERE hash = :hash", {"hash": current})), None) is not None
+            found = next(iter(s.rows(_PREVIOUS_MANIFEST, {"stage": stage, "current": current})), None)
+        return seen, json.loads(found[0]) if found is not None else None
 
     def stage_names(self) -> set[str]:
         """Every stage name the catalog has seen (in lineage or artifacts)."""
-        query = select(lineage.c.stage).union(select(artifacts.c.stage))
-        with self._read() as conn:
-            return set(conn.execute(query).scalars())
+        with self.db.read() as s:
+            return {name for (name,) in s.rows("SELECT stage FROM lineage UNION SELECT stage FROM artifacts")}
 
     def hashes_with_prefix(self, prefix: str) -> dict[str, str]:
         """{hash: stage} of every recorded stage hash starting with ``prefix``."""
-        pattern = prefix.lower() + "%"
-        query = select(lineage.c.hash, lineage.c.stage).where(lineage.c.hash.like(pattern)).union(
-            select(artifacts.c.hash, artifacts.c.stage).where(artifacts.c.hash.like(pattern))
+        query = (
+            "SELECT hash, stage FROM lineage WHERE hash LIKE :pattern "
+            "UNION SELECT hash, stage FROM artifacts WHERE hash LIKE :pattern"
         )
-        with self._read() as conn:
-            return {h: s for h, s in conn.execute(query)}
+        with self.db.read() as s:
+            return {h: name for h, name in s.rows(query, {"pattern": prefix.lower() + "%"})}
 
     def latest_hash(self, stage: str) -> str | None:
-        """The stage's most recently evaluated hash."""
-        query = (
-            select(lineage.c.hash).where(lineage.c.stage == stage)
-            .order_by(lineage.c.recorded_at.desc()).limit(1)
-        )
-        with self._read() as conn:
-            found = conn.execute(query).scalar()
-            if found is None:
-                query = select(artifacts.c.hash).where(artifacts.c.stage == stage).order_by(artifacts.c.created_at.desc()).limit(1)
-                found = conn.execute(query).scalar()
-        return found
+        """The stage's most recently evaluated hash (else its newest artifact's)."""
+        with self.db.read() as s:
+            for query in (
+                "SELECT hash FROM lineage WHERE stage = :stage ORDER BY recorded_at DESC LIMIT 1",
+                "SELECT hash FROM artifacts WHERE stage = :stage ORDER BY created_at DESC LIMIT 1",
+            ):
+                found = next(iter(s.rows(query, {"stage": stage})), None)
+                if found is not None:
+                    return str(found[0])
+        return None
 
     def inputs_of(self, stage_hashes: Iterable[str]) -> list[LineageRow]:
         """The lineage rows of these stage hashes and of all their ancestors."""
+        params: dict[str, Any] = {}
         seeds = list(stage_hashes)
         if not seeds:
             return []
-        seed = select(lineage.c.hash).where(lineage.c.hash.in_(seeds)).distinct().cte("ancestry", recursive=True)
-        step = select(lineage.c.input_hash).join(seed, lineage.c.hash == seed.c.hash).where(lineage.c.input_kind == "stage")
-        ancestry = seed.union(step)
-        query = select(lineage).where(lineage.c.hash.in_(select(ancestry.c.hash)))
-        with self._read() as conn:
-            return [lineage_row(row) for row in conn.execute(query).mappings()]
+        query = (
+            f"WITH RECURSIVE ancestry(hash) AS (SELECT DISTINCT hash FROM lineage WHERE hash IN {in_list(seeds, params)} "
+            "UNION SELECT l.input_hash FROM lineage AS l JOIN ancestry AS a ON l.hash = a.hash WHERE l.input_kind = 'stage') "
+            f"{_SELECT_LINEAGE} WHERE hash IN (SELECT hash FROM ancestry)"
+        )
+        with self.db.read() as s:
+            return [LineageRow(*row) for row in s.rows(query, params)]
 
     def raw_inputs(self) -> list[LineageRow]:
         """Every recorded raw input of every stage hash."""
-        with self._read() as conn:
-            return [lineage_row(row) for row in conn.execute(select(lineage).where(lineage.c.input_kind == "raw")).mappings()]
+        with self.db.read() as s:
+            return [LineageRow(*row) for row in s.rows(f"{_SELECT_LINEAGE} WHERE input_kind = 'raw'")]
 
     def descendants(self, stage_hashes: Iterable[str]) -> list[tuple[str, str, int]]:
         """(hash, stage, depth) of every stage hash derived from these, transitively (depth 1 =
         a direct consumer)."""
+        params: dict[str, Any] = {}
         seeds = list(stage_hashes)
         if not seeds:
             return []
-        seed = select(lineage.c.hash, literal(0).label("depth")).where(lineage.c.hash.in_(seeds)).distinct().cte(
-            "derived", recursive=True
-        )
-        step = select(lineage.c.hash, (seed.c.depth + 1).label("depth")).join(
-            seed, (lineage.c.input_hash == seed.c.hash) & (lineage.c.input_kind == "stage")
-        )
-        derived = seed.union(step)
         query = (
-            select(derived.c.hash, lineage.c.stage, func.min(derived.c.depth))
-            .join(lineage, lineage.c.hash == derived.c.hash)
-            .group_by(derived.c.hash, lineage.c.stage)
+            "WITH RECURSIVE derived(hash, depth) AS ("
+            f"SELECT DISTINCT hash, 0 FROM lineage WHERE hash IN {in_list(seeds, params)} "
+            "UNION SELECT l.hash, d.depth + 1 FROM lineage AS l JOIN derived AS d "
+            "ON l.input_hash = d.hash AND l.input_kind = 'stage') "
+            "SELECT d.hash, l.stage, MIN(d.depth) FROM derived AS d JOIN lineage AS l ON l.hash = d.hash GROUP BY d.hash, l.stage"
         )
-        with self._read() as conn:
-            return [(h, s, d) for h, s, d in conn.execute(query)]
+        with self.db.read() as s:
+            return [(h, name, int(depth)) for h, name, depth in s.rows(query, params)]
 
     # raw-file digest memo
 
     def load_digest_memos(self, paths: list[str]) -> dict[str, DigestMemo]:
         memos: dict[str, DigestMemo] = {}
-        with self._read() as conn:
-            for chunk in in_chunks(paths):
-                for row in conn.execute(select(raw_files).where(raw_files.c.path.in_(chunk))):
-                    state = FileState(row.path, row.size, row.mtime_ns, row.ctime_ns, row.inode)
-                    memos[row.path] = DigestMemo(state, row.digest, row.digested_at_ns)
+        with self.db.read() as s:
+            for chunk in chunks(paths):
+                params: dict[str, Any] = {}
+                query = f"SELECT {', '.join(_MEMO_COLUMNS)} FROM raw_files WHERE path IN {in_list(chunk, params)}"
+                for path, size, mtime_ns, ctime_ns, inode, digest, at_ns in s.rows(query, params):
+                    memos[path] = DigestMemo(FileState(path, size, mtime_ns, ctime_ns, inode), digest, at_ns)
         return memos
 
     def save_digest_memos(self, memos: list[DigestMemo]) -> None:
         values = _in_key_order([
-            {**memo.state._asdict(), "digest": memo.digest, "digested_at_ns": memo.digested_at_ns}
-            for memo in memos
-        ], raw_files)
-        if not values:
-            return
-        with self._write() as conn:
-            conn.execute(self._upsert_memos, values)
+            {**memo.state._asdict(), "digest": memo.digest, "digested_at_ns": memo.digested_at_ns} for memo in memos
+        ], "path")
+        if values:
+            with self.db.write() as s:
+                s.run_many(_UPSERT_MEMO, values)
+
+
+def _in_key_order(values: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """Rows by primary key: concurrent upserts on PostgreSQL lock rows in one order, so
+    they never deadlock."""
+    return sorted(values, key=lambda row: row[key])
 
 
 _catalogs: dict[tuple[int, Path | str], Catalog] = {}
@@ -330,41 +303,48 @@ _opening = threading.Lock()
 def _close_catalogs() -> None:
     with _opening:
         for catalog in _catalogs.values():
-            catalog.engine.dispose()
+            catalog.db.close()
         _catalogs.clear()
 
 
-def open_catalog(cache_dir: Path) -> Catalog:
-    """The catalog in force for ``cache_dir`` in this process (created and migrated on
-    first use): the database at ``catalog_url`` when one is set, else the cache
-    directory's SQLite file. One engine per process and catalog, made again after a fork.
+_inherited: list[Catalog] = []
+
+
+@on_fork
+def _forget_inherited() -> None:
+    """A forked child makes its own connections; the parent's stay open, unused, for the
+    parent (closing them here would touch the parent's transactions)."""
+    _inherited.extend(_catalogs.values())
+    _catalogs.clear()
+
+
+def open_catalog(settings: Settings) -> Catalog:
+    """The catalog these settings name, for this process: the database at ``catalog_url``
+    when one is set, else the cache directory's SQLite file (made at the head schema when
+    missing, migrated when older).
 
     :raises CacheDirError: the directory or its SQLite catalog cannot be created or opened.
     :raises CatalogUnavailableError: the ``catalog_url`` database can't be reached or used.
     :raises CatalogVersionError: the catalog was made by a newer lwdp.
     :raises MissingExtraError: a PostgreSQL catalog without psycopg installed.
     """
-    url = config.catalog_url()
+    url, cache_dir = settings.catalog_url, settings.cache_dir
     key = (os.getpid(), url or cache_dir)
-    with _opening:  # Alembic keeps its migration context in module globals: one at a time
+    catalog = _catalogs.get(key)
+    if catalog is not None and catalog.is_current():
+        return catalog
+    with _opening:  # one opening (and migration) of a catalog at a time
         catalog = _catalogs.get(key)
         if catalog is None or not catalog.is_current():
             if catalog is not None:
-                catalog.engine.dispose()
-            catalog = _catalogs[key] = Catalog(open_postgres(url) if url else open_sqlite(cache_dir))
+                catalog.db.close()
+            catalog = _catalogs[key] = Catalog(_open_database(url, cache_dir))
     return catalog
 
 
-def _upsert(insert: Callable[[Table], _Insert], table: Table, columns: list[str] | None = None) -> _Insert:
-    """INSERT, or on a primary-key conflict UPDATE ``columns`` (all others by default) to
-    the new row's values. Built once: building a statement costs more than running it."""
-    stmt = insert(table)
-    keys = [c.name for c in table.primary_key]
-    columns = columns if columns is not None else [c.name for c in table.columns if c.name not in keys]
-    return stmt.on_conflict_do_update(index_elements=keys, set_={name: stmt.excluded[name] for name in columns})
+def _open_database(url: str | None, cache_dir: Path) -> Database:
+    if url is None:
+        return open_sqlite(cache_dir)
+    from .postgres_db import open_postgres  # SQLAlchemy: not imported on a SQLite catalog
 
-
-def _in_key_order(values: list[dict[str, Any]], table: Table) -> list[dict[str, Any]]:
-    """Rows by primary key: concurrent upserts on PostgreSQL lock rows in one order, so
-    they never deadlock."""
-    return sorted(values, key=itemgetter(*(c.name for c in table.primary_key)))
+    return open_postgres(url)

@@ -6,6 +6,7 @@ what this process never loaded."""
 from __future__ import annotations
 
 import atexit
+import os
 from collections.abc import Callable
 
 _closers: list[Callable[[], None]] = []
@@ -23,6 +24,13 @@ def close() -> None:
     needed (a notebook releasing its files, a test that must not leak into the next)."""
     for closer in _closers:
         closer()
+
+
+def on_fork(forget: Callable[[], None]) -> Callable[[], None]:
+    """Register ``forget`` to empty a registry in a forked child, which must not use (nor
+    close) what its parent opened; usable as a decorator."""
+    os.register_at_fork(after_in_child=forget)
+    return forget
 
 
 # At exit too: closing the last connection to a SQLite catalog checkpoints its write-ahead

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 from .. import config
 from ..formats import FORMATS
 from ..units import human_size, parse_duration, parse_size
+from .adoption import adopt, adoptable
+from .catalog import open_catalog
 from .cache import ResultCache
 from .placement import Placement
 from .records import utcnow
@@ -91,10 +93,8 @@ def gc(
     """
     age = parse_duration(max_age) if max_age is not None else None
     budget = parse_size(max_size) if max_size is not None else None
-    root = config.cache_dir(cache_dir)
-    from .catalog import open_catalog  # SQLAlchemy: not imported by runs that only read
-
-    cache = ResultCache(root, open_catalog(root))
+    settings = config.settings(cache_dir)
+    cache = ResultCache(settings, open_catalog(settings))
     report = GcReport(dry_run)
     started = utcnow()
     listed = cache.catalog.listed_formats()
@@ -109,10 +109,10 @@ def gc(
     for row, reason in victims:
         _remove(cache, report, row.hash, row.stage, FORMATS[row.format].suffix, row.size, reason, started, shared)
     for orphan in cache.store.unlisted_files(set(listed), stored):
-        adoptable = cache.adoptable(orphan.hash)
-        if adoptable is not None:  # intact, only its row was lost: keep it, listed again
+        record = adoptable(cache.store, orphan.hash)
+        if record is not None:  # intact, only its row was lost: keep it, listed again
             if not dry_run:
-                cache.record_adopted(adoptable)
+                adopt(cache.catalog, cache.store, record)
             continue
         _remove(cache, report, orphan.hash, None, orphan.suffix, orphan.path.stat().st_size, "orphan", None)
     _sweep_strays(cache, report, placement.shared_store)

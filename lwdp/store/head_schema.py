@@ -131,17 +131,12 @@ def create_head_schema(conn: sqlite3.Connection) -> bool:
 def migrated_schema() -> tuple[str, ...]:
     """The schema SQL of a catalog made by the migrations, in the order SQLite keeps it."""
     import tempfile
-    from pathlib import Path
 
-    from sqlalchemy import create_engine
-
-    from .migrate import ensure_schema
+    from .migrate import migrate_sqlite
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "catalog.sqlite"
-        engine = create_engine(f"sqlite:///{path}", connect_args={"isolation_level": None})
-        ensure_schema(engine, str(path))
-        engine.dispose()
+        migrate_sqlite(path)
         with sqlite3.connect(path) as conn:
             rows = conn.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid").fetchall()
         conn.close()

@@ -20,16 +20,13 @@ from .. import config
 from ..errors import UnknownStageError
 from .records import ArtifactRecord, LineageRow
 
-if TYPE_CHECKING:
-    from .catalog import Catalog
+from .catalog import Catalog, open_catalog
 
 _HEX_PREFIX = re.compile(r"[0-9a-fA-F]{6,32}")
 
 
 def _catalog(cache_dir: str | os.PathLike[str] | None) -> Catalog:
-    from .catalog import open_catalog  # SQLAlchemy: not imported by runs that only read
-
-    return open_catalog(config.cache_dir(cache_dir))
+    return open_catalog(config.settings(cache_dir))
 
 
 def resolve_stage(catalog: Catalog, name: str) -> str:

@@ -1,7 +1,8 @@
 """Bring a catalog's schema to this lwdp's revision with Alembic, or refuse a newer one.
 
 The common case (a catalog already at `HEAD_REVISION`) costs one SELECT and never imports
-Alembic. An upgrade runs in one transaction that excludes other migrators, so processes
+Alembic (a SQLite catalog checks its revision without SQLAlchemy, `lwdp.store.sqlite_db`,
+and comes here only when older). An upgrade runs in one transaction that excludes other migrators, so processes
 opening a brand-new catalog at once migrate it exactly once: SQLite's ``BEGIN IMMEDIATE``
 (the caller's engine emits it), or a PostgreSQL advisory lock held until the commit.
 """
@@ -14,10 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, inspect, text
+from typing import Any
+
+import sqlalchemy.exc
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 
 from ..errors import CatalogVersionError
-from .catalog_file import HEAD_REVISION
+from .catalog_file import BUSY_TIMEOUT_MS, HEAD_REVISION, cache_dir_error
 
 _ELSEWHERE = {
     "sqlite": "point LWDP_CACHE_DIR at another cache directory",
@@ -55,6 +59,34 @@ def ensure_schema(engine: Engine, where: str) -> None:
             if revision != HEAD_REVISION:
                 with _alembic_logs_at_debug():
                     _upgrade(conn, revision, where)
+
+
+def migrate_sqlite(path: Path) -> None:
+    """Upgrade the SQLite catalog at ``path`` (made when missing) to `HEAD_REVISION`.
+
+    :raises CatalogVersionError: the catalog was made by a newer lwdp.
+    :raises CacheDirError: the file can't be opened or written.
+    """
+    engine = create_engine(f"sqlite:///{path}", connect_args={"isolation_level": None, "timeout": BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # before journal_mode
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("lwdp_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    try:
+        ensure_schema(engine, str(path))
+    except sqlalchemy.exc.OperationalError as exc:
+        raise cache_dir_error(path.parent, exc.orig, None) from exc
+    finally:
+        engine.dispose()
 
 
 def _upgrade(conn: Connection, revision: str | None, where: str) -> None:

@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .. import config
 
 if TYPE_CHECKING:
     from .cache import ResultCache
@@ -29,8 +28,8 @@ class Placement:
     shared_catalog: bool
 
     @classmethod
-    def of(cls, cache: ResultCache[Any]) -> Placement:
-        return cls(cache.remote, config.catalog_url() is not None)
+    def of(cls, cache: ResultCache) -> Placement:
+        return cls(cache.remote, cache.settings.catalog_url is not None)
 
     @property
     def local_copy_optional(self) -> bool:

@@ -7,14 +7,17 @@ Messages name the URL with its password hidden, and lwdp never logs it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import sqlalchemy.exc
-from sqlalchemy import create_engine, make_url
+from sqlalchemy import Connection, TextClause, create_engine, make_url, text
 from sqlalchemy.engine import URL
 
 from ..errors import CatalogUnavailableError, MissingExtraError
+from .database import Params
 from .migrate import ensure_schema
 
 # Unless the URL says otherwise: fail within seconds when the host doesn't answer (instead
@@ -22,6 +25,27 @@ from .migrate import ensure_schema
 _CONNECT_DEFAULTS = {"connect_timeout": 10, "application_name": "lwdp"}
 _INSUFFICIENT_PRIVILEGE = "42501"
 _HOW_TO_SET = "lwdp.configure(catalog_url=...) or LWDP_CATALOG_URL"
+
+
+@functools.lru_cache(maxsize=256)
+def _statement(sql: str) -> TextClause:
+    """Parsed once: the catalog's statements are a few texts (``IN`` lists vary in length)."""
+    return text(sql)
+
+
+class _Session:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def rows(self, sql: str, params: Params | None = None, stream: bool = False) -> Iterable[tuple[Any, ...]]:
+        conn = self.conn.execution_options(yield_per=1000) if stream else self.conn  # a server-side cursor
+        return iter(conn.execute(_statement(sql), dict(params or {})))  # rows, not a mapping-like Result
+
+    def run(self, sql: str, params: Params) -> None:
+        self.conn.execute(_statement(sql), dict(params))
+
+    def run_many(self, sql: str, rows: Sequence[Params]) -> None:
+        self.conn.execute(_statement(sql), [dict(row) for row in rows])
 
 
 class PostgresDatabase:
@@ -46,6 +70,16 @@ class PostgresDatabase:
     def is_current(self) -> bool:
         """Always: unlike a file, a database is not replaced under a running process."""
         return True
+
+    @contextmanager
+    def read(self) -> Iterator[_Session]:
+        with self.errors_explained(), self.engine.connect() as conn, conn.begin():
+            yield _Session(conn)
+
+    write = read  # READ COMMITTED: each write is a statement PostgreSQL keeps atomic
+
+    def close(self) -> None:
+        self.engine.dispose()
 
     @contextmanager
     def errors_explained(self) -> Iterator[None]:

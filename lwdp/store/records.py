@@ -1,15 +1,16 @@
 """The rows the catalog stores and returns, and how it keeps time.
 
-Times are naive UTC in the database on every engine (SQLite has no time zones, and the
-``DateTime`` columns are ``timestamp without time zone`` on PostgreSQL), so both compare
-and sort them the same way; Python sees aware UTC values.
+Times are naive UTC in the database on every engine, so both compare and sort them the
+same way: ``timestamp without time zone`` on PostgreSQL, and on SQLite (which has no time
+type) text as SQLAlchemy's ``DateTime`` writes it, microseconds always present, so text
+order is time order. Python sees aware UTC values.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
 
@@ -25,6 +26,16 @@ def aware(value: dt.datetime) -> dt.datetime:
 def naive_utc(value: dt.datetime) -> dt.datetime:
     """As stored: a naive value is taken to be UTC already (never local time)."""
     return value if value.tzinfo is None else value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+def sqlite_time(value: dt.datetime) -> str:
+    """A time as a SQLite catalog stores it."""
+    return naive_utc(value).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def stored_naive(value: str | dt.datetime) -> dt.datetime:
+    """A stored time (SQLite's text or PostgreSQL's value) as the naive UTC it stands for."""
+    return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 @dataclass(frozen=True)
@@ -65,15 +76,16 @@ class LineageRow:
     input_path: str | None
 
 
-def lineage_row(row: Any) -> LineageRow:
-    return LineageRow(row["hash"], row["stage"], row["input_name"], row["input_kind"], row["input_hash"], row["input_path"])
+ARTIFACT_COLUMNS = tuple(field.name for field in fields(ArtifactRecord))
+LINEAGE_COLUMNS = tuple(field.name for field in fields(LineageRow))  # and recorded_at
 
 
-def record_from_row(row: Any) -> ArtifactRecord:
-    values = dict(row)
+def record_from_row(row: tuple[Any, ...]) -> ArtifactRecord:
+    """The record of an ``artifacts`` row selected as `ARTIFACT_COLUMNS`."""
+    values = dict(zip(ARTIFACT_COLUMNS, row))
     values["read_options"] = json.loads(values["read_options"] or "{}")
-    values["created_at"] = aware(values["created_at"])
-    values["last_access"] = aware(values["last_access"])
+    values["created_at"] = aware(stored_naive(values["created_at"]))
+    values["last_access"] = aware(stored_naive(values["last_access"]))
     return ArtifactRecord(**values)
 
 

@@ -202,11 +202,8 @@ def _modified(info: dict[str, Any]) -> float | None:
     return None
 
 
-def shared_store(url: str) -> RemoteArtifactStore:
-    """The store at ``url`` for this process, with the configured storage options."""
-    from .. import config
-
-    options = config.storage_options()
+def shared_store(url: str, options: dict[str, Any]) -> RemoteArtifactStore:
+    """The store at ``url`` for this process, with these fsspec options."""
     key = (url, json.dumps(options, sort_keys=True, default=repr))
     if key not in _STORES:
         _STORES[key] = RemoteArtifactStore(url, options)

@@ -1,4 +1,9 @@
-"""The catalog file of a cache directory: SQLite in WAL mode, one engine per process.
+"""The catalog file of a cache directory: SQLite in WAL mode, through the standard library.
+
+Importing SQLAlchemy costs ~130 ms, more than a whole warm run of a small pipeline, so the
+catalog's statements run on ``sqlite3`` connections, pooled per process and handed to one
+thread at a time. A new file is made at the head schema with ``sqlite3`` too
+(`lwdp.store.head_schema`); only an older file is migrated, with Alembic.
 
 Writes begin with ``BEGIN IMMEDIATE`` (a deferred BEGIN that reads then writes fails at
 once with "database is locked" under concurrency) and stay short. A catalog file found
@@ -8,34 +13,55 @@ again from their manifests as they are asked for.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy.exc
-from sqlalchemy import Connection, Engine, create_engine, event
-
 from ..errors import CatalogDamagedError, CatalogUnavailableError
-from .catalog_file import BUSY_TIMEOUT_MS, CATALOG_FILE, cache_dir_error
+from .catalog_file import BUSY_TIMEOUT_MS, CATALOG_FILE, HEAD_REVISION, cache_dir_error
+from .database import Params
 from .head_schema import create_catalog_file
-from .migrate import ensure_schema
-from .records import utcnow
+from .records import sqlite_time, utcnow
 
 logger = logging.getLogger("lwdp")
 
 
+class _Session:
+    """A transaction on one connection; times become the text SQLite catalogs hold."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def rows(self, sql: str, params: Params | None = None, stream: bool = False) -> Iterable[tuple[Any, ...]]:
+        return self.conn.execute(sql, _stored(params) if params else ())
+
+    def run(self, sql: str, params: Params) -> None:
+        self.conn.execute(sql, _stored(params))
+
+    def run_many(self, sql: str, rows: Sequence[Params]) -> None:
+        self.conn.executemany(sql, [_stored(row) for row in rows])
+
+
+def _stored(params: Params) -> Params:
+    if not any(isinstance(value, dt.datetime) for value in params.values()):
+        return params
+    return {name: sqlite_time(value) if isinstance(value, dt.datetime) else value for name, value in params.items()}
+
 
 class SQLiteDatabase:
-    """The catalog file, migrated when opened."""
+    """The catalog file at this lwdp's schema."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.engine = _make_engine(path)
-        ensure_schema(self.engine, str(path))
         self.inode = path.stat().st_ino
+        self._idle: list[sqlite3.Connection] = []
+        self._pool = threading.Lock()
 
     def is_current(self) -> bool:
         """False once the catalog file was deleted or replaced under this process."""
@@ -44,70 +70,110 @@ class SQLiteDatabase:
         except FileNotFoundError:
             return False
 
+    def read(self) -> AbstractContextManager[_Session]:
+        return self._transaction("BEGIN")
+
+    def write(self) -> AbstractContextManager[_Session]:
+        return self._transaction("BEGIN IMMEDIATE")
+
     @contextmanager
-    def errors_explained(self) -> Iterator[None]:
+    def _transaction(self, begin: str) -> Iterator[_Session]:
+        with self._pool:
+            conn = self._idle.pop() if self._idle else None
+        with self._errors_explained():
+            if conn is None:
+                conn = _connect(self.path)
+            try:
+                conn.execute(begin)
+                yield _Session(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                _close_after_failure(conn)
+                raise
+        with self._pool:
+            self._idle.append(conn)
+
+    def close(self) -> None:
+        with self._pool:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    @contextmanager
+    def _errors_explained(self) -> Iterator[None]:
         """SQLite's failures as lwdp errors; a catalog found damaged is moved aside."""
         try:
             yield
-        except sqlalchemy.exc.OperationalError as exc:  # before its base class, DatabaseError
-            locked = "locked" in str(exc.orig)
-            cause = f"another process kept it locked for {BUSY_TIMEOUT_MS // 1000} s" if locked else str(exc.orig)
+        except sqlite3.OperationalError as exc:  # before its base class, DatabaseError
+            locked = "locked" in str(exc)
+            cause = f"another process kept it locked for {BUSY_TIMEOUT_MS // 1000} s" if locked else str(exc)
             raise CatalogUnavailableError(
                 f"catalog {self.path}: {cause}; retry, or check the disk and the permissions of {self.path.parent}"
             ) from exc
-        except sqlalchemy.exc.DatabaseError as exc:
+        except sqlite3.DatabaseError as exc:
             if not _is_corruption(exc):
                 raise
             if self.is_current():
-                self.engine.dispose()
-                _move_aside(self.path, exc.orig)
-            raise CatalogDamagedError(f"catalog {self.path} turned out damaged ({exc.orig}) and was moved aside") from exc
+                self.close()
+                _move_aside(self.path, exc)
+            raise CatalogDamagedError(f"catalog {self.path} turned out damaged ({exc}) and was moved aside") from exc
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        f"file:{path}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    conn.execute("PRAGMA synchronous = NORMAL")  # WAL commits without fsync: a crash loses no more than the last runs' marks
+    return conn
+
+
+def _close_after_failure(conn: sqlite3.Connection) -> None:
+    """A connection whose transaction failed is closed, not reused (closing rolls back)."""
+    try:
+        conn.close()
+    except sqlite3.Error:
+        pass
 
 
 def open_sqlite(cache_dir: Path) -> SQLiteDatabase:
-    """The catalog file of ``cache_dir``, made (or made anew, if the one there is not a
-    database) and migrated.
+    """The catalog file of ``cache_dir``, made at the head schema when missing (or made anew,
+    if the one there is not a database) and migrated when older.
 
     :raises CacheDirError: the directory or its catalog cannot be created or opened.
+    :raises CatalogVersionError: the catalog was made by a newer lwdp.
     """
     path = cache_dir / CATALOG_FILE
-    if not path.exists():
-        create_catalog_file(cache_dir)
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            create_catalog_file(cache_dir)
         try:
-            return SQLiteDatabase(path)
-        except sqlalchemy.exc.DatabaseError as exc:
-            if not _is_corruption(exc):
+            revision = _revision(path)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) or not _is_corruption(exc):
                 raise
-            _move_aside(path, exc.orig)
+            _move_aside(path, exc)
+            create_catalog_file(cache_dir)
+            revision = _revision(path)
+        if revision != HEAD_REVISION:
+            from .migrate import migrate_sqlite  # SQLAlchemy and Alembic: only for an older file
+
+            migrate_sqlite(path)
         return SQLiteDatabase(path)
-    except (OSError, sqlalchemy.exc.OperationalError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else exc.orig
+    except (OSError, sqlite3.OperationalError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else exc
         raise cache_dir_error(cache_dir, reason, getattr(exc, "errno", None)) from exc
 
 
-def _make_engine(path: Path) -> Engine:
-    engine = create_engine(
-        f"sqlite:///{path}",
-        connect_args={"isolation_level": None, "timeout": BUSY_TIMEOUT_MS / 1000},
-    )
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        cursor = dbapi_conn.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # before journal_mode
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get("lwdp_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
+def _revision(path: Path) -> str | None:
+    """The file's schema revision (None: not stamped, as a file another tool left empty)."""
+    conn = _connect(path)
+    try:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'").fetchone() is None:
+            return None
+        found = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        return None if found is None else str(found[0])
+    finally:
+        conn.close()
 
 
 def _move_aside(path: Path, damage: object) -> None:
@@ -124,6 +190,6 @@ def _move_aside(path: Path, damage: object) -> None:
             os.replace(side, aside.with_name(aside.name + suffix))
 
 
-def _is_corruption(exc: sqlalchemy.exc.DatabaseError) -> bool:
-    text = str(exc.orig).lower()
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc).lower()
     return "not a database" in text or "malformed" in text or "corrupt" in text

@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING, Literal
 from .. import config
 from ..formats import FORMATS
 from .artifacts import ArtifactStore, bytes_match
-from .cache import ResultCache, manifest_of, record_from_manifest
+from .adoption import adopt, adoptable, local_stage_manifest
+from .catalog import open_catalog
+from .artifact_manifest import manifest_of, record_from_manifest
+from .cache import ResultCache
 from .placement import Placement
 from .records import ArtifactRecord
 
@@ -75,11 +78,9 @@ def verify(repair: bool = False, cache_dir: str | os.PathLike[str] | None = None
     manifest and checksum agree, rewrites missing manifests, removes unlisted and stray
     files and the temporary files of dead writers. Artifacts being written are left alone.
     """
-    root = config.cache_dir(cache_dir)
-    from .catalog import open_catalog  # SQLAlchemy: not imported by runs that only read
-
-    catalog = open_catalog(root)
-    cache = ResultCache(root, catalog)
+    settings = config.settings(cache_dir)
+    catalog = open_catalog(settings)
+    cache = ResultCache(settings, catalog)
     report = VerifyReport(repaired=repair)
     placement = Placement.of(cache)
     recorded = {record.hash: record for record in catalog.all_artifacts()}
@@ -131,7 +132,7 @@ def _report_strays(store: ArtifactStore, kind: str, report: VerifyReport, repair
 
 
 def _check_unrecorded(cache: ResultCache, stage_hash: str, path: str) -> Problem:
-    record = cache.adoptable(stage_hash)
+    record = adoptable(cache.store, stage_hash)
     if record is not None:
         return Problem("unrecorded", stage_hash, record.stage, path)
     stage = (cache.store.read_manifest(stage_hash) or {}).get("stage")
@@ -144,10 +145,10 @@ def _repair(cache: ResultCache, problem: Problem, record: ArtifactRecord | None,
             return problem  # being written right now: not ours to touch
         suffix = Path(problem.path).name.partition(".")[2]
         if problem.kind == "no-manifest" and record is not None:
-            cache.store.write_manifest(record.hash, manifest_of(record, cache.local_stage_manifest(record.hash)))
+            cache.store.write_manifest(record.hash, manifest_of(record, local_stage_manifest(cache.store, record.hash)))
             done = "manifest rewritten"
-        elif problem.kind == "unrecorded" and (adopted := cache.adoptable(problem.hash)) is not None:
-            cache.record_adopted(adopted)
+        elif problem.kind == "unrecorded" and (adopted := adoptable(cache.store, problem.hash)) is not None:
+            adopt(cache.catalog, cache.store, adopted)
             done = "adopted"
         elif record is not None and placement.local_copy_optional:  # the row stands for the shared copy
             cache.store.delete(problem.hash, suffix)
@@ -184,7 +185,7 @@ def _repair_shared(cache: ResultCache, remote: RemoteArtifactStore, problem: Pro
     remote.delete(problem.hash, suffix)
     local_copy = cache.store.get(record.hash, suffix)
     if local_copy is not None and bytes_match(local_copy, record.size, record.checksum):
-        remote.publish(record.hash, suffix, local_copy, manifest_of(record, cache.local_stage_manifest(record.hash)))
+        remote.publish(record.hash, suffix, local_copy, manifest_of(record, local_stage_manifest(cache.store, record.hash)))
         done = "published again from the local copy"
     else:
         done = "removed from the shared store; the next run recomputes it"

@@ -1,0 +1,75 @@
+"""What one call of a stage, one `.hash` and one ``explain()`` work with, and how they end.
+
+Settings are read once, when the context starts, so a `configure` from another thread
+mid-run changes nothing in it. Marks of use (the last access of the artifacts a run read,
+the recency of the lineage of the hashes it evaluated) are written once, when it ends, in
+one transaction; background writes of artifacts are waited for then too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from types import TracebackType
+
+from . import config
+from .store.cache import ResultCache
+from .store.catalog import open_catalog
+from .store.records import LineageRow, utcnow
+from .store.writer import ArtifactWriter
+
+logger = logging.getLogger("lwdp")
+
+
+class RunContext:
+    """The settings, catalog, result cache and artifact writer of one run (a context manager).
+
+    On leaving: the writes are waited for and the marks of use written. When the block
+    failed, what fails then is only logged and the block's exception goes on; when a write
+    fails, the marks are still written and the write's error is raised.
+    """
+
+    def __init__(self) -> None:
+        self.settings = config.settings()
+        self.catalog = open_catalog(self.settings)
+        self.cache = ResultCache(self.settings, self.catalog)
+        self.writer = ArtifactWriter()
+        self._evaluated: set[str] = set()
+
+    def __enter__(self) -> RunContext:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        failing = kind is not None
+        try:
+            self.writer.finish(raising=not failing)
+        except BaseException:
+            self._mark_used(raising=False)
+            raise
+        self._mark_used(raising=not failing)
+
+    def record_lineage(self, rows: Iterable[LineageRow]) -> None:
+        """Record the lineage of hashes the catalog has not seen; the others' lineage only
+        becomes the most recent of their stages, when the run ends."""
+        by_hash: dict[str, list[LineageRow]] = {}
+        for row in rows:
+            by_hash.setdefault(row.hash, []).append(row)
+        known = self.catalog.hashes_with_lineage(list(by_hash))
+        new = [row for h, hash_rows in by_hash.items() if h not in known for row in hash_rows]
+        if new:
+            self.catalog.record_lineage(new)
+        self._evaluated.update(known)
+
+    def _mark_used(self, raising: bool) -> None:
+        used, evaluated = self.cache.used, self._evaluated
+        if not (used or evaluated):
+            return
+        try:
+            self.catalog.mark_used(used, evaluated, utcnow())
+        except Exception as exc:
+            if raising:
+                raise
+            logger.error("%s", exc)
+        finally:
+            used.clear()
+            evaluated.clear()
