@@ -20,7 +20,7 @@ from pathlib import Path
 import xxhash
 
 import lwdp.store
-from lwdp.store.artifacts import LocalArtifactStore
+from lwdp.store.artifact_store import LocalArtifactStore
 from lwdp.config import settings
 from lwdp.store.catalog import ArtifactRecord, LineageRow, open_catalog
 

@@ -31,7 +31,7 @@ from typing import Any
 import xxhash
 
 from lwdp.config import settings
-from lwdp.digest import DigestMemo, digest_files
+from lwdp.hashing.raw_files import DigestMemo, digest_files
 from lwdp.store.catalog import open_catalog
 from lwdp.store.records import sqlite_time, utcnow
 

@@ -5,10 +5,9 @@ named by a hash of their code, raw input contents, parameters and upstream hashe
 recorded in a SQLite catalog under the cache directory (see `configure`).
 """
 
-__version__ = "0.1.0"
-
 from .config import configure, storage_options
 from .errors import LwdpError
 from .stage import Stage, stage
+from .version import __version__
 
 __all__ = ["LwdpError", "Stage", "__version__", "configure", "stage", "storage_options"]

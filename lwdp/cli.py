@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from . import configure
+from .config import configure
 from .errors import LwdpError
 from .units import human_age, human_size
 
@@ -115,7 +115,7 @@ def _import_stage(spec: str) -> Any:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .status import pipeline_status
+    from .run.status import pipeline_status
 
     statuses = pipeline_status(_import_stage(args.target))
     if args.json:
@@ -129,7 +129,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _graph(args: argparse.Namespace) -> int:
-    from .status import pipeline_status
+    from .run.status import pipeline_status
 
     statuses = pipeline_status(_import_stage(args.target))
     ids = {s.stage: f"s{i}" for i, s in enumerate(statuses)}
@@ -177,7 +177,7 @@ def _show(args: argparse.Namespace) -> int:
     from . import config
     from .store.cache import Hit, ResultCache
     from .store.catalog import open_catalog
-    from .store.lineage import resolve_hash
+    from .upkeep.lineage import resolve_hash
 
     settings = config.settings()
     catalog = open_catalog(settings)

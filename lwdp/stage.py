@@ -1,4 +1,8 @@
-"""The `stage` decorator: binds each keyword to a raw input, an upstream stage or a parameter."""
+"""The `stage` decorator: binds each keyword to a raw input, an upstream stage or a parameter.
+
+It sits at the top of the flow: calling a stage runs it (`lwdp.run`), which hashes it
+(`lwdp.hashing`) and stores its result (`lwdp.store`); those layers know a stage as a
+`lwdp.graph.StageNode`."""
 
 from __future__ import annotations
 
@@ -7,39 +11,17 @@ import enum
 import functools
 import inspect
 import os
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .codehash import CodeDigest, deep_code_digest
-from .errors import InputBindingError, StageNameCollisionError
+from .errors import InputBindingError
 from .formats import Format, get_format
-from .params import param_digest
+from .graph import Input, StageNode, qualified_name
+from .hashing.code import CodeDigest, deep_code_digest
+from .hashing.params import param_digest
 
 if TYPE_CHECKING:
-    from .status import StageStatus
-
-
-@dataclass(frozen=True, eq=False)
-class Input:
-    """One input of a stage: a raw path as written, an upstream `Stage`, or a parameter."""
-
-    name: str
-    kind: str  # "raw" | "stage" | "param"
-    value: Any
-    digest: str | None = None  # parameters only; raw and stage digests depend on the run
-
-
-def qualified_name(func: Callable[..., Any]) -> str:
-    """``module.qualname``; a script run as ``__main__`` is named after its file."""
-    module = func.__module__
-    if module == "__main__":
-        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-        if main_file:
-            module = Path(main_file).stem
-    return f"{module}.{func.__qualname__}"
+    from .run.status import StageStatus
 
 
 def _bind_input(stage_name: str, name: str, value: Any) -> Input:
@@ -81,7 +63,7 @@ def _accepted_names(func: Callable[..., Any], stage_name: str, inputs: dict[str,
     return frozenset(inputs) & named
 
 
-class Stage:
+class Stage(StageNode):
     """A pipeline stage: call it to get its result, running or loading ancestors as needed."""
 
     def __init__(self, func: Callable[..., Any], inputs: dict[str, Any], cache: bool, cache_format: str | None) -> None:
@@ -98,17 +80,10 @@ class Stage:
         self.code: CodeDigest = deep_code_digest(func)
         self.code_digest = self.code.digest
 
-    def inputs_of_kind(self, kind: str) -> list[Input]:
-        return [inp for inp in self.inputs if inp.kind == kind]
-
-    @property
-    def upstreams(self) -> list[Stage]:
-        return [inp.value for inp in self.inputs_of_kind("stage")]
-
     @property
     def hash(self) -> str:
         """The stage hash as it stands now (reads raw files only when their memo is stale)."""
-        from .run import current_hashes
+        from .run.call import current_hashes
 
         return current_hashes(self)[self]
 
@@ -116,14 +91,14 @@ class Stage:
         """Whether calling the stage now would load its cached result, and if not, why it
         would rerun ("parameter `threshold` changed 0.5 → -0.5", "helper `scale` in
         helpers.py changed", ...), without running anything. ``str()`` of it is a sentence."""
-        from .status import pipeline_status
+        from .run.status import pipeline_status
 
         return pipeline_status(self)[-1]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if args or kwargs:
             raise InputBindingError(f"stage '{self.name}' takes no call arguments; bind its inputs in @stage(...)")
-        from .run import run_stage
+        from .run.call import run_stage
 
         return run_stage(self)
 
@@ -146,32 +121,3 @@ def stage(*, cache: bool = False, cache_format: str | None = None, **inputs: Any
         return Stage(func, inputs, cache, cache_format)
 
     return decorate
-
-
-def dependency_order(target: Stage) -> list[Stage]:
-    """``target`` and its ancestors, each after its upstreams (a loop, not recursion: a
-    pipeline may be deeper than Python's recursion limit).
-
-    :raises StageNameCollisionError: two different stages share a qualified name.
-    """
-    order: list[Stage] = []
-    by_name: dict[str, Stage] = {}
-    expanded: set[Stage] = set()
-    stack = [target]
-    while stack:
-        stage = stack[-1]
-        if stage in expanded:
-            stack.pop()
-            if stage not in order:
-                order.append(stage)
-            continue
-        expanded.add(stage)
-        other = by_name.setdefault(stage.name, stage)
-        if other is not stage:
-            raise StageNameCollisionError(
-                f"two different stages are named '{stage.name}' in the pipeline of "
-                f"'{target.name}'; rename one of the functions (a stage factory: set each "
-                "function's __qualname__ before applying @stage)"
-            )
-        stack.extend(up for up in reversed(stage.upstreams) if up not in expanded)
-    return order

@@ -20,7 +20,7 @@ from alembic.script import ScriptDirectory
 from conftest import copy_example
 
 from lwdp.errors import CatalogVersionError
-from lwdp.params import param_digest
+from lwdp.hashing.params import param_digest
 from lwdp.store.migrate import HEAD_REVISION, migrations_dir
 
 REPO = Path(__file__).resolve().parents[1]

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from lwdp.digest import RACY_WINDOW_NS
+from lwdp.hashing.raw_files import RACY_WINDOW_NS
 
 RUNNER = Path(__file__).with_name("runner.py")
 DEATH_SIGNS = ("terminate called", "Aborted", "Fatal Python error", "Traceback", "Segmentation fault")

@@ -38,10 +38,10 @@ from sqlalchemy import make_url
 
 import lwdp
 from lwdp import config
-from lwdp.digest import DigestMemo, FileState
+from lwdp.hashing.raw_files import DigestMemo, FileState
 from lwdp.formats import FORMATS
-from lwdp.store.artifacts import ArtifactStore, LocalArtifactStore
-from lwdp.run_context import RunContext
+from lwdp.store.artifact_store import ArtifactStore, LocalArtifactStore
+from lwdp.run.context import RunContext
 from lwdp.store.catalog import Catalog, open_catalog
 from lwdp.store.migrate import migrate_sqlite
 from lwdp.store.records import ArtifactRecord, LineageRow, UsageRow

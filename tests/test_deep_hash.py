@@ -17,9 +17,9 @@ import sys
 import pandas as pd
 import pytest
 
-import lwdp.codehash
+import lwdp.hashing.code
 from lwdp import stage
-from lwdp.codehash import deep_code_digest
+from lwdp.hashing.code import deep_code_digest
 
 _module_ids = itertools.count()
 
@@ -270,8 +270,8 @@ def _record_calls(monkeypatch, owner, name: str, calls: list) -> None:
 def test_library_code_is_named_not_hashed(project, monkeypatch):
     project.write("raw/in.csv", "a\n1\n")
     texts, parsed, files = [], [], []  # functions whose text was taken; whose source was parsed; files read
-    _record_calls(monkeypatch, lwdp.codehash, "_function_digest", texts)
-    _record_calls(monkeypatch, lwdp.codehash, "_read_function_digest", parsed)
+    _record_calls(monkeypatch, lwdp.hashing.code, "_function_digest", texts)
+    _record_calls(monkeypatch, lwdp.hashing.code, "_read_function_digest", parsed)
     _record_calls(monkeypatch, linecache, "updatecache", files)
 
     @stage(src="raw/in.csv")

@@ -106,29 +106,29 @@ def test_glob_or_directory_matching_nothing(project, raw, what):
 @pytest.mark.parametrize("when", ["after the glob listed it", "after its stat, before its read"])
 def test_raw_file_removed_while_being_hashed_names_the_stage_and_input(project, monkeypatch, when):
     """Regression (issue 12, bug 4): a bare FileNotFoundError named neither."""
-    import lwdp.digest
-    import lwdp.hashing
+    import lwdp.hashing.raw_files
+    import lwdp.hashing.stage_hash
 
     project.write("raw/orders_a.csv", "id\n1\n")
     doomed = project.write("raw/orders_b.csv", "id\n2\n")
     if when == "after the glob listed it":
-        expand = lwdp.hashing.expand_raw_input
+        expand = lwdp.hashing.stage_hash.expand_raw_input
 
         def expand_then_remove(*args, **kwargs):
             files = expand(*args, **kwargs)
             doomed.unlink()
             return files
 
-        monkeypatch.setattr(lwdp.hashing, "expand_raw_input", expand_then_remove)
+        monkeypatch.setattr(lwdp.hashing.stage_hash, "expand_raw_input", expand_then_remove)
     else:
-        read = lwdp.digest._read_digest
+        read = lwdp.hashing.raw_files._read_digest
 
         def remove_then_read(path):
             if path == str(doomed):
                 doomed.unlink()
             return read(path)
 
-        monkeypatch.setattr(lwdp.digest, "_read_digest", remove_then_read)
+        monkeypatch.setattr(lwdp.hashing.raw_files, "_read_digest", remove_then_read)
 
     @stage(orders="raw/orders_*.csv", cache=True)
     def stg_orders(orders):

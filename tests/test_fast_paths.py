@@ -20,10 +20,10 @@ import xxhash
 from alembic import command
 from alembic.script import ScriptDirectory
 
-import lwdp.digest
+import lwdp.hashing.raw_files
 import test_catalog
 from lwdp import stage
-from lwdp.digest import RACY_WINDOW_NS, FileState, digest_files
+from lwdp.hashing.raw_files import RACY_WINDOW_NS, FileState, digest_files
 from lwdp.errors import ArtifactWriteError, RawInputChangedError
 from lwdp.formats import FORMATS
 from lwdp.store.migrate import migrations_dir
@@ -130,8 +130,8 @@ def test_raw_files_hashed_in_parallel_are_the_xxh3_of_their_bytes(project, monke
         path.write_bytes(bytes([i]) * size)
         paths.append(str(path))
     threads = []  # the thread each file was read on
-    real_read = lwdp.digest._read_digest
-    monkeypatch.setattr(lwdp.digest, "_read_digest", lambda p: threads.append(threading.current_thread().name) or real_read(p))
+    real_read = lwdp.hashing.raw_files._read_digest
+    monkeypatch.setattr(lwdp.hashing.raw_files, "_read_digest", lambda p: threads.append(threading.current_thread().name) or real_read(p))
     catalog = open_catalog(settings(project.cache_dir))
     together = digest_files(paths, catalog, {p: "test" for p in paths})
     assert len(threads) == 4 and all(name.startswith("lwdp-hash") for name in threads)

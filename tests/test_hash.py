@@ -23,12 +23,12 @@ import xxhash
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-import lwdp.digest
+import lwdp.hashing.raw_files
 from lwdp import stage
-from lwdp.codehash import normalized_source_dump
+from lwdp.hashing.code import normalized_source_dump
 from lwdp.errors import InputBindingError, LwdpError, RawInputNotFoundError
-from lwdp.hashing import HASH_SCHEME
-from lwdp.params import param_digest
+from lwdp.hashing.stage_hash import HASH_SCHEME
+from lwdp.hashing.params import param_digest
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 _module_ids = itertools.count()
@@ -492,7 +492,7 @@ print("HASHES", golden_source.hash, golden_target.hash)
 def test_golden_hash(project):
     # These values pin the whole encoding: code digest, raw file digest, parameter
     # encodings, upstream hashes and how they combine. Changing them requires bumping
-    # lwdp.hashing.HASH_SCHEME (and then pasting the new values here); never update them
+    # lwdp.hashing.stage_hash.HASH_SCHEME (and then pasting the new values here); never update them
     # to make the test pass without a scheme bump. The code digest is the same on every
     # Python version (see test_canonical_code_text_is_the_same_on_every_python).
     assert HASH_SCHEME == "lwdp-stage-v1"
@@ -537,10 +537,10 @@ def test_raw_file_content_changes_the_hash_touching_it_does_not(project):
 
 def test_trusted_digest_memo_is_used_and_still_sees_edits(project, monkeypatch):
     """With the racy window off, an unchanged file is not re-read, a touched or edited one is."""
-    monkeypatch.setattr(lwdp.digest, "RACY_WINDOW_NS", 0)
+    monkeypatch.setattr(lwdp.hashing.raw_files, "RACY_WINDOW_NS", 0)
     reads = []
-    real_read = lwdp.digest._read_digest
-    monkeypatch.setattr(lwdp.digest, "_read_digest", lambda p: reads.append(p) or real_read(p))
+    real_read = lwdp.hashing.raw_files._read_digest
+    monkeypatch.setattr(lwdp.hashing.raw_files, "_read_digest", lambda p: reads.append(p) or real_read(p))
     path = project.write("raw/data.csv", "a\n1\n")
 
     @stage(data="raw/data.csv")

@@ -34,7 +34,7 @@ import xxhash
 import lwdp.store
 from conftest import Project
 from lwdp.errors import LwdpError, UnknownStageError
-from lwdp.params import param_digest
+from lwdp.hashing.params import param_digest
 from lwdp.store.catalog import ArtifactRecord
 from lwdp.units import UnitError, human_size
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lwdp import stage
-from lwdp.digest import RACY_WINDOW_NS
+from lwdp.hashing.raw_files import RACY_WINDOW_NS
 
 CHAIN = '''
 import pandas as pd
@@ -119,7 +119,7 @@ def test_same_size_same_mtime_edit_is_caught(aged_chain):
 
 def test_memo_taken_within_timestamp_granularity_is_not_trusted(project):
     """An edit landing in the same timestamp tick as the digest leaves every stat field equal."""
-    from lwdp.digest import FileState
+    from lwdp.hashing.raw_files import FileState
     from lwdp.config import settings
     from lwdp.store.catalog import open_catalog
 

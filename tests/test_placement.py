@@ -17,7 +17,7 @@ from sqlalchemy import NullPool, create_engine, text
 import lwdp
 import lwdp.store
 import lwdp.store.remote
-from lwdp.store.artifacts import UNLISTED_GRACE_S
+from lwdp.store.artifact_store import UNLISTED_GRACE_S
 
 QUICKSTART_STAGES = {"stg_read_orders", "stg_read_products", "stg_priced_orders", "stg_daily_revenue", "stg_report"}
 STRAY_NAME = "ffff" + "0" * 28 + ".parquet"  # a hash whose files belong in ff/, not c0/

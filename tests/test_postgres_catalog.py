@@ -35,7 +35,7 @@ import lwdp.store
 import test_catalog
 from conftest import Project
 from lwdp.errors import CatalogUnavailableError, CatalogVersionError, LwdpError
-from lwdp.params import param_digest
+from lwdp.hashing.params import param_digest
 from lwdp.store.catalog import ArtifactRecord, LineageRow, open_catalog
 from lwdp.store.migrate import HEAD_REVISION, migrations_dir
 from lwdp.config import settings

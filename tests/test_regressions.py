@@ -12,9 +12,9 @@ import time
 import pandas as pd
 import pytest
 
-import lwdp.digest
+import lwdp.hashing.raw_files
 from lwdp import stage
-from lwdp.digest import RACY_WINDOW_NS
+from lwdp.hashing.raw_files import RACY_WINDOW_NS
 from lwdp.errors import CacheDirError
 
 FACTORY = '''
@@ -172,14 +172,14 @@ def _cached_load_with_a_trusted_memo(project, monkeypatch, stage_events):
 
     load()
     reads = []
-    real_read = lwdp.digest._read_digest
+    real_read = lwdp.hashing.raw_files._read_digest
 
     def read(path):
         if path == str(raw):  # (artifacts are read through it too, for their checksums)
             reads.append(path)
         return real_read(path)
 
-    monkeypatch.setattr(lwdp.digest, "_read_digest", read)
+    monkeypatch.setattr(lwdp.hashing.raw_files, "_read_digest", read)
     assert load()["v"].iloc[0] == 1
     assert stage_events() == {"load": "hit"} and reads == []  # the memo is trusted
     return raw, load, reads

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..formats import FORMATS
 from .artifact_manifest import record_from_manifest, stage_manifest_in
-from .artifacts import LocalArtifactStore
+from .artifact_store import LocalArtifactStore
 from .records import ArtifactRecord
 
 if TYPE_CHECKING:

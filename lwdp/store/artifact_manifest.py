@@ -28,7 +28,7 @@ def manifest_of(record: ArtifactRecord, stage_manifest: dict[str, Any] | None = 
 
 
 def stage_manifest_in(manifest: dict[str, Any]) -> dict[str, Any] | None:
-    """The stage manifest an artifact's manifest carries (`lwdp.manifest`), if any."""
+    """The stage manifest an artifact's manifest carries (`lwdp.hashing.manifest`), if any."""
     stage_manifest = manifest.get("stage_manifest")
     return stage_manifest if isinstance(stage_manifest, dict) else None
 

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .. import __version__
 from ..errors import ArtifactWriteError, LwdpError, ResultNotStorableError
 from ..formats import FORMATS, Format, FormatChoice, warn_falling_back
+from ..version import __version__
 from .adoption import adopt, adoptable
 from .artifact_manifest import manifest_of
-from .artifacts import LocalArtifactStore, bytes_match
+from .artifact_store import LocalArtifactStore, bytes_match
 from .locks import LockDir
 from .outcomes import Hit, Loadable, Miss, MissReason, Source, damage, parsed, warn_once
 from .records import ArtifactRecord, utcnow

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..digest import DigestMemo, FileState
+from ..hashing.raw_files import DigestMemo, FileState
 from .connections import on_close, on_fork
 from .database import Database, Session, chunks, in_list
 from .sqlite_db import open_sqlite
@@ -139,7 +139,7 @@ class Catalog:
 
     def record_artifact(self, record: ArtifactRecord, stage_manifest: dict[str, Any] | None = None) -> None:
         """Insert or replace an artifact's row and, when given, its stage hash's manifest
-        (`lwdp.manifest`), in one transaction."""
+        (`lwdp.hashing.manifest`), in one transaction."""
         self.record_artifacts([record], {record.hash: stage_manifest} if stage_manifest else None)
 
     def record_artifacts(self, records: Iterable[ArtifactRecord], stage_manifests_by_hash: dict[str, dict[str, Any]] | None = None) -> None:

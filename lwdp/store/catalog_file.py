@@ -1,5 +1,5 @@
 """What must be known of the catalog without importing SQLAlchemy (see
-`lwdp.store.quick_catalog`): the SQLite file's name, its busy timeout, the schema revision
+`lwdp.store.sqlite_db`): the SQLite file's name, its busy timeout, the schema revision
 this lwdp writes, and how a cache directory that can't be used is reported."""
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def _upgrade(conn: Connection, revision: str | None, where: str) -> None:
     config.attributes["connection"] = conn
     known = {rev.revision for rev in ScriptDirectory.from_config(config).walk_revisions()}
     if revision is not None and revision not in known:
-        from .. import __version__
+        from ..version import __version__
 
         raise CatalogVersionError(
             f"catalog {where} has schema revision {revision!r}, newer than this lwdp "

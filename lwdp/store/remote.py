@@ -22,14 +22,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import MissingExtraError, StoreUnavailableError
-from .artifacts import MANIFEST_SUFFIX, UNLISTED_GRACE_S, ArtifactStore, artifact_name
+from ..errors import StoreUnavailableError
+from ..urls import OBJECT_STORES, url_filesystem
+from .artifact_store import MANIFEST_SUFFIX, UNLISTED_GRACE_S, ArtifactStore, artifact_name
 from .connections import on_close
 
 logger = logging.getLogger("lwdp")
-
-_OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"})
-_EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure"}
 
 
 class RemoteArtifactStore(ArtifactStore):
@@ -40,7 +38,7 @@ class RemoteArtifactStore(ArtifactStore):
         self.url = url.rstrip("/")
         self._options = storage_options or {}
         protocol = self.url.split("://", 1)[0] if "://" in self.url else "file"
-        self.is_object_store = protocol in _OBJECT_STORES
+        self.is_object_store = protocol in OBJECT_STORES
         if self.is_object_store:  # fsspec's path of an object: "bucket/key"
             self.prefix = self.url.split("://", 1)[1]
         else:
@@ -242,22 +240,3 @@ def _obstore_store(prefix: str) -> Any | None:
         return S3Store(bucket, prefix=path or None, client_options={"allow_http": True} if plain_http else None)
     except Exception:  # noqa: BLE001 - settings it can't take: fsspec serves alone
         return None
-
-
-def url_filesystem(url: str, storage_options: dict[str, Any], who: str) -> tuple[Any, str]:
-    """fsspec's filesystem and the path for ``url`` (listings never cached on object stores,
-    which others write to); ``who`` names what needs it, for the error.
-
-    :raises MissingExtraError: fsspec or the protocol's implementation is not installed.
-    """
-    protocol = url.split("://", 1)[0] if "://" in url else "file"
-    if protocol in _OBJECT_STORES:
-        storage_options = {"use_listings_cache": False, **storage_options}
-    try:
-        import fsspec
-
-        fs, path = fsspec.url_to_fs(url, **storage_options)
-    except ImportError as exc:
-        extra = _EXTRAS.get(protocol, "s3")
-        raise MissingExtraError(f"{who} needs {exc.name or 'an fsspec driver'}: pip install 'lwdp[{extra}]'") from None
-    return fs, path.rstrip("/")

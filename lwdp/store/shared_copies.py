@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import StoreUnavailableError
 from ..formats import FORMATS, Format
 from .artifact_manifest import record_from_manifest, stage_manifest_in
-from .artifacts import MANIFEST_SUFFIX, LocalArtifactStore, bytes_match
+from .artifact_store import MANIFEST_SUFFIX, LocalArtifactStore, bytes_match
 from .outcomes import Hit, Loadable, Miss, MissReason, Source, damage, parsed, unavailable, warn_once
 from .records import ArtifactRecord, utcnow
 

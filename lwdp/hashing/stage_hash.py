@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 
 import xxhash
 
-from .digest import MemoStore, combine_set_digest, digest_files, expand_raw_input
+from .raw_files import MemoStore, combine_set_digest, digest_files, expand_raw_input
 from .url_inputs import is_url, url_input_digests
 
 if TYPE_CHECKING:
-    from .config import Settings
-    from .stage import Stage
+    from ..config import Settings
+    from ..stage import Stage
 
 HASH_SCHEME = "lwdp-stage-v1"
 
@@ -40,7 +40,7 @@ def raw_input_digests(stages: list[Stage], memos: MemoStore, settings: Settings)
 
     All files are stat'ed and looked up in the memo in one batch, so a warm run over many
     unchanged files costs one query, not one per file; a URL costs one request for its
-    metadata (`lwdp.url_inputs`).
+    metadata (`lwdp.hashing.url_inputs`).
     """
     members: dict[tuple[Stage, str], dict[str, str]] = {}
     where: dict[str, str] = {}

@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING
 
 from .. import config
 from ..formats import FORMATS
+from ..store.adoption import adopt, adoptable
+from ..store.cache import ResultCache
+from ..store.catalog import open_catalog
+from ..store.placement import Placement
+from ..store.records import utcnow
 from ..units import human_size, parse_duration, parse_size
-from .adoption import adopt, adoptable
-from .catalog import open_catalog
-from .cache import ResultCache
-from .placement import Placement
-from .records import utcnow
 
 if TYPE_CHECKING:
-    from .remote import RemoteArtifactStore
+    from ..store.remote import RemoteArtifactStore
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import NamedTuple, Protocol
 
 import xxhash
 
-from .errors import RawInputChangedError, RawInputNotFoundError, RawInputUnreadableError
+from ..errors import RawInputChangedError, RawInputNotFoundError, RawInputUnreadableError
 
 RACY_WINDOW_NS = 2_000_000_000  # FAT and SMB keep 2 s timestamps; ext4/xfs/tmpfs a tick
 _BUFFER_SIZE = 4 * 1024 * 1024  # one reused buffer: fresh pages cost more than hashing

@@ -12,19 +12,22 @@ import logging
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .errors import CatalogDamagedError
-from .formats import PANDAS_MAJOR, choose_format
-from .hashing import stage_hashes
-from .manifest import stage_manifest
-from .stage import Stage, dependency_order
+from ..errors import CatalogDamagedError
+from ..formats import PANDAS_MAJOR, choose_format
+from ..graph import dependency_order
+from ..hashing.manifest import stage_manifest
+from ..hashing.stage_hash import stage_hashes
+from ..store.cache import Miss, MissReason, ResultCache
+from ..store.records import LineageRow
+from .context import RunContext
 from .status import stage_status
-from .store.cache import Miss, MissReason, ResultCache
-from .run_context import RunContext
-from .store.records import LineageRow
+
+if TYPE_CHECKING:
+    from ..stage import Stage
 
 logger = logging.getLogger("lwdp")
 

@@ -1,4 +1,4 @@
-"""The code part of a stage hash: the function's normalized AST, and its helpers' (`lwdp.codedeps`).
+"""The code part of a stage hash: the function's normalized AST, and its helpers' (`lwdp.hashing.references`).
 
 Comments and formatting never reach the AST; docstrings and decorators are removed from it,
 so only edits that can change what the function computes change the digest.
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import xxhash
 
 if TYPE_CHECKING:
-    from .codedeps import NodeDigest
+    from .references import NodeDigest
 
 logger = logging.getLogger("lwdp")
 
@@ -51,9 +51,9 @@ def code_digest(func: Callable[..., Any]) -> str:
 def deep_code_digest(func: Callable[..., Any]) -> CodeDigest:
     """XXH3-128 of ``func``'s normalized AST (or of its code object when no source exists),
     of the values its closure captured and its defaults, and of every function, class and
-    constant of the user's own code it references, transitively (see `lwdp.codedeps`).
+    constant of the user's own code it references, transitively (see `lwdp.hashing.references`).
     Library objects count by their qualified name only."""
-    from .codedeps import graph_digests
+    from .references import graph_digests
 
     inner = inspect.unwrap(func) if not isinstance(func, types.FunctionType) else func
     if not isinstance(inner, types.FunctionType):

@@ -1,4 +1,4 @@
-"""How the csv, json, xml and excel files hold a frame of cells (see ``format_codec``), and
+"""How the csv, json, xml and excel files hold a frame of cells (see ``lwdp.formats.codec``), and
 the options each records to read them back as they were written; how Stata files are written."""
 
 from __future__ import annotations

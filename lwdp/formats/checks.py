@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from .format_codec import OBJECT_CODECS, category_texts, family, missing_marker, object_kind
+from .codec import OBJECT_CODECS, category_texts, family, missing_marker, object_kind
 
 FrameCheck = Callable[[pd.DataFrame], "str | None"]
 _EXACT_DOUBLE_INT = 2**53
@@ -140,7 +140,7 @@ def uniform_missing(df: pd.DataFrame) -> str | None:
 
 
 def fits_text(df: pd.DataFrame) -> str | None:
-    """Every value has a text form that reads back as itself (see ``format_codec``)."""
+    """Every value has a text form that reads back as itself (see ``lwdp.formats.codec``)."""
     for where, values in labelled_columns(df):
         why = _why_no_text(values)
         if why is not None:

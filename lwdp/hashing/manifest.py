@@ -12,11 +12,11 @@ from __future__ import annotations
 import reprlib
 from typing import TYPE_CHECKING, Any
 
-from .hashing import HASH_SCHEME, InputRow
+from .stage_hash import HASH_SCHEME, InputRow
 
 if TYPE_CHECKING:
-    from .codedeps import NodeDigest
-    from .stage import Stage
+    from .references import NodeDigest
+    from ..stage import Stage
 
 Manifest = dict[str, Any]
 

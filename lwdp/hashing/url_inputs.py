@@ -14,8 +14,8 @@ from typing import Any
 
 import xxhash
 
-from .errors import RawInputNotFoundError, RawInputUnreadableError
-from .store.remote import url_filesystem
+from ..errors import RawInputNotFoundError, RawInputUnreadableError
+from ..urls import url_filesystem
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 

@@ -18,9 +18,9 @@ import pandas as pd
 
 from .. import config
 from ..errors import UnknownStageError
-from .records import ArtifactRecord, LineageRow
+from ..store.records import ArtifactRecord, LineageRow
 
-from .catalog import Catalog, open_catalog
+from ..store.catalog import Catalog, open_catalog
 
 _HEX_PREFIX = re.compile(r"[0-9a-fA-F]{6,32}")
 

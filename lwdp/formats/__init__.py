@@ -4,8 +4,8 @@ Every format pandas can both write (``DataFrame.to_X``) and read (``pandas.read_
 file is here. What a file loses -- dtypes, the index, column labels -- its writer returns
 as *read options* (JSON, kept in the catalog beside the artifact) that its reader uses to
 restore the frame; what a format cannot give back unchanged, its checks refuse
-(``format_checks``). csv, json, xml and excel files hold text cells that lwdp writes and
-decodes itself (``format_codec``), so no reader's type guessing changes a value.
+(``lwdp.formats.checks``). csv, json, xml and excel files hold text cells that lwdp writes and
+decodes itself (``lwdp.formats.codec``), so no reader's type guessing changes a value.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from typing import Any
 
 import pandas as pd
 
-from . import format_checks as checks
-from . import format_files as files
-from .errors import FormatUnavailableError, ResultNotStorableError, UnknownFormatError
-from .format_codec import from_cells, missing_marker, object_kind, restore_missing, to_cells
+from ..errors import FormatUnavailableError, ResultNotStorableError, UnknownFormatError
+from . import checks, files
+from .codec import from_cells, missing_marker, object_kind, restore_missing, to_cells
 
 logger = logging.getLogger("lwdp")
 
@@ -341,7 +340,7 @@ def _text_format(
     from_file: Callable[[io.BytesIO, ReadOptions], pd.DataFrame], frame_checks: tuple[FrameCheck, ...],
     native: NativeColumn = lambda values: False, row_numbers: bool = False, requires: tuple[str, ...] = (),
 ) -> Format:
-    """A format whose file holds the cells ``format_codec`` writes: row numbers first (if
+    """A format whose file holds the cells ``lwdp.formats.codec`` writes: row numbers first (if
     ``row_numbers``), the index levels (if not the default index), then the columns.
 
     ``native``: whether a column is written as it is (the file keeps its values exactly).

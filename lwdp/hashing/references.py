@@ -25,6 +25,8 @@ from typing import Any, Callable, TypedDict
 
 import xxhash
 
+from ..graph import StageNode, qualified_name
+
 logger = logging.getLogger("lwdp")
 
 _LIBRARY_DIRS = tuple(
@@ -228,9 +230,7 @@ class Graph:
     def value(self, value: Any, where: str, depth: int = 0) -> str:
         """The text of one referenced object: an edge, a library name or a value digest."""
         from .params import param_digest
-        from .stage import Stage
-
-        if isinstance(value, Stage):
+        if isinstance(value, StageNode):
             return f"stage:{value.name}"
         if isinstance(value, types.ModuleType):
             return f"module:{value.__name__}"
@@ -280,8 +280,6 @@ class Graph:
 def node_names(nodes: list[Any]) -> list[str]:
     """``module.qualname`` of each node (a script run as ``__main__`` named after its file),
     made unique with ``#2``, ``#3``... for same-named lambdas or factory products."""
-    from .stage import qualified_name
-
     names: list[str] = []
     for obj in nodes:
         base = qualified_name(obj)

@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Literal
 
 from .. import config
 from ..formats import FORMATS
-from .artifacts import ArtifactStore, bytes_match
-from .adoption import adopt, adoptable, local_stage_manifest
-from .catalog import open_catalog
-from .artifact_manifest import manifest_of, record_from_manifest
-from .cache import ResultCache
-from .placement import Placement
-from .records import ArtifactRecord
+from ..store.adoption import adopt, adoptable, local_stage_manifest
+from ..store.artifact_manifest import manifest_of, record_from_manifest
+from ..store.artifact_store import ArtifactStore, bytes_match
+from ..store.cache import ResultCache
+from ..store.catalog import open_catalog
+from ..store.placement import Placement
+from ..store.records import ArtifactRecord
 
 if TYPE_CHECKING:
-    from .remote import RemoteArtifactStore
+    from ..store.remote import RemoteArtifactStore
 
 
 Damage = Literal["missing", "corrupt", "no-manifest"]

@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 
 import xxhash
 
-from ..digest import file_digest
 from ..formats import FORMATS
+from ..hashing.raw_files import file_digest
 
 T = TypeVar("T")
 TEMP_PREFIX = ".tmp-"

@@ -12,11 +12,11 @@ import logging
 from collections.abc import Iterable
 from types import TracebackType
 
-from . import config
-from .store.cache import ResultCache
-from .store.catalog import open_catalog
-from .store.records import LineageRow, utcnow
-from .store.writer import ArtifactWriter
+from .. import config
+from ..store.cache import ResultCache
+from ..store.catalog import open_catalog
+from ..store.records import LineageRow, utcnow
+from ..store.writer import ArtifactWriter
 
 logger = logging.getLogger("lwdp")
 

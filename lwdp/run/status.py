@@ -5,14 +5,17 @@ run acts on, so that what this says and what the next call does can't disagree."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from .hashing import InputRow, stage_hashes
-from .manifest import stage_manifest, why_rerun
-from .run_context import RunContext
-from .stage import Stage, dependency_order
-from .store.catalog import Catalog
-from .store.cache import Loadable, Miss, MissReason, ResultCache, Source
+from ..graph import dependency_order
+from ..hashing.manifest import stage_manifest, why_rerun
+from ..hashing.stage_hash import InputRow, stage_hashes
+from ..store.cache import Loadable, Miss, MissReason, ResultCache, Source
+from ..store.catalog import Catalog
+from .context import RunContext
+
+if TYPE_CHECKING:
+    from ..stage import Stage
 
 State = Literal["fresh", "stale", "never computed", "not cached"]
 
@@ -20,7 +23,7 @@ State = Literal["fresh", "stale", "never computed", "not cached"]
 @dataclass(frozen=True)
 class StageStatus:
     """One stage's state: "fresh", "stale", "never computed" or "not cached" (runs every
-    call); for a stale stage why it would rerun (`lwdp.manifest.why_rerun`), and for a
+    call); for a stale stage why it would rerun (`lwdp.hashing.manifest.why_rerun`), and for a
     fresh one where its result would come from."""
 
     stage: Stage

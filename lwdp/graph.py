@@ -1,0 +1,80 @@
+"""The pipeline as a graph: what every layer needs to know of a stage (its name, inputs and
+upstreams, `StageNode`) and the order to take a pipeline in, without the `lwdp.stage`
+decorator that makes stages (which sits above the run, the hash and the store)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import StageNameCollisionError
+
+
+@dataclass(frozen=True, eq=False)
+class Input:
+    """One input of a stage: a raw path as written, an upstream `Stage`, or a parameter."""
+
+    name: str
+    kind: str  # "raw" | "stage" | "param"
+    value: Any
+    digest: str | None = None  # parameters only; raw and stage digests depend on the run
+
+
+def qualified_name(func: Callable[..., Any]) -> str:
+    """``module.qualname``; a script run as ``__main__`` is named after its file."""
+    module = func.__module__
+    if module == "__main__":
+        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+        if main_file:
+            module = Path(main_file).stem
+    return f"{module}.{func.__qualname__}"
+
+
+class StageNode:
+    """A stage as the layers below the decorator see it (`lwdp.stage.Stage` is one)."""
+
+    name: str
+    inputs: tuple[Input, ...]
+
+    def inputs_of_kind(self, kind: str) -> list[Input]:
+        return [inp for inp in self.inputs if inp.kind == kind]
+
+    @property
+    def upstreams(self) -> list[Any]:
+        """The stages this one reads (of the same class as it)."""
+        return [inp.value for inp in self.inputs_of_kind("stage")]
+
+
+NodeT = TypeVar("NodeT", bound=StageNode)
+
+
+def dependency_order(target: NodeT) -> list[NodeT]:
+    """``target`` and its ancestors, each after its upstreams (a loop, not recursion: a
+    pipeline may be deeper than Python's recursion limit).
+
+    :raises StageNameCollisionError: two different stages share a qualified name.
+    """
+    order: list[NodeT] = []
+    by_name: dict[str, NodeT] = {}
+    expanded: set[NodeT] = set()
+    stack = [target]
+    while stack:
+        stage = stack[-1]
+        if stage in expanded:
+            stack.pop()
+            if stage not in order:
+                order.append(stage)
+            continue
+        expanded.add(stage)
+        other = by_name.setdefault(stage.name, stage)
+        if other is not stage:
+            raise StageNameCollisionError(
+                f"two different stages are named '{stage.name}' in the pipeline of "
+                f"'{target.name}'; rename one of the functions (a stage factory: set each "
+                "function's __qualname__ before applying @stage)"
+            )
+        stack.extend(up for up in reversed(stage.upstreams) if up not in expanded)
+    return order
