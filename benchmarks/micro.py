@@ -123,9 +123,10 @@ def import_time(module: str, repeat: int) -> float | None:
         "import time, pandas\nstarted = time.perf_counter()\n"
         f"import {module}\nprint(time.perf_counter() - started)"
     )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # users cache bytecode
     times = []
     for _ in range(repeat):
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
         if done.returncode != 0:
             return None
         times.append(float(done.stdout))

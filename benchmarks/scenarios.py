@@ -1,7 +1,9 @@
 """Runs every runner through every scenario in fresh processes, checking each result.
 
 A round is: cold (empty caches), warm, incremental (one CSV rewritten with new contents),
-code edit (a new constant in the `derived` stage), then the tiny chain. Within a round
+code edit (a new constant in the `derived` stage), then the tiny chain: its per-stage warm
+overhead, and its start-up (a first run in a new cache directory, a warm call in a fresh
+process). Every process runs with bytecode caching on, as on users' machines. Within a round
 the runners take turns in an order rotated each round, so machine noise hits them alike;
 plain pandas is the baseline of each round and the reference every other runner's final
 result must equal.
@@ -26,6 +28,11 @@ import workload
 RUNNERS = ("plain", "lwdp", "joblib", "hamilton")
 SCENARIOS = ("cold", "warm", "incremental", "code edit")
 OVERHEADS = ("same process", "fresh process")
+STARTUPS = ("first run in a new cache directory", "warm call in a fresh process")
+# How each start-up is seen: the call, clocked inside the process after `import pandas` and
+# `import <library>`; the whole process beyond plain pandas' with that library imported;
+# the whole process, imports included.
+START_VIEWS = ("call", "beyond", "process")
 
 
 class MismatchError(AssertionError):
@@ -40,12 +47,15 @@ class Results:
     ratios: dict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
     cache_mib: dict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
     per_stage_ms: dict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
+    startup_s: dict[tuple[str, str, str], list[float]] = field(default_factory=lambda: defaultdict(list))  # (startup, view, runner)
     checks: int = 0  # final results found equal to plain pandas'
 
 
 def runner_env() -> dict[str, str]:
-    """This environment without lwdp settings, so caches go where the suite says."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("LWDP_")}
+    """This environment without lwdp settings, so caches go where the suite says, and
+    without PYTHONDONTWRITEBYTECODE: these machines set it, users don't, and a process
+    that recompiles every module it imports pays ~15-20 ms more for lwdp's alone."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("LWDP_") and k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def disk_mib(path: Path) -> float:
@@ -140,10 +150,66 @@ class Bench:
                 ms = (timing[key] - read[key]) / timing["stages"] * 1000
                 self.results.per_stage_ms[overhead, runner].append(ms)
 
+    def startup(self, order: tuple[str, ...], round_no: int, repeats: int, prime: bool) -> None:
+        """The tiny chain's start-up, `repeats` times (each in a rotated order), after an
+        untimed pass if `prime`: this round's code edit deleted the scripts' bytecode."""
+        if prime:
+            self._startup_pass(order, None)
+        for repeat in range(repeats):
+            self._startup_pass(order[repeat % len(order):] + order[:repeat % len(order)], round_no)
 
-def run_rounds(bench: Bench, rounds: int, progress: Callable[[str], None]) -> Results:
+    def _startup_pass(self, order: tuple[str, ...], round_no: int | None) -> None:
+        """Plain pandas with each library imported (the baseline), then each runner's first
+        run in an empty cache directory, then its warm call; every result checked. A pass
+        with no `round_no` records nothing."""
+        base = {runner: self._start("plain" if runner == "plain" else f"plain+{runner}", None)[0] for runner in order}
+        for measure in STARTUPS:
+            runs = {}
+            for runner in order:
+                cache = self._cache(runner, "start")
+                if measure == STARTUPS[0]:
+                    shutil.rmtree(cache, ignore_errors=True)
+                runs[runner] = self._start(runner, cache)
+            self._check_startup(measure, {r: info for r, (_, info) in runs.items()}, round_no)
+            if round_no is None:
+                continue
+            for runner, (wall, info) in runs.items():
+                self.results.startup_s[measure, "call", runner].append(info["seconds"])
+                self.results.startup_s[measure, "process", runner].append(wall)
+                if runner != "plain":
+                    self.results.startup_s[measure, "beyond", runner].append(wall - base[runner])
+
+    def _start(self, spec: str, cache: Path | None) -> tuple[float, dict]:
+        """Whole-process wall time of `chain_start.py` and what it reported."""
+        out = self.root / "out" / f"start-{spec}.pkl"
+        wall = self._run("chain_start.py", spec, str(cache or self._cache("plain", "start")), str(out))
+        return wall, json.loads(Path(f"{out}.json").read_text())
+
+    def _check_startup(self, measure: str, infos: dict[str, dict], round_no: int | None) -> None:
+        """Each runner's result equals plain pandas' (`_start` left them in out/); lwdp's
+        first run computed all 25 stages and its warm call none."""
+        where = f"in the start-up measure '{measure}'" + ("" if round_no is None else f", round {round_no + 1}")
+        expected = pd.read_pickle(self.root / "out" / "start-plain.pkl")
+        for runner in self.runners:
+            if runner == "plain":
+                continue
+            try:
+                pd.testing.assert_frame_equal(pd.read_pickle(self.root / "out" / f"start-{runner}.pkl"), expected, check_exact=True)
+            except AssertionError as exc:
+                raise MismatchError(f"{runner}'s chain result differs from plain pandas' {where}:\n{exc}") from None
+            self.results.checks += 1
+        if "lwdp" in infos:
+            outcomes, stages = infos["lwdp"]["outcomes"], infos["lwdp"]["stages"]
+            first = measure == STARTUPS[0]
+            if outcomes != {"computed": stages} if first else ("computed" in outcomes or not outcomes.get("hit")):
+                raise MismatchError(f"lwdp's stage events {where} were {outcomes}: "
+                                    + ("every stage should be computed" if first else "a warm call computes none"))
+
+
+def run_rounds(bench: Bench, rounds: int, progress: Callable[[str], None], startup_repeats: int = 3) -> Results:
     """All rounds of all scenarios; each round must leave plain pandas with a new result
-    after the incremental and the code-edit step."""
+    after the incremental and the code-edit step. With one start-up repeat (`--quick`)
+    the start-up pass is not primed: it checks results, its times mean nothing."""
     (bench.root / "out").mkdir(exist_ok=True)
     bench.warm_chains()
     for round_no in range(rounds):
@@ -158,4 +224,6 @@ def run_rounds(bench: Bench, rounds: int, progress: Callable[[str], None]) -> Re
             bench.scenario(name, order, round_no)
         progress(f"round {round_no + 1}/{rounds}: tiny chain")
         bench.chains(order)
+        progress(f"round {round_no + 1}/{rounds}: tiny chain's start-up")
+        bench.startup(order, round_no, startup_repeats, prime=startup_repeats > 1)
     return bench.results

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         workload.make_workdir(root, args.files, args.rows)
         bench = scenarios.Bench(root, args.runners, args.files, args.rows)
         try:
-            results = scenarios.run_rounds(bench, args.rounds, progress)
+            results = scenarios.run_rounds(bench, args.rounds, progress, startup_repeats=1 if args.quick else report.STARTUP_REPEATS)
         except scenarios.MismatchError as exc:
             print(f"FAILED: {exc}", file=sys.stderr)
             return 1
