@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -140,6 +139,8 @@ def storage_options() -> dict[str, Any]:
 
 
 def _installed_version(name: str, where: str) -> str:
+    import importlib.metadata  # 10 ms: only when packages are named
+
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:

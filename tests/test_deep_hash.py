@@ -390,3 +390,22 @@ def test_unresolvable_reference_is_ignored(project):
         "@stage(n=1)\ndef s(n):\n    return getattr(helpers, 'sc' + 'ale')(n)\n",
     )
     assert module.s.code.helpers == {}
+
+
+def test_code_digest_caches_stay_bounded_in_a_long_session():
+    """A notebook makes new functions each time a cell runs again: the digests kept per
+    function and per file stay under their bound, and one forgotten is computed again alike."""
+    from lwdp.hashing import code, references
+    from lwdp.hashing.lru import CODE_CACHE_SIZE
+
+    def cell(i: int):
+        namespace: dict = {}
+        exec(compile(f"def stg_cell(df):\n    return df + {i % 7}\n", f"<cell-{i}>", "exec"), namespace)
+        return namespace["stg_cell"]
+
+    first = code.deep_code_digest(cell(0)).digest
+    for i in range(1, CODE_CACHE_SIZE + 200):
+        code.deep_code_digest(cell(i))
+    assert len(code._FUNCTION_DIGESTS) <= CODE_CACHE_SIZE and len(references._REFERENCES) <= CODE_CACHE_SIZE
+    assert len(code._MODULE_FUNCTIONS) <= CODE_CACHE_SIZE and references.is_user_file.cache_info().currsize <= CODE_CACHE_SIZE
+    assert code.deep_code_digest(cell(0)).digest == first == code.deep_code_digest(cell(7)).digest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -34,3 +35,27 @@ def test_reset_restores_every_option_and_empties_every_registry(project, tmp_pat
     assert config.settings() == config.Settings(Path(".lwdp").absolute())  # every option as by default
     assert config.settings().package_versions() == {} and config.storage_options() == {}
     assert not remote._STORES and not outcomes._WARNED and not catalog._catalogs
+
+
+def test_a_forked_child_starts_with_empty_registries_and_leaves_the_parents_alone(project, tmp_path):
+    lwdp.configure(store_url=(tmp_path / "shared").as_uri())
+
+    @stage(n=1, cache=True)
+    def stg_one(n):
+        return pd.DataFrame({"n": [n]})
+
+    stg_one()
+    parents = dict(catalog._catalogs)
+    assert parents and remote._STORES
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: nothing of the parent's is reused, and its own run works
+        try:
+            empty = not catalog._catalogs and not remote._STORES
+            ok = empty and stg_one()["n"].tolist() == [1] and all(c not in parents.values() for c in catalog._catalogs.values())
+            os.write(write, b"ok" if ok else b"reused")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 16) == b"ok"
+    assert catalog._catalogs == parents and stg_one()["n"].tolist() == [1]  # the parent's connections still serve

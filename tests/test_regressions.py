@@ -121,17 +121,26 @@ def test_cache_directory_inside_a_directory_input_does_not_count(project):
 
 
 def test_pipeline_deeper_than_the_recursion_limit(project):
+    """Loading and computing are loops, not recursion: a chain longer than Python's recursion
+    limit runs, cached or not, and the limit is never changed under the user's code."""
+    limit = sys.getrecursionlimit()
+    seen_limits = set()
+
     @stage(n=0)
     def first(n):
         return n
 
-    previous = first
-    for i in range(400):
-        def step(prev):
-            return prev + 1
-        step.__qualname__ = f"step_{i}"
-        previous = stage(prev=previous)(step)
-    assert previous() == 400
+    for cache in (False, True):
+        previous = first
+        for i in range(limit + 100):
+            def step(prev):
+                seen_limits.add(sys.getrecursionlimit())
+                return prev + 1
+            step.__qualname__ = f"step_{i}"
+            previous = stage(prev=previous, cache=cache)(step)
+        assert previous() == limit + 100
+    assert previous() == limit + 100  # warm: the last one loaded
+    assert seen_limits == {limit} and sys.getrecursionlimit() == limit
 
 
 def test_deleting_the_cache_directory_while_a_process_runs(project, stage_events):

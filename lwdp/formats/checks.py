@@ -8,9 +8,9 @@ turns a reason into a ``ResultNotStorableError``.
 from __future__ import annotations
 
 import itertools
-
 import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,12 +26,25 @@ def all_plain(values: pd.Index) -> bool:
     return all(isinstance(v, (str, int, float, bool)) for v in values.tolist())
 
 
-def labelled_columns(df: pd.DataFrame) -> Iterator[tuple[str, pd.Series]]:
-    """("index level N" or "column 'label'", values) of every index level, then every column."""
+def labelled_columns(df: pd.DataFrame, only: Callable[[Any], bool] | None = None) -> Iterator[tuple[str, pd.Series]]:
+    """("index level N" or "column 'label'", values) of every index level, then every column;
+    ``only``: of those whose dtype it accepts, tested before the values are taken (a check
+    of object columns then costs nothing on a frame of numbers)."""
     for i in range(df.index.nlevels):
-        yield f"index level {i}", pd.Series(df.index.get_level_values(i))
-    for label, values in df.items():
-        yield f"column {label!r}", values
+        level = df.index.get_level_values(i)
+        if only is None or only(level.dtype):
+            yield f"index level {i}", pd.Series(level)
+    for position, (label, dtype) in enumerate(zip(df.columns, df.dtypes)):
+        if only is None or only(dtype):
+            yield f"column {label!r}", df.iloc[:, position]
+
+
+def is_object(dtype: Any) -> bool:
+    return dtype == object
+
+
+def is_categorical(dtype: Any) -> bool:
+    return isinstance(dtype, pd.CategoricalDtype)
 
 
 def has_default_index(df: pd.DataFrame) -> bool:
@@ -77,9 +90,7 @@ _ARROW_SAFE_OBJECT_KINDS = frozenset(
 
 
 def only_arrow_safe_objects(df: pd.DataFrame) -> str | None:
-    for where, values in labelled_columns(df):
-        if values.dtype != object:
-            continue
+    for where, values in labelled_columns(df, is_object):
         kind = object_kind(values)
         if kind not in _ARROW_SAFE_OBJECT_KINDS:
             return f"{where} holds Python objects ({kind}) that would not come back unchanged"
@@ -108,10 +119,9 @@ def arrow_index_levels(df: pd.DataFrame) -> str | None:
 def plain_categories(df: pd.DataFrame) -> str | None:
     """Parquet gives back a categorical of datetimes (or other categories JSON cannot record
     for lwdp to restore) as its values."""
-    for where, values in labelled_columns(df):
-        if isinstance(values.dtype, pd.CategoricalDtype):
-            if not all_plain(values.cat.categories):
-                return f"{where} has categories other than strings, numbers or bools"
+    for where, values in labelled_columns(df, is_categorical):
+        if not all_plain(values.cat.categories):
+            return f"{where} has categories other than strings, numbers or bools"
     return None
 
 
@@ -133,8 +143,8 @@ def index_names_apart(df: pd.DataFrame) -> str | None:
 
 def uniform_missing(df: pd.DataFrame) -> str | None:
     """An object column's missing values come back as one marker: None (or NaN), NaT or NA."""
-    for where, values in labelled_columns(df):
-        if values.dtype == object and missing_marker(values) == "mixed":
+    for where, values in labelled_columns(df, is_object):
+        if missing_marker(values) == "mixed":
             return f"{where} mixes kinds of missing value (None or NaN, NaT, NA), which it gives back as one"
     return None
 

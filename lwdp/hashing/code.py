@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import xxhash
 
+from .lru import CODE_CACHE_SIZE, LruCache
+
 if TYPE_CHECKING:
     from .references import NodeDigest
 
@@ -64,14 +66,14 @@ def deep_code_digest(func: Callable[..., Any]) -> CodeDigest:
 # id(code object) -> (the code object, kept alive so the id stays unique; its digest). A
 # helper used by many stages is read and parsed once, and keeps the digest of the source
 # it was imported from even if its file is edited while the process runs.
-_FUNCTION_DIGESTS: dict[int, tuple[types.CodeType, str]] = {}
+_FUNCTION_DIGESTS: LruCache[int, tuple[types.CodeType, str]] = LruCache(CODE_CACHE_SIZE)
 
 
 def _function_digest(func: types.FunctionType, warn: bool) -> str:
     """XXH3-128 of one function's normalized source, or of its bytecode without one."""
     cached = _FUNCTION_DIGESTS.get(id(func.__code__))
     if cached is None:
-        cached = _FUNCTION_DIGESTS[id(func.__code__)] = (func.__code__, _read_function_digest(func, warn))
+        cached = _FUNCTION_DIGESTS.put(id(func.__code__), (func.__code__, _read_function_digest(func, warn)))
     return cached[1]
 
 
@@ -108,7 +110,7 @@ def normalized_source_dump(source: str) -> str:
 # filename -> (the lines linecache holds for it, kept so their id stays unique; the
 # functions of its AST by (first line, name)). Parsing a module once is cheaper than
 # `inspect.getsource` (which tokenizes) and a parse per function, for every stage in it.
-_MODULE_FUNCTIONS: dict[str, tuple[list[str], dict[tuple[int, str], ast.AST]]] = {}
+_MODULE_FUNCTIONS: LruCache[str, tuple[list[str], dict[tuple[int, str], ast.AST]]] = LruCache(CODE_CACHE_SIZE // 16)
 
 
 def _node_in_module(code: types.CodeType) -> ast.AST | None:
@@ -131,7 +133,7 @@ def _node_in_module(code: types.CodeType) -> ast.AST | None:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
                 functions[first, node.name] = node
-        cached = _MODULE_FUNCTIONS[code.co_filename] = (lines, functions)
+        cached = _MODULE_FUNCTIONS.put(code.co_filename, (lines, functions))
     return cached[1].get((code.co_firstlineno, code.co_name))
 
 

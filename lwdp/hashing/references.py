@@ -26,6 +26,7 @@ from typing import Any, Callable, TypedDict
 import xxhash
 
 from ..graph import StageNode, qualified_name
+from .lru import CODE_CACHE_SIZE, LruCache
 
 logger = logging.getLogger("lwdp")
 
@@ -43,7 +44,7 @@ _NAMED_REFERENCES = ("lib:", "libobj:", "module:", "stage:", "method(", "partial
 Part = tuple[str, str]  # (what it is, e.g. "global OFFSET"; its text in the digest)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=CODE_CACHE_SIZE)
 def is_user_file(path: str) -> bool:
     """Whether ``path`` is the user's own code: not the standard library, not an installed
     distribution (site-packages, dist-packages) and not lwdp itself. Code compiled from a
@@ -104,14 +105,14 @@ def library_name(obj: Any) -> str:
 
 # id(code object) -> (the code object, kept alive so the id stays unique; its references):
 # disassembling costs more than the rest of a stage's code digest.
-_REFERENCES: dict[int, tuple[types.CodeType, list[str]]] = {}
+_REFERENCES: LruCache[int, tuple[types.CodeType, list[str]]] = LruCache(CODE_CACHE_SIZE)
 
 
 def sorted_global_references(code: types.CodeType) -> list[str]:
     """`global_references` of ``code``, sorted, computed once per code object."""
     cached = _REFERENCES.get(id(code))
     if cached is None:
-        cached = _REFERENCES[id(code)] = (code, sorted(global_references(code)))
+        cached = _REFERENCES.put(id(code), (code, sorted(global_references(code))))
     return cached[1]
 
 

@@ -21,7 +21,7 @@ from ..formats import PANDAS_MAJOR, choose_format
 from ..graph import dependency_order
 from ..hashing.manifest import stage_manifest
 from ..hashing.stage_hash import stage_hashes
-from ..store.cache import Miss, MissReason, ResultCache
+from ..store.cache import Miss, MissReason
 from ..store.records import LineageRow
 from .context import RunContext
 from .status import stage_status
@@ -90,9 +90,8 @@ def _view(value: Any) -> Any:
     """
     if isinstance(value, pd.DataFrame):
         frame = value.copy(deep=not _COPY_ON_WRITE)
-        for position in range(frame.shape[1]):
-            column = frame.iloc[:, position]
-            if _holds_mutable_objects(column):
+        for position, dtype in enumerate(frame.dtypes):
+            if dtype == object and _holds_mutable_objects(column := frame.iloc[:, position]):
                 frame.isetitem(position, column.map(copy.deepcopy).to_numpy())
         return frame
     if isinstance(value, pd.Series):

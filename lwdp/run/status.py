@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 from ..graph import dependency_order
 from ..hashing.manifest import stage_manifest, why_rerun
 from ..hashing.stage_hash import InputRow, stage_hashes
-from ..store.cache import Loadable, Miss, MissReason, ResultCache, Source
+from ..store.cache import Loadable, Miss, MissReason, Source
 from ..store.catalog import Catalog
 from .context import RunContext
 

@@ -140,10 +140,14 @@ class LocalArtifactStore(ArtifactStore):
     def describe(self, stage_hash: str, suffix: str) -> str:
         return str(self.path_for(stage_hash, suffix))
 
-    def write(self, stage_hash: str, suffix: str, write_to: Callable[[str], T]) -> tuple[T, int, str]:
+    def write(
+        self, stage_hash: str, suffix: str, write_to: Callable[[str], T], sync_directory: bool = True,
+    ) -> tuple[T, int, str]:
         """Publish what ``write_to(temp_path)`` writes; return its result, size and checksum.
 
         On any failure the temporary file is removed and nothing is published.
+        ``sync_directory=False``: the rename is made durable by the caller's next write in
+        the same directory (an artifact's manifest, written next, syncs it for both).
         """
         final = self.path_for(stage_hash, suffix)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +162,8 @@ class LocalArtifactStore(ArtifactStore):
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        _fsync_dir(final.parent)
+        if sync_directory:
+            _fsync_dir(final.parent)
         return written, size, checksum
 
     def put(self, stage_hash: str, suffix: str, payload: bytes) -> None:

@@ -25,6 +25,7 @@ from .artifact_manifest import manifest_of
 from .artifact_store import LocalArtifactStore, bytes_match
 from .locks import LockDir
 from .outcomes import Hit, Loadable, Miss, MissReason, Source, damage, parsed, warn_once
+from .placement import Placement
 from .records import ArtifactRecord, utcnow
 
 if TYPE_CHECKING:
@@ -65,6 +66,11 @@ class ResultCache:
     def remote(self) -> RemoteArtifactStore | None:
         return self.shared.remote if self.shared is not None else None
 
+    @functools.cached_property
+    def placement(self) -> Placement:
+        """Where this cache's artifacts live (`lwdp.store.placement`)."""
+        return Placement(self.remote, self.settings.catalog_url is not None)
+
     @contextmanager
     def computing(self, stage_hash: str, stage_name: str) -> Iterator[None]:
         """Hold the compute-once lock of ``stage_hash`` (other processes wait, then hit)."""
@@ -102,8 +108,8 @@ class ResultCache:
         if intact:
             return Loadable(record, source, data)
         found = damage(stage_name, self._local_where(record), shared=False, missing=intact is None)
-        # With a shared store, a local copy not downloaded yet is nothing to warn of.
-        return Miss(found.reason, warning=None) if intact is None and self.store_url else found
+        # A local copy that is optional (not downloaded yet) is nothing to warn of.
+        return Miss(found.reason, warning=None) if intact is None and self.placement.local_copy_optional else found
 
     def load(self, stage_name: str, stage_hash: str, wanted: Format | None, locked: bool = False) -> Hit | Miss:
         """The cached result, or why there is none: what `probe` answers, acted on (a
@@ -205,7 +211,8 @@ class ResultCache:
 
     def _write(self, stage_name: str, stage_hash: str, fmt: Format, result: Any) -> tuple[dict[str, Any], int, str]:
         try:
-            return self.store.write(stage_hash, fmt.suffix, lambda p: fmt.write(result, p))
+            # The manifest, written next beside it, makes the directory durable for both.
+            return self.store.write(stage_hash, fmt.suffix, lambda p: fmt.write(result, p), sync_directory=False)
         except LwdpError:
             raise
         except OSError as exc:

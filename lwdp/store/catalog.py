@@ -22,7 +22,7 @@ from typing import Any
 from ..config import Settings
 from ..hashing.raw_files import DigestMemo, FileState
 from .connections import on_close, on_fork
-from .database import Database, Session, chunks, in_list
+from .database import Database, chunks, in_list
 from .sqlite_db import open_sqlite
 from .records import (
     ARTIFACT_COLUMNS, LINEAGE_COLUMNS, ArtifactRecord, LineageRow, UsageRow, artifact_values, naive_utc, record_from_row,

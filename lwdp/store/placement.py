@@ -14,11 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .cache import ResultCache
     from .remote import RemoteArtifactStore
 
 
@@ -26,10 +24,6 @@ if TYPE_CHECKING:
 class Placement:
     shared_store: RemoteArtifactStore | None
     shared_catalog: bool
-
-    @classmethod
-    def of(cls, cache: ResultCache) -> Placement:
-        return cls(cache.remote, cache.settings.catalog_url is not None)
 
     @property
     def local_copy_optional(self) -> bool:

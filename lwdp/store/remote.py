@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import StoreUnavailableError
 from ..urls import OBJECT_STORES, url_filesystem
 from .artifact_store import MANIFEST_SUFFIX, UNLISTED_GRACE_S, ArtifactStore, artifact_name
-from .connections import on_close
+from .connections import on_close, on_fork
 
 logger = logging.getLogger("lwdp")
 
@@ -210,6 +210,14 @@ def shared_store(url: str, options: dict[str, Any]) -> RemoteArtifactStore:
 
 _STORES: dict[tuple[str, str], RemoteArtifactStore] = {}
 on_close(_STORES.clear)
+_INHERITED: list[RemoteArtifactStore] = []
+
+
+@on_fork
+def _forget_inherited() -> None:
+    """A forked child makes its own clients (their sockets and event loops are the parent's)."""
+    _INHERITED.extend(_STORES.values())
+    _STORES.clear()
 
 
 @contextmanager

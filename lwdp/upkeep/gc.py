@@ -26,7 +26,6 @@ from ..formats import FORMATS
 from ..store.adoption import adopt, adoptable
 from ..store.cache import ResultCache
 from ..store.catalog import open_catalog
-from ..store.placement import Placement
 from ..store.records import utcnow
 from ..units import human_size, parse_duration, parse_size
 
@@ -99,7 +98,7 @@ def gc(
     started = utcnow()
     listed = cache.catalog.listed_formats()
     stored = cache.store.artifacts()
-    placement = Placement.of(cache)
+    placement = cache.placement
     shared = placement.shared_store if placement.evicts_from_shared_store else None
     canonical = placement.canonical_names(stored)
     theirs = placement.teammates_rows(listed, stored)

@@ -7,8 +7,6 @@ unambiguous in the catalog, by their function name (``stg_format_more``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import fnmatch
 import os
 import re

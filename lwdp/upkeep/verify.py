@@ -82,7 +82,7 @@ def verify(repair: bool = False, cache_dir: str | os.PathLike[str] | None = None
     catalog = open_catalog(settings)
     cache = ResultCache(settings, catalog)
     report = VerifyReport(repaired=repair)
-    placement = Placement.of(cache)
+    placement = cache.placement
     recorded = {record.hash: record for record in catalog.all_artifacts()}
     local = cache.store.artifacts()
     theirs = placement.teammates_rows(recorded, local)
