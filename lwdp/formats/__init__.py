@@ -77,17 +77,12 @@ def _dtype(name: Any) -> Any:
     return pd.CategoricalDtype(name[0], ordered=name[1]) if isinstance(name, list) else pd.api.types.pandas_dtype(name)
 
 
-def _keys(df: pd.DataFrame) -> list[str]:
-    """Keys of the index levels ("i0", ...) and columns ("c0", ...), in ``labelled_columns`` order."""
-    return [f"i{j}" for j in range(df.index.nlevels)] + [f"c{i}" for i in range(df.shape[1])]
-
-
 def _dtype_options(df: pd.DataFrame) -> ReadOptions:
     """The dtypes of every column and index level, and how object columns' values were missing."""
     markers = {
         key: marker
-        for key, (_, values) in zip(_keys(df), checks.labelled_columns(df))
-        if values.dtype == object and (marker := missing_marker(values)) is not None
+        for key, _, values in checks.keyed_columns(df, checks.is_object)
+        if (marker := missing_marker(values)) is not None
     }
     return {
         "dtypes": _dtype_names(df.dtypes),
@@ -315,7 +310,7 @@ def _layout_options(df: pd.DataFrame, row_numbers: bool) -> ReadOptions:
 def _flat_frame(df: pd.DataFrame, options: ReadOptions, cells: Callable[[str, pd.Series], pd.Series]) -> pd.DataFrame:
     """Row numbers (if ``options`` says so), the index levels (if not the default index) and
     the columns of ``df``, each as ``cells(key, values)`` makes it, under ``_header`` names."""
-    pairs = list(zip(_keys(df), (values for _, values in checks.labelled_columns(df))))
+    pairs = [(key, values) for key, _, values in checks.keyed_columns(df)]
     written = pairs[df.index.nlevels - options["index_levels"]:]
     columns = [cells(key, values).reset_index(drop=True) for key, values in written]
     if options["row_numbers"]:
@@ -362,8 +357,7 @@ def _text_format(
 
     def write(df: pd.DataFrame, path: str) -> ReadOptions:
         options = _layout_options(df, row_numbers)
-        kinds = {key: object_kind(values) for key, (_, values) in zip(_keys(df), checks.labelled_columns(df))
-                 if values.dtype == object}
+        kinds = {key: object_kind(values) for key, _, values in checks.keyed_columns(df, checks.is_object)}
         options["kinds"] = kinds
 
         def cells(key: str, values: pd.Series) -> pd.Series:

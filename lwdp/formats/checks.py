@@ -26,17 +26,24 @@ def all_plain(values: pd.Index) -> bool:
     return all(isinstance(v, (str, int, float, bool)) for v in values.tolist())
 
 
-def labelled_columns(df: pd.DataFrame, only: Callable[[Any], bool] | None = None) -> Iterator[tuple[str, pd.Series]]:
-    """("index level N" or "column 'label'", values) of every index level, then every column;
-    ``only``: of those whose dtype it accepts, tested before the values are taken (a check
-    of object columns then costs nothing on a frame of numbers)."""
+def keyed_columns(df: pd.DataFrame, only: Callable[[Any], bool] | None = None) -> Iterator[tuple[str, str, pd.Series]]:
+    """(key, where, values) of every index level, then every column: the key as read options
+    name it ("i0", "c3"), where as messages do ("index level 0", "column 'qty'"). ``only``:
+    of those whose dtype it accepts, tested before the values are taken (a check of object
+    columns then costs nothing on a frame of numbers)."""
     for i in range(df.index.nlevels):
         level = df.index.get_level_values(i)
         if only is None or only(level.dtype):
-            yield f"index level {i}", pd.Series(level)
+            yield f"i{i}", f"index level {i}", pd.Series(level)
     for position, (label, dtype) in enumerate(zip(df.columns, df.dtypes)):
         if only is None or only(dtype):
-            yield f"column {label!r}", df.iloc[:, position]
+            yield f"c{position}", f"column {label!r}", df.iloc[:, position]
+
+
+def labelled_columns(df: pd.DataFrame, only: Callable[[Any], bool] | None = None) -> Iterator[tuple[str, pd.Series]]:
+    """(where, values) of `keyed_columns`."""
+    for _, where, values in keyed_columns(df, only):
+        yield where, values
 
 
 def is_object(dtype: Any) -> bool:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import asdict
 from typing import Any
 
 from ..formats import FORMATS
@@ -19,7 +18,7 @@ _HASH = re.compile("[0-9a-f]{32}")
 def manifest_of(record: ArtifactRecord, stage_manifest: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the file beside an artifact says about it (times as ISO 8601 UTC), with what
     went into its hash when known."""
-    manifest = asdict(record)
+    manifest = dict(record.__dict__)
     manifest.pop("last_access")
     manifest["created_at"] = record.created_at.isoformat()
     if stage_manifest is not None:

@@ -40,7 +40,8 @@ class Database(Protocol):
         """For messages: the file, or the URL without its password."""
 
     def read(self) -> AbstractContextManager[Session]:
-        """A read transaction; a failure raises an lwdp error that says what to do."""
+        """Queries (no snapshot across them is promised); a failure raises an lwdp error
+        that says what to do."""
 
     def write(self) -> AbstractContextManager[Session]:
         """A write transaction, excluding other writers from its start (no deadlock on upgrade)."""

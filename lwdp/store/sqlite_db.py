@@ -71,22 +71,26 @@ class SQLiteDatabase:
             return False
 
     def read(self) -> AbstractContextManager[_Session]:
-        return self._transaction("BEGIN")
+        """Each query in its own implicit transaction: no BEGIN and COMMIT to pay for on a
+        warm run's lookups (a read of several queries needs no snapshot across them)."""
+        return self._session(None)
 
     def write(self) -> AbstractContextManager[_Session]:
-        return self._transaction("BEGIN IMMEDIATE")
+        return self._session("BEGIN IMMEDIATE")
 
     @contextmanager
-    def _transaction(self, begin: str) -> Iterator[_Session]:
+    def _session(self, begin: str | None) -> Iterator[_Session]:
         with self._pool:
             conn = self._idle.pop() if self._idle else None
         with self._errors_explained():
             if conn is None:
                 conn = _connect(self.path)
             try:
-                conn.execute(begin)
+                if begin is not None:
+                    conn.execute(begin)
                 yield _Session(conn)
-                conn.execute("COMMIT")
+                if begin is not None:
+                    conn.execute("COMMIT")
             except BaseException:
                 _close_after_failure(conn)
                 raise
