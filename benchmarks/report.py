@@ -95,10 +95,25 @@ def micro_table(rows: list[dict[str, Any]]) -> str:
     return _table(["what", "value", "target", "met"], [[r["what"], r["value"], r["target"], shown[r["met"]]] for r in rows])
 
 
+# Where lwdp's start-up time goes (issue 13), measured by `startup_phases.py` on 2026-12-03;
+# kept with every regenerated table until a change moves it (then measure again).
+STARTUP_CAUSES = """\
+Where lwdp's time goes (`python benchmarks/startup_phases.py`, 2026-12-03: the same calls in
+fresh processes that first import every module a run uses, then also use pyarrow's parquet
+writer and reader once): a warm call is ~15 ms of work (code digests of the 25 stages and
+loading the last result) plus first-use imports, ~18 ms for pyarrow's parquet reader
+(`pyarrow.parquet` imports `pyarrow.fs` and `ssl`; pandas' Arrow conversion its extension
+types) and ~21 ms for lwdp's run path (catalog, cache, `sqlite3`, frozen dataclasses at
+0.3-0.5 ms each). A first run is ~130 ms of work even with every import done: each of the
+25 artifacts costs ~8 ms of writer-thread time (the parquet file, three fsyncs so a
+published artifact survives a power cut, its manifest and catalog row) on two threads that
+share the GIL with the stages; joblib.Memory neither fsyncs nor keeps a manifest or a catalog."""
+
+
 def tables(results: Results, runners: tuple[str, ...], micro_rows: list[dict[str, Any]]) -> str:
     return "\n\n".join([
         "## Scenarios\n\n" + scenario_table(results, runners),
-        "## Start-up on the tiny chain\n\n" + startup_table(results, runners),
+        "## Start-up on the tiny chain\n\n" + startup_table(results, runners) + "\n\n" + STARTUP_CAUSES,
         "## Cache size on disk\n\n" + cache_table(results, runners),
         "## Micro-benchmarks of lwdp internals (`benchmarks/micro.py`)\n\n" + micro_table(micro_rows),
     ])
