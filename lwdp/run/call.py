@@ -12,7 +12,7 @@ import logging
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pandas as pd
 
@@ -35,8 +35,7 @@ _COPY_ON_WRITE = PANDAS_MAJOR >= 3
 _IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, frozenset)
 
 
-@dataclass(frozen=True)
-class _Missed:
+class _Missed(NamedTuple):
     """A stage to compute: why (None: not cached at all), and its compute-once lock."""
 
     reason: str | None

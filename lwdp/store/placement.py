@@ -13,15 +13,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from .remote import RemoteArtifactStore
 
 
-@dataclass(frozen=True)
-class Placement:
+class Placement(NamedTuple):
     shared_store: RemoteArtifactStore | None
     shared_catalog: bool
 
