@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ import time
 import pandas as pd
 import pytest
 
+import lwdp
 import lwdp.hashing.raw_files
 from lwdp import stage
 from lwdp.hashing.raw_files import RACY_WINDOW_NS
@@ -234,3 +236,22 @@ def test_mutable_objects_inside_cells_do_not_leak_between_consumers(project):
 
     assert both() == ["a"]
     assert tagged()["tags"].iloc[0] == ["a"]
+
+
+@pytest.mark.parametrize("name", ["a#b", "why?", "50%2541", "é ü"])
+def test_a_cache_directory_named_with_uri_characters(project, stage_events, name):
+    """The catalog is opened through a SQLite URI: '#', '?' and '%' in the cache directory's
+    path are its characters, not the URI's (no file beside it, no other directory)."""
+    cache_dir = project.root / "caches" / name
+    lwdp.configure(cache_dir=cache_dir)
+
+    @stage(n=3, cache=True)
+    def stg_uri(n):
+        return pd.DataFrame({"n": [n]})
+
+    assert stg_uri()["n"].tolist() == [3] and stg_uri()["n"].tolist() == [3]
+    assert stage_events() == {"stg_uri": "hit"}
+    assert sorted(p.name for p in (project.root / "caches").iterdir()) == [name]
+    with sqlite3.connect(cache_dir / "catalog.sqlite") as conn:
+        assert conn.execute("SELECT stage FROM artifacts").fetchall() == [(stg_uri.name,)]
+    conn.close()

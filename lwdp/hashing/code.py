@@ -65,7 +65,8 @@ def deep_code_digest(func: Callable[..., Any]) -> CodeDigest:
 
 # id(code object) -> (the code object, kept alive so the id stays unique; its digest). A
 # helper used by many stages is read and parsed once, and keeps the digest of the source
-# it was imported from even if its file is edited while the process runs.
+# it was imported from even if its file is edited while the process runs (unless 4,096
+# other functions were digested since: it is then read again, from the file as it is).
 _FUNCTION_DIGESTS: LruCache[int, tuple[types.CodeType, str]] = LruCache(CODE_CACHE_SIZE)
 
 

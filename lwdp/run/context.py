@@ -62,6 +62,9 @@ class RunContext:
 
     def _mark_used(self, raising: bool) -> None:
         used, evaluated = self.cache.used, self._evaluated
+        if not self.catalog.is_current():  # found damaged and moved aside: its rows are gone
+            used.clear()
+            evaluated.clear()
         if not (used or evaluated):
             return
         try:

@@ -7,7 +7,6 @@ imported when first used, so a run, which needs none of them, never loads them.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from .connections import close
@@ -17,24 +16,34 @@ if TYPE_CHECKING:
     from ..upkeep.lineage import ArtifactList, Dependent, Dependents, LineageNode, artifacts, dependents, lineage
     from ..upkeep.verify import Problem, VerifyReport, verify
 
-_UPKEEP = {
-    "gc": "gc", "GcReport": "gc", "Removal": "gc",
-    "verify": "verify", "Problem": "verify", "VerifyReport": "verify",
-    "lineage": "lineage", "artifacts": "lineage", "dependents": "lineage",
-    "ArtifactList": "lineage", "Dependent": "lineage", "Dependents": "lineage", "LineageNode": "lineage",
-}
+_GC = {"gc", "GcReport", "Removal"}
+_VERIFY = {"verify", "Problem", "VerifyReport"}
+_LINEAGE = {"lineage", "artifacts", "dependents", "ArtifactList", "Dependent", "Dependents", "LineageNode"}
 
-__all__ = ["close", *sorted(_UPKEEP)]
+__all__ = ["close", *sorted(_GC | _VERIFY | _LINEAGE)]
 
 
 def __getattr__(name: str) -> Any:
-    module = _UPKEEP.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lwdp.store' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"lwdp.upkeep.{module}"), name)
-    globals()[name] = value
+    if name in _GC:
+        from ..upkeep import gc as gc_module
+
+        return _keep(name, gc_module)
+    if name in _VERIFY:
+        from ..upkeep import verify as verify_module
+
+        return _keep(name, verify_module)
+    if name in _LINEAGE:
+        from ..upkeep import lineage as lineage_module
+
+        return _keep(name, lineage_module)
+    raise AttributeError(f"module 'lwdp.store' has no attribute {name!r}")
+
+
+def _keep(name: str, module: Any) -> Any:
+    """The name's value, kept in this namespace (the next access finds it directly)."""
+    value = globals()[name] = getattr(module, name)
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_UPKEEP})
+    return sorted({*globals(), *__all__})

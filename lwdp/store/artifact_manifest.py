@@ -6,13 +6,12 @@ one checks it field by field."""
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Any
 
 from ..formats import FORMATS
+from .artifact_store import HASH
 from .records import ArtifactRecord, utcnow
 
-_HASH = re.compile("[0-9a-f]{32}")
 
 
 def manifest_of(record: ArtifactRecord, stage_manifest: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -45,11 +44,11 @@ def record_from_manifest(manifest: dict[str, Any], stage_hash: str | None = None
         raise ValueError(f"manifest field {name!r} is {value!r}")
 
     found_hash = field_of("hash", str)
-    if not _HASH.fullmatch(found_hash) or (stage_hash is not None and found_hash != stage_hash):
+    if not HASH.fullmatch(found_hash) or (stage_hash is not None and found_hash != stage_hash):
         raise ValueError(f"manifest of hash {found_hash!r}, expected {stage_hash!r}")
     if field_of("format", str) not in FORMATS:
         raise ValueError(f"unknown format {manifest['format']!r}")
-    if field_of("size", int) < 0 or not _HASH.fullmatch(field_of("checksum", str)):
+    if field_of("size", int) < 0 or not HASH.fullmatch(field_of("checksum", str)):
         raise ValueError("bad size or checksum")
     return ArtifactRecord(
         hash=found_hash, stage=field_of("stage", str), format=manifest["format"], size=manifest["size"],

@@ -29,7 +29,7 @@ T = TypeVar("T")
 TEMP_PREFIX = ".tmp-"
 MANIFEST_SUFFIX = "manifest.json"
 UNLISTED_GRACE_S = 60.0
-_HASH = re.compile("[0-9a-f]{32}")
+HASH = re.compile("[0-9a-f]{32}")  # a stage hash, or a checksum
 _SUFFIXES = frozenset({fmt.suffix for fmt in FORMATS.values()} | {MANIFEST_SUFFIX})
 
 
@@ -37,7 +37,7 @@ def artifact_name(bucket: str, name: str) -> tuple[str, str] | None:
     """(hash, suffix) of ``name`` if it is where lwdp puts it: ``<hash>.<suffix>`` of a
     known format (or its manifest) in the bucket ``<hash[:2]>``; None for anything else."""
     stage_hash, dot, suffix = name.partition(".")
-    if dot and suffix in _SUFFIXES and _HASH.fullmatch(stage_hash) and stage_hash[:2] == bucket:
+    if dot and suffix in _SUFFIXES and HASH.fullmatch(stage_hash) and stage_hash[:2] == bucket:
         return stage_hash, suffix
     return None
 

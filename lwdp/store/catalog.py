@@ -313,9 +313,12 @@ _inherited: list[Catalog] = []
 @on_fork
 def _forget_inherited() -> None:
     """A forked child makes its own connections; the parent's stay open, unused, for the
-    parent (closing them here would touch the parent's transactions)."""
+    parent (closing them here would touch the parent's transactions). The lock is made
+    anew: another thread of the parent may have held it at the fork."""
+    global _opening
     _inherited.extend(_catalogs.values())
     _catalogs.clear()
+    _opening = threading.Lock()
 
 
 def open_catalog(settings: Settings) -> Catalog:

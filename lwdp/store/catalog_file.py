@@ -13,6 +13,12 @@ BUSY_TIMEOUT_MS = 60_000
 HEAD_REVISION = "0005"  # tests check this against the newest file in migrations/versions
 
 
+def is_corruption(exc: Exception) -> bool:
+    """Whether SQLite's error says the file is not a database, or a damaged one."""
+    text = str(exc).lower()
+    return "not a database" in text or "malformed" in text or "corrupt" in text
+
+
 def cache_dir_error(cache_dir: Path, reason: object, errno: int | None) -> CacheDirError:
     return CacheDirError(
         f"cannot use cache directory {cache_dir} ({reason}); fix its permissions or choose "

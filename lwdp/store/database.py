@@ -19,7 +19,7 @@ _IN_CHUNK = 500  # far below SQLite's bound-parameter limit
 
 
 class Session(Protocol):
-    """One open transaction."""
+    """Statements on one connection: a read's queries, or a write's transaction."""
 
     def rows(self, sql: str, params: Params | None = None, stream: bool = False) -> Iterable[tuple[Any, ...]]:
         """The rows of a query; ``stream``: fetched in batches as they are iterated (a
@@ -44,7 +44,8 @@ class Database(Protocol):
         that says what to do."""
 
     def write(self) -> AbstractContextManager[Session]:
-        """A write transaction, excluding other writers from its start (no deadlock on upgrade)."""
+        """A write transaction (on SQLite it excludes other writers from its start, so a
+        read-then-write never fails on upgrading its lock; PostgreSQL locks rows)."""
 
     def is_current(self) -> bool:
         """False once the database was replaced under this process (a SQLite file deleted)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from .catalog_file import BUSY_TIMEOUT_MS, CATALOG_FILE, HEAD_REVISION, cache_dir_error
+from .catalog_file import BUSY_TIMEOUT_MS, CATALOG_FILE, HEAD_REVISION, cache_dir_error, is_corruption
 
 HEAD_SCHEMA = (
     """CREATE TABLE alembic_version (
@@ -101,7 +101,7 @@ def create_catalog_file(cache_dir: Path) -> None:
         conn.execute("PRAGMA journal_mode = WAL")
         create_head_schema(conn)
     except sqlite3.DatabaseError as exc:
-        if "not a database" in str(exc) or "malformed" in str(exc):
+        if is_corruption(exc):
             return  # made meanwhile and damaged since: opening it moves it aside
         raise cache_dir_error(cache_dir, exc, None) from exc
     finally:

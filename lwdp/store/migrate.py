@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy.exc
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, text
 
 from ..errors import CatalogVersionError
 from .catalog_file import BUSY_TIMEOUT_MS, HEAD_REVISION, cache_dir_error
@@ -67,7 +67,8 @@ def migrate_sqlite(path: Path) -> None:
     :raises CatalogVersionError: the catalog was made by a newer lwdp.
     :raises CacheDirError: the file can't be opened or written.
     """
-    engine = create_engine(f"sqlite:///{path}", connect_args={"isolation_level": None, "timeout": BUSY_TIMEOUT_MS / 1000})
+    url = URL.create("sqlite", database=str(path))  # not an f-string: '?' or '#' in the path are not a query
+    engine = create_engine(url, connect_args={"isolation_level": None, "timeout": BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:

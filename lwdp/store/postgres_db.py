@@ -38,8 +38,8 @@ class _Session:
         self.conn = conn
 
     def rows(self, sql: str, params: Params | None = None, stream: bool = False) -> Iterable[tuple[Any, ...]]:
-        conn = self.conn.execution_options(yield_per=1000) if stream else self.conn  # a server-side cursor
-        return iter(conn.execute(_statement(sql), dict(params or {})))  # rows, not a mapping-like Result
+        options = {"yield_per": 1000} if stream else None  # a server-side cursor, for this query alone
+        return iter(self.conn.execute(_statement(sql), dict(params or {}), execution_options=options))
 
     def run(self, sql: str, params: Params) -> None:
         self.conn.execute(_statement(sql), dict(params))

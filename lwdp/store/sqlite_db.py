@@ -18,13 +18,14 @@ import logging
 import os
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..errors import CatalogDamagedError, CatalogUnavailableError
-from .catalog_file import BUSY_TIMEOUT_MS, CATALOG_FILE, HEAD_REVISION, cache_dir_error
+from .catalog_file import BUSY_TIMEOUT_MS, CATALOG_FILE, HEAD_REVISION, cache_dir_error, is_corruption
 from .database import Params
 from .head_schema import create_catalog_file
 from .records import sqlite_time, utcnow
@@ -33,13 +34,23 @@ logger = logging.getLogger("lwdp")
 
 
 class _Session:
-    """A transaction on one connection; times become the text SQLite catalogs hold."""
+    """Statements on one connection; times become the text SQLite catalogs hold."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self._streams: list[sqlite3.Cursor] = []
 
     def rows(self, sql: str, params: Params | None = None, stream: bool = False) -> Iterable[tuple[Any, ...]]:
-        return self.conn.execute(sql, _stored(params) if params else ())
+        cursor = self.conn.execute(sql, _stored(params) if params else ())
+        if not stream:
+            return cursor.fetchall()  # a cursor left unfinished would hold its snapshot in the pool
+        self._streams.append(cursor)
+        return cursor
+
+    def close(self) -> None:
+        """End the reads of streams left unfinished (a walk that stopped early)."""
+        for cursor in self._streams:
+            cursor.close()
 
     def run(self, sql: str, params: Params) -> None:
         self.conn.execute(sql, _stored(params))
@@ -88,7 +99,9 @@ class SQLiteDatabase:
             try:
                 if begin is not None:
                     conn.execute(begin)
-                yield _Session(conn)
+                session = _Session(conn)
+                yield session
+                session.close()
                 if begin is not None:
                     conn.execute("COMMIT")
             except BaseException:
@@ -115,7 +128,7 @@ class SQLiteDatabase:
                 f"catalog {self.path}: {cause}; retry, or check the disk and the permissions of {self.path.parent}"
             ) from exc
         except sqlite3.DatabaseError as exc:
-            if not _is_corruption(exc):
+            if not is_corruption(exc):
                 raise
             if self.is_current():
                 self.close()
@@ -124,8 +137,11 @@ class SQLiteDatabase:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    """A connection to the existing file (``mode=rw``: never a new empty one); the path is
+    quoted, since a URI reads ``?``, ``#`` and ``%`` in it as its own syntax."""
     conn = sqlite3.connect(
-        f"file:{path}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        f"file:{urllib.parse.quote(str(path))}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+        isolation_level=None, check_same_thread=False,
     )
     conn.execute("PRAGMA synchronous = NORMAL")  # WAL commits without fsync: a crash loses no more than the last runs' marks
     return conn
@@ -153,7 +169,7 @@ def open_sqlite(cache_dir: Path) -> SQLiteDatabase:
         try:
             revision = _revision(path)
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) or not _is_corruption(exc):
+            if isinstance(exc, sqlite3.OperationalError) or not is_corruption(exc):
                 raise
             _move_aside(path, exc)
             create_catalog_file(cache_dir)
@@ -192,8 +208,3 @@ def _move_aside(path: Path, damage: object) -> None:
         side = path.with_name(path.name + suffix)
         if side.exists():
             os.replace(side, aside.with_name(aside.name + suffix))
-
-
-def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
-    text = str(exc).lower()
-    return "not a database" in text or "malformed" in text or "corrupt" in text
