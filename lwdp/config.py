@@ -23,6 +23,7 @@ ENV_STORE_URL = "LWDP_STORE_URL"
 ENV_CATALOG_URL = "LWDP_CATALOG_URL"
 ENV_TRUST_PICKLE = "LWDP_TRUST_PICKLE"
 DEFAULT_CACHE_DIR = ".lwdp"
+_CONFIGURED_PACKAGES = "lwdp.configure(hash_packages=...)"  # where packages were named, for errors
 
 _UNCHANGED: Any = object()
 _configured: dict[str, Any] = {}  # what `configure` set; an option absent here comes from the environment
@@ -54,7 +55,7 @@ def settings(cache_dir_override: str | os.PathLike[str] | None = None) -> Settin
     """The options in force now (a ``cache_dir=`` argument overrides the cache directory)."""
     env = os.environ
     if "hash_packages" in _configured:
-        packages, packages_from = _configured["hash_packages"], "lwdp.configure(hash_packages=...)"
+        packages, packages_from = _configured["hash_packages"], _CONFIGURED_PACKAGES
     else:
         packages = tuple(sorted({n.strip() for n in env.get(ENV_HASH_PACKAGES, "").split(",") if n.strip()}))
         packages_from = ENV_HASH_PACKAGES
@@ -119,7 +120,7 @@ def configure(
         else:
             names = tuple(sorted(set(hash_packages)))
             for name in names:
-                _installed_version(name, "lwdp.configure(hash_packages=...)")
+                _installed_version(name, _CONFIGURED_PACKAGES)
             _configured["hash_packages"] = names
 
 

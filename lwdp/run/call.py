@@ -138,7 +138,7 @@ class PipelineRun:
         stack. A stage whose result must be computed holds its compute-once lock from the
         miss until its result is handed to the writer (its inputs are resolved meanwhile).
         """
-        waiting: dict[Stage, tuple[str | None, ExitStack | None]] = {}  # missed, inputs pending
+        waiting: dict[Stage, _Missed] = {}  # missed, their inputs pending
         stack = [target]
         try:
             while stack:
@@ -152,17 +152,17 @@ class PipelineRun:
                         self.results[stage] = found
                         stack.pop()
                         continue
-                    waiting[stage] = (found.reason, found.lock)
+                    waiting[stage] = found
                     stack += [up for up in reversed(self._needed_upstreams(stage)) if up not in self.results]
                     continue
-                reason, lock = waiting.pop(stage)
-                with lock or ExitStack():  # released here unless handed to the writer
-                    self.results[stage] = self._compute(stage, reason, lock)
+                missed = waiting.pop(stage)
+                with missed.lock or ExitStack():  # released here unless handed to the writer
+                    self.results[stage] = self._compute(stage, missed.reason, missed.lock)
                 stack.pop()
         except BaseException:
-            for _, lock in waiting.values():
-                if lock is not None:
-                    lock.close()
+            for missed in waiting.values():
+                if missed.lock is not None:
+                    missed.lock.close()
             raise
         return self.results[target]
 

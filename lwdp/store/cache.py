@@ -48,18 +48,17 @@ class ResultCache:
         self.used: set[str] = set()  # local artifacts loaded: marked used when the run ends, in one write
         self.store = LocalArtifactStore(settings.cache_dir)
         self.locks = LockDir(settings.cache_dir / "locks")
-        self.store_url = settings.store_url
 
     @functools.cached_property
     def shared(self) -> SharedCopies | None:
         """The shared store, read through the local one: made on first need, so a run of
         local hits neither touches nor imports it."""
-        if not self.store_url:
+        if not self.settings.store_url:
             return None
         from .remote import shared_store
         from .shared_copies import SharedCopies
 
-        remote = shared_store(self.store_url, self.settings.storage_options)
+        remote = shared_store(self.settings.store_url, self.settings.storage_options)
         return SharedCopies(remote, self.store, self.catalog, self.settings.trust_pickle)
 
     @property
@@ -153,7 +152,7 @@ class ResultCache:
         """``found``; a miss's warning logged first (when ``warn``)."""
         if isinstance(found, Miss) and warn and found.warning is not None:
             if found.reason is MissReason.SHARED_UNAVAILABLE:  # every request fails alike: once per process
-                warn_once(f"read {self.store_url}", found.warning)
+                warn_once(f"read {self.settings.store_url}", found.warning)
             else:
                 logger.warning("%s", found.warning)
         return found

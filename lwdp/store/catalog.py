@@ -22,7 +22,7 @@ from typing import Any
 from ..config import Settings
 from ..hashing.raw_files import DigestMemo, FileState
 from .connections import on_close, on_fork
-from .database import Database, chunks, in_list
+from .database import Database, Session, chunks, in_list
 from .sqlite_db import open_sqlite
 from .records import (
     ARTIFACT_COLUMNS, LINEAGE_COLUMNS, ArtifactRecord, LineageRow, UsageRow, artifact_values, naive_utc, record_from_row,
@@ -74,7 +74,7 @@ class Catalog:
 
     def lookup_artifact(self, stage_hash: str) -> ArtifactRecord | None:
         with self.db.read() as s:
-            row = next(iter(s.rows(f"{_SELECT_ARTIFACTS} WHERE hash = :hash", {"hash": stage_hash})), None)
+            row = _first(s, f"{_SELECT_ARTIFACTS} WHERE hash = :hash", {"hash": stage_hash})
         return None if row is None else record_from_row(row)
 
     def all_artifacts(self, stage: str | None = None) -> list[ArtifactRecord]:
@@ -161,7 +161,7 @@ class Catalog:
     def last_access(self, stage_hash: str) -> dt.datetime | None:
         """When the artifact was last used (naive UTC), or None without a row."""
         with self.db.read() as s:
-            found = next(iter(s.rows("SELECT last_access FROM artifacts WHERE hash = :hash", {"hash": stage_hash})), None)
+            found = _first(s, "SELECT last_access FROM artifacts WHERE hash = :hash", {"hash": stage_hash})
         return None if found is None else stored_naive(found[0])
 
     def mark_used(self, used: Iterable[str], evaluated: Iterable[str], now: dt.datetime) -> None:
@@ -202,8 +202,8 @@ class Catalog:
         absence against): of the stage's other hashes, the one whose artifact was used last,
         else the one computed last."""
         with self.db.read() as s:
-            seen = next(iter(s.rows("SELECT 1 FROM stage_manifests WHERE hash = :hash", {"hash": current})), None) is not None
-            found = next(iter(s.rows(_PREVIOUS_MANIFEST, {"stage": stage, "current": current})), None)
+            seen = _first(s, "SELECT 1 FROM stage_manifests WHERE hash = :hash", {"hash": current}) is not None
+            found = _first(s, _PREVIOUS_MANIFEST, {"stage": stage, "current": current})
         return seen, json.loads(found[0]) if found is not None else None
 
     def stage_names(self) -> set[str]:
@@ -227,7 +227,7 @@ class Catalog:
                 "SELECT hash FROM lineage WHERE stage = :stage ORDER BY recorded_at DESC LIMIT 1",
                 "SELECT hash FROM artifacts WHERE stage = :stage ORDER BY created_at DESC LIMIT 1",
             ):
-                found = next(iter(s.rows(query, {"stage": stage})), None)
+                found = _first(s, query, {"stage": stage})
                 if found is not None:
                     return str(found[0])
         return None
@@ -287,6 +287,11 @@ class Catalog:
         if values:
             with self.db.write() as s:
                 s.run_many(_UPSERT_MEMO, values)
+
+
+def _first(session: Session, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The first row of a query, or None."""
+    return next(iter(session.rows(sql, params)), None)
 
 
 def _in_key_order(values: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:

@@ -68,10 +68,11 @@ def _stored(params: Params) -> Params:
 class SQLiteDatabase:
     """The catalog file at this lwdp's schema."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, first: sqlite3.Connection | None = None) -> None:
+        """``first``: a connection already open to the file, the pool's first."""
         self.path = path
         self.inode = path.stat().st_ino
-        self._idle: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = [first] if first is not None else []
         self._pool = threading.Lock()
 
     def is_current(self) -> bool:
@@ -167,33 +168,37 @@ def open_sqlite(cache_dir: Path) -> SQLiteDatabase:
         if not path.exists():
             create_catalog_file(cache_dir)
         try:
-            revision = _revision(path)
+            conn = _connected_at_head(path)
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) or not is_corruption(exc):
                 raise
             _move_aside(path, exc)
             create_catalog_file(cache_dir)
-            revision = _revision(path)
-        if revision != HEAD_REVISION:
+            conn = _connected_at_head(path)
+        if conn is None:
             from .migrate import migrate_sqlite  # SQLAlchemy and Alembic: only for an older file
 
             migrate_sqlite(path)
-        return SQLiteDatabase(path)
+        return SQLiteDatabase(path, conn)  # the connection that checked the revision serves first
     except (OSError, sqlite3.OperationalError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else exc
         raise cache_dir_error(cache_dir, reason, getattr(exc, "errno", None)) from exc
 
 
-def _revision(path: Path) -> str | None:
-    """The file's schema revision (None: not stamped, as a file another tool left empty)."""
+def _connected_at_head(path: Path) -> sqlite3.Connection | None:
+    """A connection to the file if its schema is at `HEAD_REVISION`; None (and no connection
+    left open) if it is older or not stamped, as a file another tool left empty."""
     conn = _connect(path)
     try:
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'").fetchone() is None:
-            return None
-        found = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-        return None if found is None else str(found[0])
-    finally:
+        stamped = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'").fetchone() is not None
+        found = conn.execute("SELECT version_num FROM alembic_version").fetchone() if stamped else None
+    except BaseException:
         conn.close()
+        raise
+    if found == (HEAD_REVISION,):
+        return conn
+    conn.close()
+    return None
 
 
 def _move_aside(path: Path, damage: object) -> None:
