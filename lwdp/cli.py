@@ -128,6 +128,51 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import logging
+    import traceback
+
+    from .graph import dependency_order
+    from .progress import Progress, live_view
+
+    target = _import_stage(args.target)
+    if args.jobs is not None:
+        configure(jobs=args.jobs)
+    if args.dask is not None:
+        from .run.executors import dask_client
+
+        configure(executor=dask_client(args.dask))
+    progress = Progress([stage.name for stage in dependency_order(target)], sys.stdout)
+    logger = logging.getLogger("lwdp")
+    logger.addHandler(progress)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False  # the progress view prints what matters
+    failed = None
+    try:
+        live = progress.live = live_view(progress)
+        with live if live is not None else _nothing():
+            try:
+                target()
+            except Exception as exc:
+                failed = exc
+    finally:
+        logger.removeHandler(progress)
+    print("\n".join(progress.summary()))
+    if failed is not None:
+        if isinstance(failed, LwdpError):
+            print(f"lwdp run: error: {failed}", file=sys.stderr)
+        else:
+            traceback.print_exception(type(failed), failed, failed.__traceback__, file=sys.stderr)
+        return 1
+    return 0
+
+
+def _nothing() -> Any:
+    from contextlib import nullcontext
+
+    return nullcontext()
+
+
 def _graph(args: argparse.Namespace) -> int:
     from .run.status import pipeline_status
 
@@ -198,7 +243,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lwdp", description="Inspect and maintain an lwdp cache.")
+    parser = argparse.ArgumentParser(prog="lwdp", description="Run pipelines; inspect and maintain an lwdp cache.")
     parser.add_argument("--cache-dir", help="cache directory (default: LWDP_CACHE_DIR, else ./.lwdp)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -221,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     command("dependents", _dependents, "every stage derived from a raw file").add_argument("path", metavar="PATH")
     command("status", _status, "fresh, stale (and why) or never computed, for each stage").add_argument(
         "target", metavar="MODULE:STAGE")
+    run = command("run", _run, "run a pipeline: compute or load MODULE:STAGE and its ancestors", json_flag=False)
+    run.add_argument("target", metavar="MODULE:STAGE")
+    run.add_argument("-j", "--jobs", help="stages computed at once, in worker processes (a number, or auto: one per core)")
+    run.add_argument("--dask", metavar="ADDRESS", help="compute stages on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786)")
     graph = command("graph", _graph, "the pipeline as a Mermaid or Graphviz graph", json_flag=False)
     graph.add_argument("target", metavar="MODULE:STAGE")
     graph.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")

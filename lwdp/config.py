@@ -4,7 +4,10 @@
 - ``store_url`` (``LWDP_STORE_URL``): a shared artifact store, any fsspec URL (``s3://...``);
 - ``catalog_url`` (``LWDP_CATALOG_URL``): a shared catalog, a SQLAlchemy URL (PostgreSQL);
 - ``trust_pickle`` (``LWDP_TRUST_PICKLE=1``): load pickle artifacts from a shared store;
-- ``hash_packages`` (``LWDP_HASH_PACKAGES=a,b``): packages whose versions every stage hash covers.
+- ``hash_packages`` (``LWDP_HASH_PACKAGES=a,b``): packages whose versions every stage hash covers;
+- ``jobs`` (``LWDP_JOBS``, else 1): how many stages compute at once, in worker processes;
+- ``executor`` (``LWDP_DASK_SCHEDULER=tcp://host:port``): where stages compute instead, a
+  ``concurrent.futures.Executor`` or a Dask ``distributed.Client``.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UnknownPackageError
+from .errors import InvalidSettingError, UnknownPackageError
 
 ENV_CACHE_DIR = "LWDP_CACHE_DIR"
 ENV_HASH_PACKAGES = "LWDP_HASH_PACKAGES"
 ENV_STORE_URL = "LWDP_STORE_URL"
 ENV_CATALOG_URL = "LWDP_CATALOG_URL"
 ENV_TRUST_PICKLE = "LWDP_TRUST_PICKLE"
+ENV_JOBS = "LWDP_JOBS"
+ENV_DASK_SCHEDULER = "LWDP_DASK_SCHEDULER"
 DEFAULT_CACHE_DIR = ".lwdp"
 _CONFIGURED_PACKAGES = "lwdp.configure(hash_packages=...)"  # where packages were named, for errors
 
@@ -41,6 +46,14 @@ class Settings:
     storage_options: dict[str, Any] = field(default_factory=dict)
     hash_packages: tuple[str, ...] = ()
     hash_packages_from: str = ENV_HASH_PACKAGES  # where they were named, for errors
+    jobs: int = 1
+    executor: Any = field(default=None, compare=False, repr=False)  # a live object: never sent to workers
+    dask_scheduler: str | None = None
+
+    @property
+    def parallel(self) -> bool:
+        """Whether a run computes stages elsewhere than in its own thread, at once."""
+        return self.jobs > 1 or self.executor is not None or self.dask_scheduler is not None
 
     def package_versions(self) -> dict[str, str]:
         """{package: installed version} of the packages every stage hash covers (read now,
@@ -68,6 +81,9 @@ def settings(cache_dir_override: str | os.PathLike[str] | None = None) -> Settin
         storage_options=storage_options(),
         hash_packages=packages,
         hash_packages_from=packages_from,
+        jobs=_configured["jobs"] if "jobs" in _configured else _jobs(env.get(ENV_JOBS, "").strip() or 1, ENV_JOBS),
+        executor=_configured.get("executor"),
+        dask_scheduler=None if "executor" in _configured else env.get(ENV_DASK_SCHEDULER) or None,
     )
 
 
@@ -79,6 +95,8 @@ def configure(
     catalog_url: str | None = _UNCHANGED,
     trust_pickle: bool | None = _UNCHANGED,
     storage_options: dict[str, Any] | None = _UNCHANGED,
+    jobs: int | str | None = _UNCHANGED,
+    executor: Any = _UNCHANGED,
 ) -> None:
     """Set process-wide options; an option not passed keeps its value, and ``None`` goes
     back to the environment/default rule.
@@ -101,8 +119,24 @@ def configure(
     ``trust_pickle``: pickle artifacts found in a shared store are loaded only when True
     (loading a pickle runs code); otherwise lwdp recomputes them.
 
+    ``jobs``: how many stages may compute at once, each in a worker process (``"auto"``:
+    one per core); 1 computes them one after another in this process.
+
+    ``executor``: compute stages there instead: any ``concurrent.futures.Executor`` or a
+    Dask ``distributed.Client`` (its workers must see the cache directory, or a
+    ``store_url`` and ``catalog_url`` the team shares). Setting it, even to ``None``,
+    overrides ``LWDP_DASK_SCHEDULER``.
+
     :raises UnknownPackageError: a name in ``hash_packages`` is not installed.
+    :raises InvalidSettingError: ``jobs`` is not a positive number or ``"auto"``.
     """
+    if jobs is not _UNCHANGED:
+        if jobs is None:
+            _configured.pop("jobs", None)
+        else:
+            _configured["jobs"] = _jobs(jobs, "lwdp.configure(jobs=...)")
+    if executor is not _UNCHANGED:
+        _configured["executor"] = executor
     if storage_options is not _UNCHANGED:
         _configured["storage_options"] = dict(storage_options or {})
     for name, url in (("store_url", store_url), ("catalog_url", catalog_url)):
@@ -137,6 +171,19 @@ def storage_options() -> dict[str, Any]:
     """The fsspec options lwdp uses for URLs (a copy): pass them to pandas as
     ``pd.read_csv(url, storage_options=lwdp.storage_options())``."""
     return dict(_configured.get("storage_options") or {})
+
+
+def _jobs(value: int | str, where: str) -> int:
+    """A number of jobs: a positive integer, or "auto" for one per core."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return os.cpu_count() or 1
+    try:
+        jobs = int(value)
+    except (TypeError, ValueError):
+        jobs = 0
+    if jobs < 1 or isinstance(value, (bool, float)):
+        raise InvalidSettingError(f"{where}: jobs must be a positive whole number or \"auto\", not {value!r}")
+    return jobs
 
 
 def _installed_version(name: str, where: str) -> str:

@@ -85,3 +85,12 @@ class MissingExtraError(LwdpError, ImportError):
 
 class StoreUnavailableError(_LwdpOSError):
     """The shared artifact store could not be reached or refused a request."""
+
+
+class InvalidSettingError(LwdpError, ValueError):
+    """An option given to `configure` or in the environment that can't be used."""
+
+
+class WorkerError(LwdpError, RuntimeError):
+    """A worker process ended while computing a stage (killed, crashed, exited), or could
+    not start."""

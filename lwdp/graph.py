@@ -5,12 +5,16 @@ decorator that makes stages (which sits above the run, the hash and the store)."
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import StageNameCollisionError
+
+if TYPE_CHECKING:
+    from .formats import Format
 
 
 @dataclass(frozen=True, eq=False)
@@ -24,10 +28,11 @@ class Input:
 
 
 def qualified_name(func: Callable[..., Any]) -> str:
-    """``module.qualname``; a script run as ``__main__`` is named after its file."""
+    """``module.qualname``; a script run as ``__main__`` is named after its file (also in
+    the worker processes of a parallel run, which import it as ``__mp_main__``)."""
     module = func.__module__
-    if module == "__main__":
-        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if module in ("__main__", "__mp_main__"):
+        main_file = getattr(sys.modules.get(module), "__file__", None)
         if main_file:
             module = Path(main_file).stem
     return f"{module}.{func.__qualname__}"
@@ -38,6 +43,11 @@ class StageNode:
 
     name: str
     inputs: tuple[Input, ...]
+    func: Callable[..., Any]
+    cache: bool
+    format: Format | None
+    code_digest: str
+    passed_inputs: frozenset[str]  # the inputs the function takes
 
     def inputs_of_kind(self, kind: str) -> list[Input]:
         return [inp for inp in self.inputs if inp.kind == kind]
@@ -46,6 +56,19 @@ class StageNode:
     def upstreams(self) -> list[Any]:
         """The stages this one reads (of the same class as it)."""
         return [inp.value for inp in self.inputs_of_kind("stage")]
+
+
+_registry: weakref.WeakValueDictionary[str, StageNode] = weakref.WeakValueDictionary()
+
+
+def register(node: StageNode) -> None:
+    """Remember the stage by name (the last one made wins), so that a worker process that
+    imports its module finds it, wherever the module keeps it (a factory's dict, a class)."""
+    _registry[node.name] = node
+
+
+def registered(name: str) -> StageNode | None:
+    return _registry.get(name)
 
 
 NodeT = TypeVar("NodeT", bound=StageNode)

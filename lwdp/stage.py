@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InputBindingError
 from .formats import Format, get_format
-from .graph import Input, StageNode, qualified_name
+from .graph import Input, StageNode, qualified_name, register
 from .hashing.code import CodeDigest, deep_code_digest
 from .hashing.params import param_digest
 
@@ -79,6 +79,7 @@ class Stage(StageNode):
         # process runs.
         self.code: CodeDigest = deep_code_digest(func)
         self.code_digest = self.code.digest
+        register(self)
 
     @property
     def hash(self) -> str:

@@ -23,6 +23,7 @@ LAYERS = (
     ("lwdp.run",),
     ("lwdp.stage",),
     ("lwdp.upkeep",),
+    ("lwdp.progress",),
     ("lwdp.cli", "lwdp.__main__"),
 )
 # Public namespaces: they name what users call, wherever it is defined (lazily where it sits higher).

@@ -122,16 +122,16 @@ class ResultCache:
         with nullcontext() if locked else self.locks.hold(stage_hash, stage_name, shared=True):
             found = self.probe(stage_name, stage_hash, wanted, keep_bytes=True)
             if isinstance(found, Loadable) and found.source is not Source.SHARED:
-                loaded = self._missed(self._load_local(stage_name, found), warn)
+                loaded = self.reported(self._load_local(stage_name, found), warn)
                 if isinstance(loaded, Hit) or self.shared is None:
                     return loaded
                 found = self.shared.probe(stage_name, stage_hash, wanted)  # the shared copy may parse
                 if isinstance(found, Miss):
                     return loaded
         if isinstance(found, Miss):
-            return self._missed(found, warn)
+            return self.reported(found, warn)
         assert self.shared is not None
-        return self._missed(self.shared.download(stage_name, found), warn)
+        return self.reported(self.shared.download(stage_name, found), warn)
 
     def peek(self, stage_name: str, stage_hash: str) -> Hit | Miss:
         """The cached result, read for a person looking at it (``lwdp show``): a local one
@@ -142,13 +142,13 @@ class ResultCache:
             return found
         if found.source is Source.SHARED:
             assert self.shared is not None
-            return self._missed(self.shared.download(stage_name, found), warn=True)
+            return self.reported(self.shared.download(stage_name, found), warn=True)
         return parsed(stage_name, found.record, found.data, self._local_where(found.record), shared=False)
 
     def _local_where(self, record: ArtifactRecord) -> str:
         return f"artifact {self.store.describe(record.hash, FORMATS[record.format].suffix)}"
 
-    def _missed(self, found: Hit | Miss, warn: bool) -> Hit | Miss:
+    def reported(self, found: Hit | Miss, warn: bool = True) -> Hit | Miss:
         """``found``; a miss's warning logged first (when ``warn``)."""
         if isinstance(found, Miss) and warn and found.warning is not None:
             if found.reason is MissReason.SHARED_UNAVAILABLE:  # every request fails alike: once per process

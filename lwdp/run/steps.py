@@ -1,0 +1,94 @@
+"""The steps of computing one stage, the same wherever it runs (this process or a worker):
+its inputs' private views, the call, the re-check under the compute-once lock, and the save.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from ..formats import PANDAS_MAJOR, Format, FormatChoice
+from ..store.cache import Hit, Miss, ResultCache
+from .events import StageEvent
+
+if TYPE_CHECKING:
+    from ..graph import StageNode
+
+_COPY_ON_WRITE = PANDAS_MAJOR >= 3
+_IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, frozenset)
+_IMMUTABLE_KINDS = frozenset(
+    {"string", "bytes", "empty", "integer", "floating", "mixed-integer-float", "decimal", "boolean", "date", "datetime", "time", "timedelta"}
+)
+
+
+def view(value: Any) -> Any:
+    """A copy a consumer may mutate freely (cheap under pandas copy-on-write).
+
+    pandas never copies the Python objects inside object columns, so cells holding lists,
+    dicts or other mutable objects are deep-copied one by one.
+    """
+    if isinstance(value, pd.DataFrame):
+        frame = value.copy(deep=not _COPY_ON_WRITE)
+        for position, dtype in enumerate(frame.dtypes):
+            if dtype == object and _holds_mutable_objects(column := frame.iloc[:, position]):
+                frame.isetitem(position, column.map(copy.deepcopy).to_numpy())
+        return frame
+    if isinstance(value, pd.Series):
+        series = value.copy(deep=not _COPY_ON_WRITE)
+        return series.map(copy.deepcopy) if _holds_mutable_objects(series) else series
+    if isinstance(value, (pd.Index, *_IMMUTABLE)):
+        return value
+    return copy.deepcopy(value)
+
+
+def _holds_mutable_objects(values: pd.Series) -> bool:
+    return values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) not in _IMMUTABLE_KINDS
+
+
+def call_stage(stage: StageNode, kwargs: dict[str, Any]) -> Any:
+    """Run the stage's function; an exception it raises gets a note naming the stage."""
+    try:
+        return stage.func(**kwargs)
+    except Exception as exc:
+        note = f"raised in lwdp stage '{stage.name}'"
+        if hasattr(exc, "add_note"):
+            exc.add_note(note)
+        else:  # Python 3.10: the same attribute PEP 678 defines, without the display
+            exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+        raise
+
+
+def load_locked(cache: ResultCache, stage_name: str, stage_hash: str, wanted: Format | None) -> tuple[Hit | Miss, ExitStack]:
+    """Take the compute-once lock of ``stage_hash`` and look in the cache again (another
+    process may have computed it while this one waited). On a hit the lock is released;
+    on a miss it is returned held, to be released once the result is saved."""
+    lock = ExitStack()
+    try:
+        lock.enter_context(cache.computing(stage_hash, stage_name))
+        found = cache.load(stage_name, stage_hash, wanted, locked=True)
+    except BaseException:
+        lock.close()
+        raise
+    if isinstance(found, Hit):
+        lock.close()
+    return found, lock
+
+
+def hit_event(stage_name: str, stage_hash: str, found: Hit, seconds: float) -> StageEvent:
+    source = f"downloaded from {found.source}" if found.source else None
+    return StageEvent(stage_name, stage_hash, "hit", seconds, found.size, source)
+
+
+def save(
+    cache: ResultCache, stage: StageNode, stage_hash: str, result: Any, choice: FormatChoice, seconds: float,
+    manifest: dict[str, Any], miss_reason: str | None,
+) -> StageEvent:
+    """Store a computed result in its chosen format (`lwdp.formats.choose_format`); the
+    event says how long computing and writing took, and how many bytes were cached."""
+    written = time.perf_counter()
+    size = cache.save(stage.name, stage_hash, result, choice, seconds, manifest)
+    return StageEvent(stage.name, stage_hash, "computed", seconds + time.perf_counter() - written, size, miss_reason)

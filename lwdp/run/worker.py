@@ -1,0 +1,305 @@
+"""Computing one stage where a parallel run sends it: a worker process, a Dask worker, or a
+thread of the run's own process for a stage whose code workers can't get.
+
+The run sends a `StageTask`: where the stage's code is (its module and qualified name,
+with the code digest the run hashed), where its inputs are (a cached upstream by its
+hash, the value of an uncached one), and the run's settings. The task takes the stage's
+compute-once lock, looks in the cache again (another process may have computed it
+meanwhile), computes, and writes the artifact itself, so that the result crosses no
+process boundary: consumers read the artifact. It sends back what happened (the lwdp log
+records it made, the artifacts it read) and a value only for an uncached stage. A
+process keeps the results it computed while later stages of the run still need them, so
+a consumer that lands in the same process gets them from memory.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Settings
+from ..errors import LwdpError, RawInputNotFoundError
+from ..formats import FORMATS
+from ..graph import StageNode, registered
+from ..store.cache import Hit, ResultCache
+from ..store.catalog import open_catalog
+from .events import StageEvent, log_event
+from .steps import call_stage, hit_event, load_locked, save, view
+
+logger = logging.getLogger("lwdp")
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class StageRef:
+    """How a worker finds a stage: import ``module``, which makes the stage ``name``;
+    ``code_digest`` is what the run hashed, so a worker whose copy differs won't run it."""
+
+    module: str
+    name: str
+    code_digest: str
+
+
+@dataclass(frozen=True)
+class CachedInput:
+    """An upstream whose result is an artifact (or in the worker's memory)."""
+
+    stage: str
+    hash: str
+    format: str | None
+
+
+@dataclass
+class StageTask:
+    """One stage to compute, as a parallel run sends it."""
+
+    stage: StageRef | StageNode  # a node itself only for the run's own threads
+    hash: str
+    inputs: dict[str, Any]  # keyword -> CachedInput, or the value itself
+    raw_inputs: tuple[str, ...]  # keywords naming raw paths, checked before the call
+    manifest: dict[str, Any] | None  # None: an uncached stage
+    reason: str | None
+    settings: Settings
+    cwd: str
+    keep: frozenset[str]  # hashes later stages still need: the memory a process may keep
+    log_level: int
+    run_id: str
+
+
+@dataclass
+class TaskOutcome:
+    """What a task did: its log records (the run emits them), the artifacts it read, and
+    the value of an uncached stage. ``unavailable`` says why this process could not get
+    the stage's code; ``gone`` is the hash of an upstream whose artifact disappeared."""
+
+    worker: str
+    records: list[logging.LogRecord] = field(default_factory=list)
+    used: set[str] = field(default_factory=set)
+    value: Any = None
+    unavailable: str | None = None
+    gone: str | None = None
+
+
+class _Memory:
+    """Results computed in this process that stages of the same run still need."""
+
+    def __init__(self) -> None:
+        self.run_id = ""
+        self.values: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    def get(self, task: StageTask, stage_hash: str) -> Any:
+        with self.lock:
+            if self.run_id != task.run_id:
+                self.run_id, self.values = task.run_id, {}
+            for gone in [h for h in self.values if h not in task.keep]:
+                del self.values[gone]
+            return self.values.get(stage_hash, _MISSING)
+
+    def put(self, task: StageTask, stage_hash: str, value: Any) -> None:
+        with self.lock:
+            if self.run_id == task.run_id and stage_hash in task.keep:
+                self.values[stage_hash] = value
+
+    def forget(self, run_id: str) -> None:
+        with self.lock:
+            if self.run_id == run_id:
+                self.values = {}
+
+
+MEMORY = _Memory()
+_starts: Any = None  # lwdp's own worker processes: a queue to say which stage each starts
+
+
+def report_starts(queue: Any) -> None:
+    """Initializer of lwdp's worker processes: say on ``queue`` which stage each task starts."""
+    global _starts
+    _starts = queue
+_caches: dict[int, tuple[Settings, ResultCache]] = {}  # per thread: a cache made for these settings
+
+
+def worker_name() -> str:
+    """This process as an error message names it: the Dask worker's address, else host and pid."""
+    distributed = sys.modules.get("distributed")
+    if distributed is not None:
+        try:
+            return f"Dask worker {distributed.get_worker().address}"
+        except ValueError:  # not in a Dask worker
+            pass
+    return f"worker {socket.gethostname()} pid {os.getpid()}"
+
+
+def compute(task: StageTask) -> TaskOutcome:
+    """Compute the task's stage (the function a parallel run submits).
+
+    :raises LwdpError: lwdp failed here (the message names this worker); the stage's own
+        exception propagates as raised, with a note naming the stage.
+    """
+    if _starts is not None:
+        _starts.put((os.getpid(), task.hash))
+    outcome = TaskOutcome(worker_name())
+    in_run_process = isinstance(task.stage, StageNode)
+    if not in_run_process and logger.level != task.log_level:
+        logger.setLevel(task.log_level)  # a worker logs what the run's process would
+    with _captured_logs(outcome.records):
+        try:
+            _compute(task, outcome)
+        except LwdpError as exc:
+            if not in_run_process and exc.args and isinstance(exc.args[0], str):
+                exc.args = (f"{outcome.worker}: {exc.args[0]}", *exc.args[1:])
+            raise
+        finally:
+            for record in outcome.records:
+                _made_portable(record)
+    return outcome
+
+
+def _compute(task: StageTask, outcome: TaskOutcome) -> None:
+    stage = _resolve(task.stage)
+    if isinstance(stage, str):
+        outcome.unavailable = stage
+        return
+    if os.getcwd() != task.cwd and os.path.isdir(task.cwd):
+        os.chdir(task.cwd)  # raw paths are relative to the run's working directory
+    cache = _cache_for(task.settings)
+    name = stage.name
+    log_event(StageEvent(name, task.hash, "started", 0.0, None))
+    locked = None
+    try:
+        if task.manifest is not None:
+            started = time.perf_counter()
+            found, locked = load_locked(cache, name, task.hash, stage.format)
+            if isinstance(found, Hit):  # computed meanwhile by another process
+                log_event(hit_event(name, task.hash, found, time.perf_counter() - started))
+                MEMORY.put(task, task.hash, found.value)
+                return
+        kwargs = _arguments(task, stage, cache, outcome)
+        if kwargs is None:
+            return
+        started = time.perf_counter()
+        result = call_stage(stage, kwargs)
+        seconds = time.perf_counter() - started
+        if task.manifest is None:
+            log_event(StageEvent(name, task.hash, "computed-uncached", seconds, None, task.reason))
+            outcome.value = result
+            return
+        from ..formats import choose_format
+
+        choice = choose_format(name, result, stage.format)
+        log_event(save(cache, stage, task.hash, result, choice, seconds, task.manifest, task.reason))
+        MEMORY.put(task, task.hash, result)
+    finally:
+        if locked is not None:
+            locked.close()
+        outcome.used |= cache.used
+        cache.used.clear()
+
+
+def _arguments(task: StageTask, stage: StageNode, cache: ResultCache, outcome: TaskOutcome) -> dict[str, Any] | None:
+    """The stage's keyword arguments (values the run sent are private copies already);
+    None when an upstream's artifact is gone."""
+    kwargs = {}
+    for keyword, value in task.inputs.items():
+        if isinstance(value, CachedInput):
+            upstream, value = value, MEMORY.get(task, value.hash)
+            if value is _MISSING:
+                started = time.perf_counter()
+                found = cache.load(upstream.stage, upstream.hash, FORMATS[upstream.format] if upstream.format else None)
+                if not isinstance(found, Hit):
+                    outcome.gone = upstream.hash
+                    return None
+                log_event(hit_event(upstream.stage, upstream.hash, found, time.perf_counter() - started))
+                MEMORY.put(task, upstream.hash, found.value)
+                value = found.value
+            value = view(value)
+        elif keyword in task.raw_inputs and not isinstance(task.stage, StageNode):
+            _check_reachable(stage.name, keyword, value)
+        kwargs[keyword] = value
+    return kwargs
+
+
+def _check_reachable(stage_name: str, keyword: str, path: Any) -> None:
+    """A raw input the run hashed must be here too: workers need the same files."""
+    text = os.fspath(path)
+    if "://" in text or os.path.exists(text) or glob.glob(text):
+        return
+    raise RawInputNotFoundError(
+        f"stage '{stage_name}': raw input {keyword!r} = {text!r} is not there (working directory "
+        f"{os.getcwd()}); workers must see the run's files: the same paths on a shared volume, "
+        "or URLs every worker can read"
+    )
+
+
+def _resolve(ref: StageRef | StageNode) -> StageNode | str:
+    """The stage, or why this process can't get its code (the run then computes it itself)."""
+    if isinstance(ref, StageNode):
+        return ref
+    try:
+        sys.modules.get(ref.module) or importlib.import_module(ref.module)
+    except Exception as exc:
+        return f"worker processes cannot import its module {ref.module!r} ({type(exc).__name__}: {exc})"
+    found = registered(ref.name)
+    if found is None:
+        return f"importing module {ref.module!r} does not make it (it is made later, by a call)"
+    if found.code_digest != ref.code_digest:
+        return f"worker processes import other code for it (module {ref.module!r} changed since this process imported it)"
+    return found
+
+
+def _cache_for(settings: Settings) -> ResultCache:
+    """This thread's cache for the run's settings (kept while they stay the same)."""
+    thread = threading.get_ident()
+    known = _caches.get(thread)
+    if known is None or known[0] != settings:
+        known = _caches[thread] = (settings, ResultCache(settings, open_catalog(settings)))
+    return known[1]
+
+
+class _Capture(logging.Filter):
+    """Takes the lwdp records of the threads running tasks away from this process's
+    handlers: the run emits them where the user watches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_thread: dict[int, list[logging.LogRecord]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        records = self.by_thread.get(threading.get_ident())
+        if records is None:
+            return True
+        records.append(record)
+        return False
+
+
+_CAPTURE = _Capture()
+logger.addFilter(_CAPTURE)
+
+
+@contextmanager
+def _captured_logs(records: list[logging.LogRecord]) -> Iterator[None]:
+    thread = threading.get_ident()
+    _CAPTURE.by_thread[thread] = records
+    try:
+        yield
+    finally:
+        del _CAPTURE.by_thread[thread]
+
+
+def _made_portable(record: logging.LogRecord) -> None:
+    """The record with its message made (its arguments may not pickle), sendable to the run."""
+    record.msg = record.getMessage()
+    record.args = None
+    if record.exc_info:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.exc_info = None
