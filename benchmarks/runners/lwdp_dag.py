@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import lwdp
 import pandas as pd
 from lwdp import Stage, stage
@@ -36,6 +38,10 @@ final = stage(daily=daily, product_join=product_join, derived=derived, cache=Tru
 def main() -> None:
     cache_dir, out = common.cli()
     lwdp.configure(cache_dir=cache_dir)
+    if os.environ.get("LWDP_BENCH_THREADS"):  # benchmarks/parallel.py: threads against processes
+        from concurrent.futures import ThreadPoolExecutor
+
+        lwdp.configure(executor=ThreadPoolExecutor(int(os.environ["LWDP_BENCH_THREADS"])))
     common.write_result(final(), out)
 
 

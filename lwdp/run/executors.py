@@ -57,14 +57,14 @@ class ProcessWorkers(Workers):
     """lwdp's own worker processes; each says which stage it starts, so that the one that
     died can be named with how it ended."""
 
-    def __init__(self, jobs: int, modules: list[str]) -> None:
+    def __init__(self, processes: int, modules: list[str]) -> None:
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         if context.get_start_method() == "forkserver":
             context.set_forkserver_preload(["__main__", "lwdp.run.worker", *modules])
         self._started = context.SimpleQueue()
-        executor = ProcessPoolExecutor(jobs, mp_context=context, initializer=worker.report_starts, initargs=(self._started,))
-        super().__init__(executor, jobs, f"{jobs} worker processes on this machine (lwdp.configure(jobs={jobs}))")
+        executor = ProcessPoolExecutor(processes, mp_context=context, initializer=worker.report_starts, initargs=(self._started,))
+        super().__init__(executor, processes, f"{processes} worker processes on this machine")
         self._pid_of: dict[str, int] = {}
         self.broken = False
 
@@ -139,9 +139,10 @@ def workers_for(settings: Settings, modules: list[str]) -> Workers:
         return _given(settings.executor)
     if settings.dask_scheduler is not None:
         return _given(dask_client(settings.dask_scheduler))
-    pool = _pools.get(settings.jobs)
+    processes = settings.jobs - 1  # the run's own process computes too
+    pool = _pools.get(processes)
     if pool is None or pool.broken:
-        pool = _pools[settings.jobs] = ProcessWorkers(settings.jobs, modules)
+        pool = _pools[processes] = ProcessWorkers(processes, modules)
     return pool
 
 

@@ -1,12 +1,19 @@
 """A call that computes independent stages at once (``jobs`` > 1, or an executor).
 
 The run plans in its own process: it hashes the pipeline and asks the cache which stages
-it must compute (`ResultCache.probe`: nothing is loaded), then sends each stage to the
-workers once its upstreams are done, as many at a time as the workers take. Results stay
-where they were made: a worker writes a cached stage's artifact and consumers read it;
-only an uncached stage's value travels, to the run and on to its consumers, and the run
-drops it once they are done. The log lines are those of a serial run, in the order the
-stages end. A warm call never starts a worker: it is the serial path.
+it must compute (`ResultCache.probe`: nothing is loaded), then starts each stage once its
+upstreams are done, as many at a time as there are slots. With ``jobs=N`` the run's own
+process is one slot (a thread, computing as a serial run does: results in memory,
+artifacts written in the background) and ``N - 1`` worker processes are the others; with
+an executor, every slot is the executor's. A stage goes where its inputs are: to the
+run's own slot when an upstream's result is in its memory, else to a worker.
+
+Results stay where they were made: a worker writes a cached stage's artifact and
+consumers elsewhere read it (a worker gets a stage only once its upstreams' artifacts
+are written); only an uncached stage's value travels, to the run and on to its
+consumers, and the run drops what it holds once they are done. The log lines are those
+of a serial run, in the order the stages end. A warm call never starts a worker: it is
+the serial path.
 """
 
 from __future__ import annotations
@@ -17,11 +24,14 @@ import logging
 import os
 import sys
 import uuid
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import TYPE_CHECKING, Any
 
 from ..hashing.manifest import stage_manifest
 from ..store.cache import Hit, Loadable
+from ..graph import StageNode
+from ..store.writer import ArtifactWriter
 from .serial import PipelineRun, needed_upstreams
 from .context import RunContext
 from .events import StageEvent, log_event
@@ -51,7 +61,8 @@ class ParallelRun(PipelineRun):
         self.blockers: dict[Stage, set[Stage]] = {}  # upstreams still to compute
         self.consumers: dict[Stage, set[Stage]] = {}  # consumers not done yet
         self.here: set[Stage] = set()  # stages workers can't get: computed by this process's threads
-        self._threads: ThreadPoolExecutor | None = None
+        self.writing: dict[Future[None], Stage] = {}  # artifacts of this process's slot, being written
+        self.own_slots = 1 if context.settings.executor is None and context.settings.dask_scheduler is None else 0
 
     def result(self, target: Stage) -> Any:
         if target.cache and isinstance(self.cache.probe(target.name, self.hashes[target], target.format), Loadable):
@@ -62,9 +73,7 @@ class ParallelRun(PipelineRun):
             self._run(workers, target)
         finally:
             MEMORY.forget(self.run_id)
-            if self._threads is not None:
-                self._threads.shutdown(wait=False, cancel_futures=True)
-        if not target.cache:
+        if target in self.results:
             return self.results[target]
         found = self.cache.load(target.name, self.hashes[target], target.format)
         return found.value if isinstance(found, Hit) else super().result(target)
@@ -96,49 +105,57 @@ class ParallelRun(PipelineRun):
             reason = None
 
     def _run(self, workers: Workers, target: Stage) -> None:
-        running: dict[Future[TaskOutcome], Stage] = {}
+        running: dict[Future[TaskOutcome], tuple[Stage, bool]] = {}  # stage, and whether in this process
         failures: list[tuple[Stage, BaseException]] = []
         try:
-            while target not in self.resolved and not failures or running:
+            while target not in self.resolved and not failures or running or self.writing:
                 if not failures:
-                    self._send_ready(workers, running)
-                if not running:
+                    self._start_ready(workers, running)
+                if not running and not self.writing:
                     break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                watched: list[Future[Any]] = [*running, *self.writing]
+                finished, _ = wait(watched, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    stage = running.pop(future)
+                    if future in self.writing:
+                        stage = self.writing.pop(future)
+                        if (error := future.exception()) is not None:
+                            failures.append((stage, error))
+                        continue
+                    stage, here = running.pop(future)
                     try:
-                        self._finished(stage, future.result())
+                        self._finished(stage, future.result(), here)
                     except BaseException as exc:
                         failures.append((stage, workers.died(exc, stage.name, self.hashes[stage]) or exc))
         except BaseException:
-            workers.stop(list(running))
+            workers.stop([future for future, (_, here) in running.items() if not here])
             raise
         if failures:
             raise _first_cause(workers, failures, self.hashes)
 
-    def _send_ready(self, workers: Workers, running: dict[Future[TaskOutcome], Stage]) -> None:
-        on_workers = sum(1 for stage in running.values() if stage not in self.here)
+    def _start_ready(self, workers: Workers, running: dict[Future[TaskOutcome], tuple[Stage, bool]]) -> None:
+        on_workers = sum(1 for _, here in running.values() if not here)
+        in_own_slot = sum(1 for stage, here in running.values() if here and stage not in self.here)
         for stage in sorted((s for s in self.pending if not self.blockers[s]), key=self.position.__getitem__):
-            if stage in self.here:
-                running[self._thread_pool(workers).submit(compute, self._task(stage, stage))] = stage
-            elif on_workers < workers.capacity:
-                reference = _reference(stage)
-                if isinstance(reference, str):
-                    self._run_here(stage, reference)
-                    running[self._thread_pool(workers).submit(compute, self._task(stage, stage))] = stage
-                else:
-                    running[workers.submit(self._task(stage, reference))] = stage
-                    on_workers += 1
+            reference = stage if stage in self.here else _reference(stage)
+            if isinstance(reference, str):
+                self._run_here(stage, reference)
+            own_free = in_own_slot < self.own_slots
+            worker_free = on_workers < workers.capacity and not any(self.writing_of(up) for up in needed_upstreams(stage))
+            holds_an_input = any(up in self.results for up in needed_upstreams(stage))
+            if stage in self.here or own_free and (holds_an_input or not worker_free):
+                in_own_slot += stage not in self.here
+                running[_in_a_thread(self._task(stage, stage), self.writer)] = (stage, True)
+            elif worker_free and isinstance(reference, StageRef):
+                on_workers += 1
+                running[workers.submit(self._task(stage, reference))] = (stage, False)
             else:
                 continue
             self.pending.discard(stage)
             log_event(StageEvent(stage.name, self.hashes[stage], "started", 0.0, None))
 
-    def _thread_pool(self, workers: Workers) -> ThreadPoolExecutor:
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(workers.capacity, thread_name_prefix="lwdp-stage")
-        return self._threads
+    def writing_of(self, stage: Stage) -> bool:
+        """Whether this process is still writing ``stage``'s artifact."""
+        return stage in self.writing.values()
 
     def _run_here(self, stage: Stage, why: str) -> None:
         self.here.add(stage)
@@ -153,7 +170,8 @@ class ParallelRun(PipelineRun):
                 continue
             if inp.kind == "stage":
                 up = inp.value
-                inputs[inp.name] = view(self.results[up]) if not up.cache else CachedInput(
+                in_memory = up in self.results and (not up.cache or isinstance(where, StageNode))
+                inputs[inp.name] = view(self.results[up]) if in_memory else CachedInput(
                     up.name, self.hashes[up], up.format.name if up.format else None
                 )
             else:
@@ -167,7 +185,7 @@ class ParallelRun(PipelineRun):
             log_level=logger.getEffectiveLevel(), run_id=self.run_id,
         )
 
-    def _finished(self, stage: Stage, outcome: TaskOutcome) -> None:
+    def _finished(self, stage: Stage, outcome: TaskOutcome, here: bool) -> None:
         for record in outcome.records:
             self._emit(record)
         self.cache.used |= outcome.used
@@ -183,8 +201,10 @@ class ParallelRun(PipelineRun):
             self.blockers[stage].add(upstream)
             return
         self.resolved.add(stage)
-        if not stage.cache:
+        if here or not stage.cache:  # a worker sends only an uncached stage's value
             self.results[stage] = outcome.value
+        if outcome.written is not None:
+            self.writing[outcome.written] = stage
         for consumer in self.consumers.get(stage, ()):
             self.blockers[consumer].discard(stage)
         for up in needed_upstreams(stage):
@@ -205,6 +225,22 @@ class ParallelRun(PipelineRun):
                 self.resolved.add(stage)
         if logger.isEnabledFor(record.levelno):
             logger.handle(record)
+
+
+def _in_a_thread(task: StageTask, writer: ArtifactWriter) -> Future[TaskOutcome]:
+    """Compute a task on a daemon thread of this process: Ctrl-C ends the run without
+    waiting for a stage body to return (its result is never written)."""
+    future: Future[TaskOutcome] = Future()
+
+    def run() -> None:
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(compute(task, writer))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    threading.Thread(target=run, name=f"lwdp-stage-{task.hash[:12]}", daemon=True).start()
+    return future
 
 
 def _reference(stage: Stage) -> StageRef | str:

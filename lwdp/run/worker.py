@@ -23,16 +23,18 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Settings
 from ..errors import LwdpError, RawInputNotFoundError
-from ..formats import FORMATS
+from ..formats import FORMATS, choose_format
 from ..graph import StageNode, registered
 from ..store.cache import Hit, ResultCache
 from ..store.catalog import open_catalog
+from ..store.writer import ArtifactWriter
 from .events import StageEvent, log_event
 from .steps import call_stage, hit_event, load_locked, save, view
 
@@ -89,6 +91,7 @@ class TaskOutcome:
     value: Any = None
     unavailable: str | None = None
     gone: str | None = None
+    written: Future[None] | None = None  # in the run's process: the background write of the artifact
 
 
 class _Memory:
@@ -123,9 +126,21 @@ _starts: Any = None  # lwdp's own worker processes: a queue to say which stage e
 
 
 def report_starts(queue: Any) -> None:
-    """Initializer of lwdp's worker processes: say on ``queue`` which stage each task starts."""
+    """Initializer of lwdp's worker processes: say on ``queue`` which stage each task
+    starts, and end as soon as the run's process ends (killed, it could not stop its
+    workers), rather than wait forever for work."""
+    import multiprocessing
+
     global _starts
     _starts = queue
+    run_process = multiprocessing.parent_process()  # the run's process, whatever forked this one
+    if run_process is not None:
+
+        def exit_when_orphaned() -> None:
+            run_process.join()
+            os._exit(1)
+
+        threading.Thread(target=exit_when_orphaned, name="lwdp-orphan-watch", daemon=True).start()
 _caches: dict[int, tuple[Settings, ResultCache]] = {}  # per thread: a cache made for these settings
 
 
@@ -140,8 +155,12 @@ def worker_name() -> str:
     return f"worker {socket.gethostname()} pid {os.getpid()}"
 
 
-def compute(task: StageTask) -> TaskOutcome:
+def compute(task: StageTask, writer: ArtifactWriter | None = None) -> TaskOutcome:
     """Compute the task's stage (the function a parallel run submits).
+
+    In the run's own process (``writer`` given), the result comes back in memory, and its
+    artifact is written in the background, as a serial run does; elsewhere the artifact is
+    written before the task returns, so that consumers can read it.
 
     :raises LwdpError: lwdp failed here (the message names this worker); the stage's own
         exception propagates as raised, with a note naming the stage.
@@ -154,7 +173,7 @@ def compute(task: StageTask) -> TaskOutcome:
         logger.setLevel(task.log_level)  # a worker logs what the run's process would
     with _captured_logs(outcome.records):
         try:
-            _compute(task, outcome)
+            _compute(task, outcome, writer)
         except LwdpError as exc:
             if not in_run_process and exc.args and isinstance(exc.args[0], str):
                 exc.args = (f"{outcome.worker}: {exc.args[0]}", *exc.args[1:])
@@ -165,7 +184,7 @@ def compute(task: StageTask) -> TaskOutcome:
     return outcome
 
 
-def _compute(task: StageTask, outcome: TaskOutcome) -> None:
+def _compute(task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | None) -> None:
     stage = _resolve(task.stage)
     if isinstance(stage, str):
         outcome.unavailable = stage
@@ -183,6 +202,8 @@ def _compute(task: StageTask, outcome: TaskOutcome) -> None:
             if isinstance(found, Hit):  # computed meanwhile by another process
                 log_event(hit_event(name, task.hash, found, time.perf_counter() - started))
                 MEMORY.put(task, task.hash, found.value)
+                if writer is not None:
+                    outcome.value = found.value
                 return
         kwargs = _arguments(task, stage, cache, outcome)
         if kwargs is None:
@@ -194,11 +215,19 @@ def _compute(task: StageTask, outcome: TaskOutcome) -> None:
             log_event(StageEvent(name, task.hash, "computed-uncached", seconds, None, task.reason))
             outcome.value = result
             return
-        from ..formats import choose_format
-
         choice = choose_format(name, result, stage.format)
-        log_event(save(cache, stage, task.hash, result, choice, seconds, task.manifest, task.reason))
-        MEMORY.put(task, task.hash, result)
+        if writer is None:
+            log_event(save(cache, stage, task.hash, result, choice, seconds, task.manifest, task.reason))
+            MEMORY.put(task, task.hash, result)
+            return
+        assert locked is not None
+        held, manifest = locked.pop_all(), task.manifest  # the lock goes with the write
+
+        def write() -> None:
+            with held:
+                log_event(save(cache, stage, task.hash, result, choice, seconds, manifest, task.reason))
+
+        outcome.value, outcome.written = result, writer.submit(write)
     finally:
         if locked is not None:
             locked.close()

@@ -32,12 +32,13 @@ class ArtifactWriter:
         self._executor: ThreadPoolExecutor | None = None
         self._jobs: list[Future[None]] = []
 
-    def submit(self, job: Callable[[], None]) -> None:
+    def submit(self, job: Callable[[], None]) -> Future[None]:
         if self._executor is None:
             from concurrent.futures import ThreadPoolExecutor  # only runs that compute need it
 
             self._executor = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="lwdp-writer")
-        self._jobs.append(self._executor.submit(job))
+        self._jobs.append(future := self._executor.submit(job))
+        return future
 
     def finish(self, raising: bool = True) -> None:
         """Wait for every write; raise the first that failed (the others are logged).
