@@ -49,7 +49,7 @@ def _make(i):
             total += k % 7
         return pd.DataFrame({"total": [total]})
     spin.__qualname__ = spin.__name__ = f"spin_{i}"
-    return stage(n=[4_000_000 + i], cache=True)(spin)
+    return stage(n=[15_000_000 + i], cache=True)(spin)
 
 SPINS = {f"s{i}": _make(i) for i in range(4)}
 

@@ -501,3 +501,65 @@ def test_a_script_without_a_main_guard_gets_a_clear_error(project):
     assert run.returncode != 0
     assert 'put the pipeline\'s call under `if __name__ == "__main__":`' in run.stderr
     assert "WorkerError" in run.stderr
+
+
+def test_a_worker_that_cannot_reach_a_raw_input_names_itself_and_the_path(project):
+    project.write("raw/b.csv", "x\n1\n")
+    project.write("pipeline.py", """
+        import multiprocessing, os
+        from concurrent.futures import ProcessPoolExecutor
+        import pandas as pd
+        import lwdp
+        from lwdp import stage
+
+        @stage(n=[1], cache=True)
+        def first(n):
+            os.remove("raw/b.csv")  # gone before the next stage reaches its worker
+            return pd.DataFrame({"x": n})
+
+        @stage(src="raw/b.csv", prev=first, cache=True)
+        def second(src, prev):
+            return pd.read_csv(src)
+
+        if __name__ == "__main__":
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                lwdp.configure(executor=pool)
+                try:
+                    second()
+                except FileNotFoundError as exc:
+                    print("ERROR", type(exc).__name__, exc)
+    """)
+    run = project.run()
+    line = next(line for line in run.stdout.splitlines() if line.startswith("ERROR"))
+    assert line.startswith("ERROR RawInputNotFoundError worker ")
+    assert "stage 'pipeline.second': raw input 'src' = 'raw/b.csv' is not there" in line
+    assert ("pipeline.second",) not in project.sql("SELECT stage FROM artifacts")
+
+
+@pytest.mark.slow
+def test_lwdp_run_dask_connects_to_a_running_scheduler(project):
+    _dask_project(project)
+    project.write("cluster.py", """
+        import sys
+        from distributed import LocalCluster
+
+        if __name__ == "__main__":
+            with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster:
+                print(cluster.scheduler_address, flush=True)
+                sys.stdin.read()  # until the test closes it
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LWDP_")}
+    cluster = subprocess.Popen([sys.executable, "cluster.py"], cwd=project.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        address = cluster.stdout.readline().strip()
+        assert address.startswith("tcp://127.0.0.1:")
+        ran = subprocess.run([sys.executable, "-m", "lwdp", "run", "pipeline:scaled", "--dask", address],
+                             cwd=project.root, env=env, capture_output=True, text=True, timeout=120)
+        assert ran.returncode == 0, ran.stderr
+        assert sum(line.split()[1:2] == ["computed"] for line in ran.stdout.splitlines() if line.startswith("pipeline.")) == 3
+        wrong = subprocess.run([sys.executable, "-m", "lwdp", "run", "pipeline:scaled", "--dask", "tcp://127.0.0.1:9"],
+                               cwd=project.root, env=env, capture_output=True, text=True, timeout=60)
+        assert wrong.returncode == 2 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in wrong.stderr
+    finally:
+        cluster.stdin.close()
+        cluster.wait(timeout=30)

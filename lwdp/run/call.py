@@ -53,12 +53,11 @@ def _refuse_while_a_worker_starts(target: Stage) -> None:
 
 def _run_once(target: Stage) -> Any:
     with RunContext() as context:
-        if context.settings.parallel:
-            from .parallel import ParallelRun  # only runs that may use workers
+        run = PipelineRun(target, context)
+        if context.settings.parallel and not run.loadable(target):
+            from .parallel import ParallelRun  # only runs that compute: a warm one never starts a worker
 
-            run: PipelineRun = ParallelRun(target, context)
-        else:
-            run = PipelineRun(target, context)
+            run = ParallelRun(run, context)
         result = run.result(target)
     run.log_not_needed()
     return result

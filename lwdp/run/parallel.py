@@ -49,8 +49,9 @@ _warned_local: set[str] = set()  # stages said once per process to run here
 class ParallelRun(PipelineRun):
     """One call whose stages compute on workers."""
 
-    def __init__(self, target: Stage, context: RunContext) -> None:
-        super().__init__(target, context)
+    def __init__(self, planned: PipelineRun, context: RunContext) -> None:
+        """Carry on from a serial run's hashing (``planned``), which found work to do."""
+        self.__dict__.update(planned.__dict__)
         self.settings = dataclasses.replace(context.settings, executor=None, dask_scheduler=None, jobs=1)
         self.configured = context.settings
         self.run_id = uuid.uuid4().hex
@@ -65,8 +66,6 @@ class ParallelRun(PipelineRun):
         self.own_slots = 1 if context.settings.executor is None and context.settings.dask_scheduler is None else 0
 
     def result(self, target: Stage) -> Any:
-        if target.cache and isinstance(self.cache.probe(target.name, self.hashes[target], target.format), Loadable):
-            return super().result(target)  # nothing to compute: no worker starts
         self._need(target)
         workers = workers_for(self.configured, sorted({s.func.__module__ for s in self.order} - {"__main__"}))
         try:

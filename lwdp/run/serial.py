@@ -17,7 +17,7 @@ from ..formats import choose_format
 from ..graph import dependency_order
 from ..hashing.manifest import stage_manifest
 from ..hashing.stage_hash import stage_hashes
-from ..store.cache import Miss
+from ..store.cache import Loadable, Miss
 from ..store.records import LineageRow
 from .context import RunContext
 from .events import StageEvent, log_event
@@ -55,6 +55,10 @@ class PipelineRun:
         )
         self.results: dict[Stage, Any] = {}
         self.resolved: set[Stage] = set()  # loaded or computed
+
+    def loadable(self, stage: Stage) -> bool:
+        """Whether the stage's result would be loaded, not computed (the cache's probe)."""
+        return stage.cache and isinstance(self.cache.probe(stage.name, self.hashes[stage], stage.format), Loadable)
 
     def log_not_needed(self) -> None:
         """One line for each stage that was neither loaded nor run (a descendant was cached)."""

@@ -193,7 +193,6 @@ def _compute(task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | Non
         os.chdir(task.cwd)  # raw paths are relative to the run's working directory
     cache = _cache_for(task.settings)
     name = stage.name
-    log_event(StageEvent(name, task.hash, "started", 0.0, None))
     locked = None
     try:
         if task.manifest is not None:
