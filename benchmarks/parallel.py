@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 seconds[name].append(value)
                 baseline = took["GIL jobs=1"] if name.startswith("GIL") else took["plain"]
                 ratios[name].append(value / baseline)
-    print(f"| run | seconds | ratio | peak memory |\n| --- | --- | --- | --- |")
+    print("| run | seconds | ratio | peak memory |\n| --- | --- | --- | --- |")
     for name in seconds:
         base = "jobs=1" if name.startswith("GIL") else "plain pandas"
         print(f"| {name} | {statistics.median(seconds[name]):.2f} s | {statistics.median(ratios[name]):.2f}× {base} | "

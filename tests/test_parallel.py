@@ -281,35 +281,35 @@ def _alive(pid: int) -> bool:
         return False
 
 
+PID_STAGES = """
+    import os
+    import pandas as pd
+    import lwdp
+    from lwdp import stage
+
+    @stage(n=[1], cache=True)
+    def one(n):
+        return pd.DataFrame({"pid": [os.getpid()]})
+
+    @stage(n=[2], cache=True)
+    def two(n):
+        return pd.DataFrame({"pid": [os.getpid()]})
+
+    @stage(a=one, b=two)
+    def both(a, b):
+        return pd.concat([a, b])
+"""
+
+
 def test_stages_of_a_notebook_cell_run_in_the_notebook_s_process_with_one_warning(project):
+    project.write("cell.py", PID_STAGES + "    lwdp.configure(jobs=2)\n    pids = set(both()['pid'])\n")
     project.write("notebook.py", """
         import logging, os
         from IPython.core.interactiveshell import InteractiveShell
 
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
         shell = InteractiveShell.instance()
-        cell = '''
-        import os
-        import pandas as pd
-        import lwdp
-        from lwdp import stage
-        lwdp.configure(jobs=2)
-
-        @stage(n=[1], cache=True)
-        def one(n):
-            return pd.DataFrame({"pid": [os.getpid()]})
-
-        @stage(n=[2], cache=True)
-        def two(n):
-            return pd.DataFrame({"pid": [os.getpid()]})
-
-        @stage(a=one, b=two)
-        def both(a, b):
-            return pd.concat([a, b])
-
-        pids = set(both()["pid"])
-        '''
-        result = shell.run_cell(cell)
+        result = shell.run_cell(open("cell.py").read())  # the cell's text, as a notebook holds it
         result.raise_error()
         print("same process:", shell.user_ns["pids"] == {os.getpid()})
     """)
@@ -321,23 +321,7 @@ def test_stages_of_a_notebook_cell_run_in_the_notebook_s_process_with_one_warnin
 
 
 def test_a_stage_in_an_importable_module_and_a_given_process_pool_executor(project):
-    project.write("steps.py", """
-        import os
-        import pandas as pd
-        from lwdp import stage
-
-        @stage(n=[1], cache=True)
-        def one(n):
-            return pd.DataFrame({"pid": [os.getpid()]})
-
-        @stage(n=[2], cache=True)
-        def two(n):
-            return pd.DataFrame({"pid": [os.getpid()]})
-
-        @stage(a=one, b=two)
-        def both(a, b):
-            return pd.concat([a, b])
-    """)
+    project.write("steps.py", PID_STAGES)
     project.write("pipeline.py", """
         import multiprocessing, os
         from concurrent.futures import ProcessPoolExecutor
