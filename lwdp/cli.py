@@ -135,6 +135,8 @@ def _run(args: argparse.Namespace) -> int:
     from .graph import dependency_order
     from .progress import Progress, live_view
 
+    from . import config
+
     target = _import_stage(args.target)
     if args.jobs is not None:
         configure(jobs=args.jobs)
@@ -142,8 +144,10 @@ def _run(args: argparse.Namespace) -> int:
         from .run.executors import dask_client
 
         configure(executor=dask_client(args.dask))
+    config.settings()  # a bad LWDP_* value is a bad argument, before anything runs
     progress = Progress([stage.name for stage in dependency_order(target)], sys.stdout)
     logger = logging.getLogger("lwdp")
+    level, propagate = logger.level, logger.propagate
     logger.addHandler(progress)
     logger.setLevel(logging.DEBUG)
     logger.propagate = False  # the progress view prints what matters
@@ -157,6 +161,8 @@ def _run(args: argparse.Namespace) -> int:
                 failed = exc
     finally:
         logger.removeHandler(progress)
+        logger.setLevel(level)
+        logger.propagate = propagate
     print("\n".join(progress.summary()))
     if failed is not None:
         if isinstance(failed, LwdpError):

@@ -94,3 +94,8 @@ class InvalidSettingError(LwdpError, ValueError):
 class WorkerError(LwdpError, RuntimeError):
     """A worker process ended while computing a stage (killed, crashed, exited), or could
     not start."""
+
+
+class StageErrorNotSendable(LwdpError, RuntimeError):
+    """A stage raised, in a worker, an exception that could not travel back to the run's
+    process (it doesn't pickle); its type, message and traceback are in the message."""

@@ -117,6 +117,17 @@ def test_a_warm_parallel_run_loads_without_starting_a_worker(project):
     warm = project.run("warm.py", env={"LWDP_JOBS": "2"})
     assert {e["outcome"] for e in warm.events} == {"hit", "not-needed"}
     assert "workers: 0 0" in warm.stdout
+    # An uncached last stage over cached ones: it computes, alone, in the run's own process.
+    project.write("uncached.py", """
+        import multiprocessing, os, runpy, sys
+        sys.argv = ["pipeline.py"]
+        pipeline = runpy.run_path("pipeline.py")
+        pipeline["both"]()
+        from lwdp.run import executors
+        print("workers:", len(executors._pools), len(multiprocessing.active_children()))
+    """)
+    uncached = project.run("uncached.py", env={"LWDP_JOBS": "2"})
+    assert uncached.ran() == {"both"} and "workers: 0 0" in uncached.stdout
 
 
 def test_two_parallel_processes_compute_each_stage_once(project):
@@ -176,6 +187,41 @@ def test_a_failing_stage_stops_new_stages_lets_running_ones_finish_and_propagate
     assert "raised in lwdp stage 'pipeline.broken'" in run.stderr
     assert not (project.root / "later-ran").exists()  # ready, but not started after the failure
     assert project.sql("SELECT stage FROM artifacts") == [("pipeline.slow",)]  # finished and stored
+
+
+def test_an_exception_that_cannot_travel_back_from_a_worker_still_says_what_it_was(project):
+    project.write("pipeline.py", """
+        import time
+        import pandas as pd
+        import lwdp
+        from lwdp import stage
+
+        class BadRow(Exception):
+            def __init__(self, row, why):  # pickles, but can't be unpickled: Exception's args are (message,)
+                super().__init__(f"row {row}: {why}")
+
+        @stage(n=[1], cache=True)
+        def slow(n):
+            time.sleep(1)
+            return pd.DataFrame({"x": n})
+
+        @stage(n=[2], cache=True)
+        def broken(n):
+            raise BadRow(17, "no price")
+
+        @stage(a=slow, b=broken)
+        def total(a, b):
+            return pd.concat([a, b])
+
+        if __name__ == "__main__":
+            lwdp.configure(jobs=3)
+            total()
+    """)
+    run = project.run(check=False)
+    assert run.returncode != 0
+    assert "StageErrorNotSendable: __main__.BadRow: row 17: no price (it could not be sent back from worker" in run.stderr
+    assert "raised in lwdp stage 'pipeline.broken'" in run.stderr
+    assert project.sql("SELECT stage FROM artifacts") == [("pipeline.slow",)]  # the sibling finished and was stored
 
 
 @pytest.mark.slow

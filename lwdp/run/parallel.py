@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..hashing.manifest import stage_manifest
 from ..store.cache import Hit, Loadable
+from ..errors import LwdpError
 from ..graph import StageNode
 from ..store.writer import ArtifactWriter
 from .serial import PipelineRun, needed_upstreams
@@ -64,18 +65,34 @@ class ParallelRun(PipelineRun):
         self.here: set[Stage] = set()  # stages workers can't get: computed by this process's threads
         self.writing: dict[Future[None], Stage] = {}  # artifacts of this process's slot, being written
         self.own_slots = 1 if context.settings.executor is None and context.settings.dask_scheduler is None else 0
+        self._workers: Workers | None = None  # lwdp's own: started when a stage first needs one
+        self.stopped = threading.Event()  # Ctrl-C: the run's own slot writes nothing more
 
     def result(self, target: Stage) -> Any:
         self._need(target)
-        workers = workers_for(self.configured, sorted({s.func.__module__ for s in self.order} - {"__main__"}))
+        if not self.own_slots:
+            self.workers()  # the executor given: every stage goes there
         try:
-            self._run(workers, target)
+            self._run(target)
         finally:
             MEMORY.forget(self.run_id)
         if target in self.results:
             return self.results[target]
         found = self.cache.load(target.name, self.hashes[target], target.format)
-        return found.value if isinstance(found, Hit) else super().result(target)
+        if not isinstance(found, Hit):
+            raise LwdpError(
+                f"stage '{target.name}': its artifact {self.hashes[target][:12]} was computed by a worker, then "
+                "could not be read back (removed meanwhile?); run again"
+            )
+        return found.value
+
+    def workers(self) -> Workers:
+        if self._workers is None:
+            self._workers = workers_for(self.configured, sorted({s.func.__module__ for s in self.order} - {"__main__"}))
+        return self._workers
+
+    def _worker_capacity(self) -> int:
+        return self.configured.jobs - 1 if self.own_slots else self.workers().capacity
 
     def _need(self, stage: Stage, reason: str | None = None, forced: bool = False) -> None:
         """Plan to compute ``stage`` and whatever of its upstreams is not cached."""
@@ -84,7 +101,7 @@ class ParallelRun(PipelineRun):
             stage, consumer = stack.pop()
             if consumer is not None:
                 self.consumers.setdefault(stage, set()).add(consumer)
-            if stage in self.blockers:
+            if stage in self.blockers and not forced:
                 if consumer is not None and stage not in self.resolved:
                     self.blockers[consumer].add(stage)
                 continue
@@ -103,13 +120,13 @@ class ParallelRun(PipelineRun):
             stack += [(up, stage) for up in reversed(needed_upstreams(stage))]
             reason = None
 
-    def _run(self, workers: Workers, target: Stage) -> None:
+    def _run(self, target: Stage) -> None:
         running: dict[Future[TaskOutcome], tuple[Stage, bool]] = {}  # stage, and whether in this process
         failures: list[tuple[Stage, BaseException]] = []
         try:
             while target not in self.resolved and not failures or running or self.writing:
                 if not failures:
-                    self._start_ready(workers, running)
+                    self._start_ready(running, failures)
                 if not running and not self.writing:
                     break
                 watched: list[Future[Any]] = [*running, *self.writing]
@@ -121,34 +138,52 @@ class ParallelRun(PipelineRun):
                             failures.append((stage, error))
                         continue
                     stage, here = running.pop(future)
-                    try:
+                    error = future.exception()
+                    if error is None:
                         self._finished(stage, future.result(), here)
-                    except BaseException as exc:
-                        failures.append((stage, workers.died(exc, stage.name, self.hashes[stage]) or exc))
-        except BaseException:
-            workers.stop([future for future, (_, here) in running.items() if not here])
+                        continue
+                    for record in error.__dict__.pop("lwdp_records", ()):  # what was logged before it failed
+                        self._emit(record)
+                    died = self._workers.died(error, stage.name, self.hashes[stage]) if self._workers is not None else None
+                    failures.append((stage, died or error))
+        except BaseException:  # Ctrl-C, or lwdp failing here: stop what runs, write nothing more
+            self.stopped.set()
+            if self._workers is not None:
+                self._workers.stop([future for future, (_, here) in running.items() if not here])
             raise
         if failures:
-            raise _first_cause(workers, failures, self.hashes)
+            raise _first_cause(self._workers, failures, self.hashes)
+        if target not in self.resolved:
+            raise LwdpError(
+                f"stage '{target.name}': the run could not finish; "
+                f"{', '.join(sorted(s.name for s in self.pending))} still wait for artifacts that disappeared "
+                "during the run (a gc at the same time?); run again"
+            )
 
-    def _start_ready(self, workers: Workers, running: dict[Future[TaskOutcome], tuple[Stage, bool]]) -> None:
+    def _start_ready(self, running: dict[Future[TaskOutcome], tuple[Stage, bool]], failures: list[tuple[Stage, BaseException]]) -> None:
         on_workers = sum(1 for _, here in running.values() if not here)
         in_own_slot = sum(1 for stage, here in running.values() if here and stage not in self.here)
-        for stage in sorted((s for s in self.pending if not self.blockers[s]), key=self.position.__getitem__):
+        ready = sorted((s for s in self.pending if not self.blockers[s]), key=self.position.__getitem__)
+        for stage in ready:
             reference = stage if stage in self.here else _reference(stage)
             if isinstance(reference, str):
                 self._run_here(stage, reference)
             own_free = in_own_slot < self.own_slots
-            worker_free = on_workers < workers.capacity and not any(self.writing_of(up) for up in needed_upstreams(stage))
+            worker_free = on_workers < self._worker_capacity() and not any(self.writing_of(up) for up in needed_upstreams(stage))
             holds_an_input = any(up in self.results for up in needed_upstreams(stage))
-            if stage in self.here or own_free and (holds_an_input or not worker_free):
-                in_own_slot += stage not in self.here
-                running[_in_a_thread(self._task(stage, stage), self.writer)] = (stage, True)
-            elif worker_free and isinstance(reference, StageRef):
-                on_workers += 1
-                running[workers.submit(self._task(stage, reference))] = (stage, False)
-            else:
-                continue
+            alone = len(ready) == 1 and not running  # nothing to overlap it with: no worker to start
+            try:
+                if stage in self.here or own_free and (holds_an_input or alone or not worker_free):
+                    in_own_slot += stage not in self.here
+                    running[_in_a_thread(self._task(stage, stage), self.writer, self.stopped)] = (stage, True)
+                elif worker_free and isinstance(reference, StageRef):
+                    on_workers += 1
+                    running[self.workers().submit(self._task(stage, reference))] = (stage, False)
+                else:
+                    continue
+            except Exception as exc:  # its task could not be made or sent (an input that can't be copied)
+                failures.append((stage, exc))
+                return
             self.pending.discard(stage)
             log_event(StageEvent(stage.name, self.hashes[stage], "started", 0.0, None))
 
@@ -181,7 +216,7 @@ class ParallelRun(PipelineRun):
             raw_inputs=tuple(inp.name for inp in stage.inputs if inp.kind == "raw"),
             manifest=stage_manifest(stage, self.inputs[stage]) if stage.cache else None,
             reason=self.reasons[stage], settings=self.settings, cwd=os.getcwd(), keep=keep,
-            log_level=logger.getEffectiveLevel(), run_id=self.run_id,
+            log_level=logger.getEffectiveLevel(), run_id=self.run_id, run_pid=os.getpid(),
         )
 
     def _finished(self, stage: Stage, outcome: TaskOutcome, here: bool) -> None:
@@ -226,15 +261,15 @@ class ParallelRun(PipelineRun):
             logger.handle(record)
 
 
-def _in_a_thread(task: StageTask, writer: ArtifactWriter) -> Future[TaskOutcome]:
+def _in_a_thread(task: StageTask, writer: ArtifactWriter, stopped: threading.Event) -> Future[TaskOutcome]:
     """Compute a task on a daemon thread of this process: Ctrl-C ends the run without
-    waiting for a stage body to return (its result is never written)."""
+    waiting for a stage body to return (``stopped``: its result is then never written)."""
     future: Future[TaskOutcome] = Future()
 
     def run() -> None:
         if future.set_running_or_notify_cancel():
             try:
-                future.set_result(compute(task, writer))
+                future.set_result(compute(task, writer, stopped))
             except BaseException as exc:
                 future.set_exception(exc)
 
@@ -250,7 +285,7 @@ def _reference(stage: Stage) -> StageRef | str:
     return StageRef(module, stage.name, stage.code_digest)
 
 
-def _first_cause(workers: Workers, failures: list[tuple[Stage, BaseException]], hashes: dict[Any, str]) -> BaseException:
+def _first_cause(workers: Workers | None, failures: list[tuple[Stage, BaseException]], hashes: dict[Any, str]) -> BaseException:
     """The error to raise: a stage's own exception, else the death of the worker that died
     first (not of those the pool stopped because of it)."""
     from ..errors import WorkerError

@@ -18,10 +18,12 @@ import glob
 import importlib
 import logging
 import os
+import pickle
 import socket
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Settings
-from ..errors import LwdpError, RawInputNotFoundError
+from ..errors import LwdpError, RawInputNotFoundError, StageErrorNotSendable
 from ..formats import FORMATS, choose_format
 from ..graph import StageNode, registered
 from ..store.cache import Hit, ResultCache
@@ -77,6 +79,7 @@ class StageTask:
     keep: frozenset[str]  # hashes later stages still need: the memory a process may keep
     log_level: int
     run_id: str
+    run_pid: int  # the run's process: a task there logs and raises as the run does
 
 
 @dataclass
@@ -155,36 +158,60 @@ def worker_name() -> str:
     return f"worker {socket.gethostname()} pid {os.getpid()}"
 
 
-def compute(task: StageTask, writer: ArtifactWriter | None = None) -> TaskOutcome:
+def compute(task: StageTask, writer: ArtifactWriter | None = None, stopped: threading.Event | None = None) -> TaskOutcome:
     """Compute the task's stage (the function a parallel run submits).
 
     In the run's own process (``writer`` given), the result comes back in memory, and its
-    artifact is written in the background, as a serial run does; elsewhere the artifact is
-    written before the task returns, so that consumers can read it.
+    artifact is written in the background, as a serial run does, unless the run was
+    ``stopped`` (Ctrl-C) meanwhile; elsewhere the artifact is written before the task
+    returns, so that consumers can read it.
 
     :raises LwdpError: lwdp failed here (the message names this worker); the stage's own
-        exception propagates as raised, with a note naming the stage.
+        exception propagates as raised, with a note naming the stage, or as a
+        `StageErrorNotSendable` when it could not travel back to the run. Either way it
+        carries the records logged before it (``lwdp_records``).
     """
     if _starts is not None:
         _starts.put((os.getpid(), task.hash))
     outcome = TaskOutcome(worker_name())
-    in_run_process = isinstance(task.stage, StageNode)
+    in_run_process = os.getpid() == task.run_pid
     if not in_run_process and logger.level != task.log_level:
         logger.setLevel(task.log_level)  # a worker logs what the run's process would
-    with _captured_logs(outcome.records):
-        try:
-            _compute(task, outcome, writer)
-        except LwdpError as exc:
-            if not in_run_process and exc.args and isinstance(exc.args[0], str):
-                exc.args = (f"{outcome.worker}: {exc.args[0]}", *exc.args[1:])
+    try:
+        with _captured_logs(outcome.records):
+            _compute(task, outcome, writer, stopped)
+    except Exception as exc:
+        if in_run_process:
+            exc.lwdp_records = outcome.records  # type: ignore[attr-defined]
             raise
-        finally:
-            for record in outcome.records:
-                _made_portable(record)
+        if isinstance(exc, LwdpError) and exc.args and isinstance(exc.args[0], str):
+            exc.args = (f"{outcome.worker}: {exc.args[0]}", *exc.args[1:])
+        raise _sendable(exc, [_made_portable(record) for record in outcome.records]) from None
+    if not in_run_process:
+        outcome.records = [_made_portable(record) for record in outcome.records]
     return outcome
 
 
-def _compute(task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | None) -> None:
+def _sendable(error: Exception, records: list[logging.LogRecord]) -> Exception:
+    """``error`` with the records logged before it, as the run's process will get it: itself
+    when it survives pickling, else a `StageErrorNotSendable` telling what it was."""
+    error.lwdp_records = records  # type: ignore[attr-defined]
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        module = type(error).__module__.replace("__mp_main__", "__main__")  # a script, as the run names it
+        stand_in = StageErrorNotSendable(
+            f"{module}.{type(error).__qualname__}: {error} (it could not be sent back from "
+            f"{worker_name()}; its traceback there:\n{text})"
+        )
+        stand_in.__notes__ = list(getattr(error, "__notes__", []))
+        stand_in.lwdp_records = records  # type: ignore[attr-defined]
+        return stand_in
+
+
+def _compute(task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | None, stopped: threading.Event | None) -> None:
     stage = _resolve(task.stage)
     if isinstance(stage, str):
         outcome.unavailable = stage
@@ -210,6 +237,8 @@ def _compute(task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | Non
         started = time.perf_counter()
         result = call_stage(stage, kwargs)
         seconds = time.perf_counter() - started
+        if stopped is not None and stopped.is_set():
+            return  # the run was stopped meanwhile: nothing of it is written
         if task.manifest is None:
             log_event(StageEvent(name, task.hash, "computed-uncached", seconds, None, task.reason))
             outcome.value = result
@@ -251,7 +280,7 @@ def _arguments(task: StageTask, stage: StageNode, cache: ResultCache, outcome: T
                 MEMORY.put(task, upstream.hash, found.value)
                 value = found.value
             value = view(value)
-        elif keyword in task.raw_inputs and not isinstance(task.stage, StageNode):
+        elif keyword in task.raw_inputs and os.getpid() != task.run_pid:
             _check_reachable(stage.name, keyword, value)
         kwargs[keyword] = value
     return kwargs
@@ -324,10 +353,11 @@ def _captured_logs(records: list[logging.LogRecord]) -> Iterator[None]:
         del _CAPTURE.by_thread[thread]
 
 
-def _made_portable(record: logging.LogRecord) -> None:
+def _made_portable(record: logging.LogRecord) -> logging.LogRecord:
     """The record with its message made (its arguments may not pickle), sendable to the run."""
     record.msg = record.getMessage()
     record.args = None
     if record.exc_info:
         record.exc_text = logging.Formatter().formatException(record.exc_info)
         record.exc_info = None
+    return record
