@@ -67,6 +67,7 @@ class ParallelRun(PipelineRun):
         self.own_slots = 1 if context.settings.executor is None and context.settings.dask_scheduler is None else 0
         self._workers: Workers | None = None  # lwdp's own: started when a stage first needs one
         self.stopped = threading.Event()  # Ctrl-C: the run's own slot writes nothing more
+        self.write_failed = False  # a background write failed: start nothing more; the run's end raises it
 
     def result(self, target: Stage) -> Any:
         self._need(target)
@@ -76,8 +77,8 @@ class ParallelRun(PipelineRun):
             self._run(target)
         finally:
             MEMORY.forget(self.run_id)
-        if target in self.results:
-            return self.results[target]
+        if target in self.results or self.write_failed:
+            return self.results.get(target)  # a failed write is raised as the run ends, as in a serial run
         found = self.cache.load(target.name, self.hashes[target], target.format)
         if not isinstance(found, Hit):
             raise LwdpError(
@@ -124,8 +125,8 @@ class ParallelRun(PipelineRun):
         running: dict[Future[TaskOutcome], tuple[Stage, bool]] = {}  # stage, and whether in this process
         failures: list[tuple[Stage, BaseException]] = []
         try:
-            while target not in self.resolved and not failures or running or self.writing:
-                if not failures:
+            while target not in self.resolved and not failures and not self.write_failed or running or self.writing:
+                if not failures and not self.write_failed:
                     self._start_ready(running, failures)
                 if not running and not self.writing:
                     break
@@ -133,9 +134,8 @@ class ParallelRun(PipelineRun):
                 finished, _ = wait(watched, return_when=FIRST_COMPLETED)
                 for future in finished:
                     if future in self.writing:
-                        stage = self.writing.pop(future)
-                        if (error := future.exception()) is not None:
-                            failures.append((stage, error))
+                        self.writing.pop(future)
+                        self.write_failed |= future.exception() is not None
                         continue
                     stage, here = running.pop(future)
                     error = future.exception()
@@ -153,7 +153,7 @@ class ParallelRun(PipelineRun):
             raise
         if failures:
             raise _first_cause(self._workers, failures, self.hashes)
-        if target not in self.resolved:
+        if target not in self.resolved and not self.write_failed:
             raise LwdpError(
                 f"stage '{target.name}': the run could not finish; "
                 f"{', '.join(sorted(s.name for s in self.pending))} still wait for artifacts that disappeared "
