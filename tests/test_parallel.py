@@ -506,31 +506,30 @@ def test_a_dask_cluster_with_the_shared_store_and_postgres_catalog(project, s3_s
     assert json.loads(fresh.stdout.strip().splitlines()[-1])["sum"] == 12
 
 
-def test_a_script_without_a_main_guard_gets_a_clear_error(project):
-    project.write("pipeline.py", """
-        import pandas as pd
-        import lwdp
-        from lwdp import stage
+def test_a_script_without_a_main_guard_gets_a_clear_error_where_workers_import_it(project):
+    project.write("pipeline.py", PID_STAGES + """
+    import threading, time
 
-        @stage(n=[1], cache=True)
-        def one(n):
-            return pd.DataFrame({"x": n})
-
-        @stage(n=[2], cache=True)
-        def two(n):
-            return pd.DataFrame({"x": n})
-
-        @stage(a=one, b=two)
-        def both(a, b):
-            return pd.concat([a, b])
-
-        lwdp.configure(jobs=2)
-        both()
+    # A thread of its own (as a notebook's kernel or fsspec has): lwdp won't fork this
+    # process, so its workers come from a fork server, which imports the script first.
+    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+    lwdp.configure(jobs=3)
+    print(sorted(set(both()["pid"])))
     """)
     run = project.run(check=False)
     assert run.returncode != 0
     assert 'put the pipeline\'s call under `if __name__ == "__main__":`' in run.stderr
     assert "WorkerError" in run.stderr
+
+
+def test_a_single_threaded_script_forks_its_workers_so_needs_no_main_guard(project):
+    project.write("pipeline.py", PID_STAGES + """
+    lwdp.configure(jobs=3)
+    print("pids", len(set(both()["pid"]) - {os.getpid()}))
+    """)
+    run = project.run()
+    assert "pids 2" in run.stdout
+    assert run.ran() == {"one", "two", "both"}
 
 
 def test_a_worker_that_cannot_reach_a_raw_input_names_itself_and_the_path(project):

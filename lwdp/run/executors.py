@@ -2,11 +2,14 @@
 executor the user gives (any ``concurrent.futures.Executor``), or a Dask cluster.
 
 Worker processes, not threads: a stage whose body is pure Python holds the GIL, and
-threads would take turns on it (benchmarks/parallel.py measures both). The workers start
-from a fork server that imported pandas, lwdp and the pipeline's modules once (a spawned
-process would import them again for each worker, and a fork of this process could
-inherit a lock some thread holds), and they are kept for the next call. A pipeline
-script is imported by the fork server as ``__mp_main__``, so its call must sit under
+threads would take turns on it (benchmarks/parallel.py measures both). They are made once
+and kept for the next call. Where this process runs no other Python thread (a script, as
+it usually is), they are forks of it, made before the run starts any thread: a fork
+starts in milliseconds with every module imported (the C libraries' own thread pools,
+BLAS's and Arrow's, reset themselves in a forked child). Otherwise (a notebook's kernel
+threads, fsspec's loop) a fork could inherit a lock some thread holds, so they come from
+a fork server that imports pandas, lwdp and the pipeline's modules once, ~0.5 s; it
+imports a pipeline script as ``__mp_main__``, so the script's call must sit under
 ``if __name__ == "__main__":``, as for any multiprocessing program.
 """
 
@@ -14,6 +17,9 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing
+import threading
+import warnings
+from multiprocessing.context import BaseContext
 import os
 import signal
 from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
@@ -59,14 +65,22 @@ class ProcessWorkers(Workers):
 
     def __init__(self, processes: int, modules: list[str]) -> None:
         methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        if context.get_start_method() == "forkserver":
-            context.set_forkserver_preload(["__main__", "lwdp.run.worker", *modules])
+        context: BaseContext
+        if "fork" in methods and threading.active_count() == 1:
+            context = multiprocessing.get_context("fork")
+        else:
+            context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            if context.get_start_method() == "forkserver":
+                context.set_forkserver_preload(["__main__", "lwdp.run.worker", *modules])
         self._started = context.SimpleQueue()
         executor = ProcessPoolExecutor(processes, mp_context=context, initializer=worker.report_starts, initargs=(self._started,))
         super().__init__(executor, processes, f"{processes} worker processes on this machine")
         self._pid_of: dict[str, int] = {}
         self.broken = False
+        if context.get_start_method() == "fork":
+            with warnings.catch_warnings():  # Python 3.12+ warns of any thread, C libraries' pools too
+                warnings.simplefilter("ignore", DeprecationWarning)
+                executor.submit(int).result()  # every worker forks now, before this process starts a thread
 
     def submit(self, task: worker.StageTask) -> Future[worker.TaskOutcome]:
         self._read_starts()
