@@ -8,7 +8,7 @@ with ``jobs=1``, ``jobs=2``, two threads (``executor=ThreadPoolExecutor(2)``) an
 2-worker Dask ``LocalCluster`` started beforehand (``LWDP_DASK_SCHEDULER``: the cluster a
 team already has), then lwdp warm with ``jobs=2``; a ratio is wall time / plain pandas'
 in the same round, medians over rounds. Peak memory is the largest total RSS of the run's
-process and its descendants (the fork server and worker processes), sampled every 10 ms,
+process and its descendants (the fork server and worker processes), sampled every 20 ms,
 plus the Dask workers' for the Dask run. Every final result is checked equal to plain
 pandas'. Then the same for a pipeline of four pure-Python stages (they hold the GIL):
 ``jobs=1``, two threads, ``jobs=2``. Fresh processes run with bytecode caching on, as on
@@ -67,19 +67,17 @@ if __name__ == "__main__":
 
 
 def _descendants(root: int) -> set[int]:
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    found, frontier = {root}, [root]
+    """``root`` and its descendants, from the kernel's lists of each thread's children (a
+    few small reads: scanning all of /proc every sample would load the machine measured)."""
+    found, frontier = set(), [root]
     while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
-        found.update(children)
-        frontier += children
+        pid = frontier.pop()
+        found.add(pid)
+        for children in Path(f"/proc/{pid}/task").glob("*/children"):
+            try:
+                frontier += [int(child) for child in children.read_text().split()]
+            except OSError:
+                continue
     return found
 
 
@@ -104,7 +102,7 @@ def timed_run(command: list[str], cwd: Path, env: dict[str, str], extra_pids: se
         nonlocal peak
         while not done.is_set():
             peak = max(peak, _rss(_descendants(proc.pid) | extra_pids))
-            done.wait(0.01)
+            done.wait(0.02)
 
     sampler = threading.Thread(target=sample)
     sampler.start()
