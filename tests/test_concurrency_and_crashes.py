@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -754,3 +755,27 @@ def test_verify_command_exit_codes_and_repair(project):
     done, _ = run_chain(project)  # the dropped artifact is simply recomputed
     assert done.outcomes() == [("stg_base", "hit"), ("stg_final", "computed")], str(done)
     assert lwdp_cli(project, "verify").returncode == 0
+
+
+def test_processes_making_one_new_catalog_at_the_same_moment_all_get_it(tmp_path):
+    """Regression: switching a new catalog file to WAL answered "database is locked" at
+    once, without the busy timeout, to processes racing to make it. CI saw it once, in
+    two of six processes of the test above; this stress test races 8 processes 4 times
+    (the race is rare: locally it did not show in these rounds without the fix)."""
+    script = tmp_path / "make.py"
+    script.write_text(textwrap.dedent("""
+        import sys, time
+        from pathlib import Path
+        from lwdp.store.sqlite_db import open_sqlite
+
+        start = float(sys.argv[2])
+        while time.time() < start:
+            pass
+        open_sqlite(Path(sys.argv[1])).close()
+    """))
+    for attempt in range(4):
+        cache = tmp_path / f"cache-{attempt}"
+        start = time.time() + 1.5  # every process imported and waiting
+        procs = [subprocess.Popen([sys.executable, str(script), str(cache), str(start)], stderr=subprocess.PIPE, text=True) for _ in range(8)]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 8, "\n".join(errors)

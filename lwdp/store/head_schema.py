@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from .catalog_file import BUSY_TIMEOUT_MS, CATALOG_FILE, HEAD_REVISION, cache_dir_error, is_corruption
+from .catalog_file import BUSY_TIMEOUT_MS, CATALOG_FILE, HEAD_REVISION, cache_dir_error, enable_wal, is_corruption
 
 HEAD_SCHEMA = (
     """CREATE TABLE alembic_version (
@@ -97,8 +97,7 @@ def create_catalog_file(cache_dir: Path) -> None:
     except (OSError, sqlite3.Error) as exc:
         raise cache_dir_error(cache_dir, getattr(exc, "strerror", None) or exc, getattr(exc, "errno", None)) from exc
     try:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # before journal_mode
-        conn.execute("PRAGMA journal_mode = WAL")
+        enable_wal(conn.execute)
         create_head_schema(conn)
     except sqlite3.DatabaseError as exc:
         if is_corruption(exc):

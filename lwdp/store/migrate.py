@@ -21,7 +21,7 @@ import sqlalchemy.exc
 from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, text
 
 from ..errors import CatalogVersionError
-from .catalog_file import BUSY_TIMEOUT_MS, HEAD_REVISION, cache_dir_error
+from .catalog_file import BUSY_TIMEOUT_MS, HEAD_REVISION, cache_dir_error, enable_wal
 
 _ELSEWHERE = {
     "sqlite": "point LWDP_CACHE_DIR at another cache directory",
@@ -73,8 +73,7 @@ def migrate_sqlite(path: Path) -> None:
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
         cursor = dbapi_conn.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # before journal_mode
-        cursor.execute("PRAGMA journal_mode = WAL")
+        enable_wal(cursor.execute)
         cursor.close()
 
     @event.listens_for(engine, "begin")
