@@ -18,7 +18,6 @@ the serial path.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import os
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..hashing.manifest import stage_manifest
 from ..store.cache import Hit, Loadable
-from ..errors import LwdpError
+from ..errors import LwdpError, WorkerError
 from ..graph import StageNode
 from ..store.writer import ArtifactWriter
 from .serial import PipelineRun, needed_upstreams
@@ -198,18 +197,14 @@ class ParallelRun(PipelineRun):
             logger.warning("stage %s: computed in this process, not by a worker: %s", stage.name, why)
 
     def _task(self, stage: Stage, where: StageRef | Stage) -> StageTask:
-        inputs: dict[str, Any] = {}
-        for inp in stage.inputs:
-            if inp.name not in stage.passed_inputs:
-                continue
-            if inp.kind == "stage":
-                up = inp.value
-                in_memory = up in self.results and (not up.cache or isinstance(where, StageNode))
-                inputs[inp.name] = view(self.results[up]) if in_memory else CachedInput(
-                    up.name, self.hashes[up], up.format.name if up.format else None
-                )
-            else:
-                inputs[inp.name] = copy.deepcopy(inp.value) if inp.kind == "param" else inp.value
+        def upstream(up: Stage) -> Any:
+            """Its result if this process holds it and the task can take it (an uncached
+            one's travels; a cached one's a worker reads from its artifact)."""
+            if up in self.results and (not up.cache or isinstance(where, StageNode)):
+                return view(self.results[up])
+            return CachedInput(up.name, self.hashes[up], up.format.name if up.format else None)
+
+        inputs = self.arguments(stage, upstream)
         keep = frozenset(self.hashes[s] for s, waiting in self.consumers.items() if waiting and s.cache)
         return StageTask(
             stage=where, hash=self.hashes[stage], inputs=inputs,
@@ -288,8 +283,6 @@ def _reference(stage: Stage) -> StageRef | str:
 def _first_cause(workers: Workers | None, failures: list[tuple[Stage, BaseException]], hashes: dict[Any, str]) -> BaseException:
     """The error to raise: a stage's own exception, else the death of the worker that died
     first (not of those the pool stopped because of it)."""
-    from ..errors import WorkerError
-
     own = [error for _, error in failures if not isinstance(error, WorkerError)]
     if own:
         return own[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import time
 from contextlib import ExitStack
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..formats import choose_format
@@ -22,7 +23,7 @@ from ..store.records import LineageRow
 from .context import RunContext
 from .events import StageEvent, log_event
 from .status import stage_status
-from .steps import call_stage, hit_event, load_locked, save, view
+from .steps import call_stage, hit_event, load_locked, save_in_background, view
 
 if TYPE_CHECKING:
     from ..stage import Stage
@@ -134,19 +135,19 @@ class PipelineRun:
             return result
         choice = choose_format(stage.name, result, stage.format)
         manifest = stage_manifest(stage, self.inputs[stage])
-        held = lock.pop_all()
-
-        def write() -> None:
-            with held:
-                log_event(save(self.cache, stage, stage_hash, result, choice, seconds, manifest, miss_reason))
-
-        self.writer.submit(write)
+        save_in_background(self.writer, lock, self.cache, stage, stage_hash, result, choice, seconds, manifest, miss_reason)
         return result
 
     def _inputs(self, stage: Stage) -> dict[str, Any]:
         """The keyword arguments of ``stage`` (its upstreams' results are in by now)."""
+        return self.arguments(stage, lambda up: view(self.results[up]))
+
+    @staticmethod
+    def arguments(stage: Stage, upstream: Callable[[Stage], Any]) -> dict[str, Any]:
+        """The keyword arguments of ``stage``: ``upstream(stage)`` for an upstream's result, a
+        private copy of each parameter, and raw paths as written."""
         return {
-            inp.name: view(self.results[inp.value]) if inp.kind == "stage" else copy.deepcopy(inp.value) if inp.kind == "param" else inp.value
+            inp.name: upstream(inp.value) if inp.kind == "stage" else copy.deepcopy(inp.value) if inp.kind == "param" else inp.value
             for inp in stage.inputs
             if inp.name in stage.passed_inputs
         }

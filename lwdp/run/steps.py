@@ -13,10 +13,13 @@ import pandas as pd
 
 from ..formats import PANDAS_MAJOR, Format, FormatChoice
 from ..store.cache import Hit, Miss, ResultCache
-from .events import StageEvent
+from .events import StageEvent, log_event
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from ..graph import StageNode
+    from ..store.writer import ArtifactWriter
 
 _COPY_ON_WRITE = PANDAS_MAJOR >= 3
 _IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, frozenset)
@@ -92,3 +95,18 @@ def save(
     written = time.perf_counter()
     size = cache.save(stage.name, stage_hash, result, choice, seconds, manifest)
     return StageEvent(stage.name, stage_hash, "computed", seconds + time.perf_counter() - written, size, miss_reason)
+
+
+def save_in_background(
+    writer: ArtifactWriter, lock: ExitStack, cache: ResultCache, stage: StageNode, stage_hash: str, result: Any,
+    choice: FormatChoice, seconds: float, manifest: dict[str, Any], miss_reason: str | None,
+) -> Future[None]:
+    """`save` on the writer's threads, the compute-once ``lock`` going with the write (it is
+    released once the artifact is recorded); the stage's line is logged then."""
+    held = lock.pop_all()
+
+    def write() -> None:
+        with held:
+            log_event(save(cache, stage, stage_hash, result, choice, seconds, manifest, miss_reason))
+
+    return writer.submit(write)

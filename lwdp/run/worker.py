@@ -38,7 +38,7 @@ from ..store.cache import Hit, ResultCache
 from ..store.catalog import open_catalog
 from ..store.writer import ArtifactWriter
 from .events import StageEvent, log_event
-from .steps import call_stage, hit_event, load_locked, save, view
+from .steps import call_stage, hit_event, load_locked, save, save_in_background, view
 
 logger = logging.getLogger("lwdp")
 
@@ -249,13 +249,8 @@ def _compute(task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | Non
             MEMORY.put(task, task.hash, result)
             return
         assert locked is not None
-        held, manifest = locked.pop_all(), task.manifest  # the lock goes with the write
-
-        def write() -> None:
-            with held:
-                log_event(save(cache, stage, task.hash, result, choice, seconds, manifest, task.reason))
-
-        outcome.value, outcome.written = result, writer.submit(write)
+        outcome.value = result
+        outcome.written = save_in_background(writer, locked, cache, stage, task.hash, result, choice, seconds, task.manifest, task.reason)
     finally:
         if locked is not None:
             locked.close()
