@@ -334,6 +334,29 @@ def _round_trip(fmt: str, df: pd.DataFrame) -> pd.DataFrame:
     return FORMATS[fmt].read(io.BytesIO(data), options)
 
 
+def test_parquet_dictionary_encodes_only_columns_that_repeat_values():
+    rows = 50_000
+    df = pd.DataFrame({
+        "order_id": np.arange(rows, dtype="int64"),                                   # unique
+        "measure": np.random.default_rng(0).random(rows),                              # unique
+        "region": pd.Series(["north", "south", "east"] * (rows // 3) + ["west"] * (rows % 3)),
+        "price": np.tile(np.arange(100) * 0.5, rows // 100),                          # 100 values
+        "grade": pd.Categorical(np.where(np.arange(rows) % 2, "a", "b")),
+    })
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "artifact.parquet")
+        options = FORMATS["parquet"].write(df, path)
+        chunks = pq.ParquetFile(path).metadata.row_group(0)
+        encodings = {chunks.column(i).path_in_schema: set(chunks.column(i).encodings) for i in range(chunks.num_columns)}
+        with open(path, "rb") as f:
+            got = FORMATS["parquet"].read(io.BytesIO(f.read()), json.loads(json.dumps(options)))
+    dictionary = {name for name, found in encodings.items() if {"PLAIN_DICTIONARY", "RLE_DICTIONARY"} & found}
+    assert dictionary == {"region", "price", "grade"}, encodings
+    pd.testing.assert_frame_equal(got, df, check_exact=True)
+
+
 # Strings are any text, including "", "NA", "007" and line breaks; floats include NaN and
 # infinities. (test_format_properties draws much more: every dtype, any labels and index.)
 _TEXT = st.text(max_size=6)

@@ -193,10 +193,33 @@ def _write_parquet(df: pd.DataFrame, path: str) -> None:
 
     threads = None if df.size > _CELLS_WORTH_THREADS else 1
     table = pyarrow.Table.from_pandas(df, nthreads=threads)
-    pyarrow.parquet.write_table(table, path, compression="lz4", write_statistics=False)
+    pyarrow.parquet.write_table(table, path, compression="lz4", write_statistics=False,
+                                use_dictionary=_columns_worth_a_dictionary(table))
 
 
 _CELLS_WORTH_THREADS = 1_000_000
+_DICTIONARY_SAMPLE_ROWS = 10_000
+_DICTIONARY_MAX_DISTINCT = 0.9
+
+
+def _columns_worth_a_dictionary(table: Any) -> list[str]:
+    """The columns whose first rows repeat values: dictionary encoding shrinks those (to a
+    third for a price, a tenth for a region) and costs less than plain encoding of what it
+    removes. On columns of nearly unique values (ids, timestamps, measurements) pyarrow would
+    build a dictionary only to give it up at 1 MiB: a third of a typical write's CPU for
+    nothing (benchmarks/RESULTS.md, "Parallel runs"). Categoricals are dictionaries already."""
+    import pyarrow.compute  # type: ignore[import-untyped]
+    import pyarrow.types  # type: ignore[import-untyped]
+
+    chosen = []
+    for name, column in zip(table.column_names, table.columns):
+        if pyarrow.types.is_dictionary(column.type):
+            chosen.append(name)
+        elif not (pyarrow.types.is_nested(column.type) or pyarrow.types.is_boolean(column.type)):
+            sample = column.slice(0, _DICTIONARY_SAMPLE_ROWS)
+            if pyarrow.compute.count_distinct(sample).as_py() < _DICTIONARY_MAX_DISTINCT * len(sample):
+                chosen.append(name)
+    return chosen
 
 
 def _arrow_reader(buf: io.BytesIO) -> Any:
