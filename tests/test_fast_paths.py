@@ -69,6 +69,24 @@ def test_a_warm_run_neither_imports_sqlalchemy_nor_loses_marks_of_use(project):
     assert all(new > old for (new,), (old,) in zip(project.sql("SELECT recorded_at FROM lineage WHERE hash = ?", final_hash), lineage_cold))
 
 
+ALLOCATOR_PIPELINE = PIPELINE + textwrap.dedent(
+    """
+    import pyarrow
+    print("POOL", pyarrow.default_memory_pool().backend_name)
+    """
+)
+
+
+@pytest.mark.parametrize(("chosen", "expected"), [(None, "system"), ("jemalloc", "jemalloc")])
+def test_a_run_that_computes_uses_the_system_allocator_for_arrow_unless_the_user_chose(project, chosen, expected):
+    project.write("raw.csv", "a\n1\n2\n")
+    project.write("pipeline.py", ALLOCATOR_PIPELINE)
+    env = {"ARROW_DEFAULT_MEMORY_POOL": chosen} if chosen else {"ARROW_DEFAULT_MEMORY_POOL": ""}
+    assert f"POOL {expected}" in project.run(env=env).stdout
+    project.write("pipeline.py", "import pyarrow\nprint('POOL', pyarrow.default_memory_pool().backend_name)\n")
+    assert "POOL system" not in project.run(env=env).stdout  # not pyarrow's own default: lwdp chose
+
+
 def test_a_warm_run_on_an_older_catalog_migrates_it_through_the_full_catalog(project):
     project.write("raw.csv", "a\n1\n")
     project.write("pipeline.py", PIPELINE)

@@ -28,6 +28,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import WorkerError
 from . import worker
+from .steps import use_the_system_allocator_for_arrow
 
 _DASK_CONNECT_TIMEOUT = "10s"
 
@@ -64,6 +65,7 @@ class ProcessWorkers(Workers):
     died can be named with how it ended."""
 
     def __init__(self, processes: int, modules: list[str]) -> None:
+        use_the_system_allocator_for_arrow()  # before forking: the workers inherit it
         methods = multiprocessing.get_all_start_methods()
         context: BaseContext
         if "fork" in methods and threading.active_count() == 1:
