@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InputBindingError
 from .formats import Format, get_format
 from .graph import Input, StageNode, qualified_name, register
-from .hashing.code import CodeDigest, deep_code_digest
+from .hashing.code import CodeDigest, deep_code_digest, pinned_code_digest
 from .hashing.params import param_digest
 
 if TYPE_CHECKING:
@@ -66,7 +66,9 @@ def _accepted_names(func: Callable[..., Any], stage_name: str, inputs: dict[str,
 class Stage(StageNode):
     """A pipeline stage: call it to get its result, running or loading ancestors as needed."""
 
-    def __init__(self, func: Callable[..., Any], inputs: dict[str, Any], cache: bool, cache_format: str | None) -> None:
+    def __init__(
+        self, func: Callable[..., Any], inputs: dict[str, Any], cache: bool, cache_format: str | None, version: str | None = None,
+    ) -> None:
         functools.update_wrapper(self, func)
         self.func = func
         self.name = qualified_name(func)
@@ -75,9 +77,11 @@ class Stage(StageNode):
         bound = {name: _bind_input(self.name, name, value) for name, value in sorted(inputs.items())}
         self.inputs: tuple[Input, ...] = tuple(bound.values())
         self.passed_inputs = _accepted_names(func, self.name, bound)
+        if version is not None and not (isinstance(version, str) and version):
+            raise InputBindingError(f"stage '{self.name}': version={version!r} must be a non-empty string, such as version=\"2\"")
         # Now, not on first use: the source file (or a helper's) may be edited while this
         # process runs.
-        self.code: CodeDigest = deep_code_digest(func)
+        self.code: CodeDigest = deep_code_digest(func) if version is None else pinned_code_digest(version)
         self.code_digest = self.code.digest
         register(self)
 
@@ -107,18 +111,22 @@ class Stage(StageNode):
         return f"<lwdp stage {self.name}>"
 
 
-def stage(*, cache: bool = False, cache_format: str | None = None, **inputs: Any) -> Callable[[Callable[..., Any]], Stage]:
+def stage(
+    *, cache: bool = False, cache_format: str | None = None, version: str | None = None, **inputs: Any,
+) -> Callable[[Callable[..., Any]], Stage]:
     """Make a function a pipeline stage.
 
-    Every keyword but ``cache`` and ``cache_format`` binds an input of that name: a ``str``
-    or path is a raw input (a file, a directory or a glob), a stage is an upstream, and
-    anything else is a parameter that is part of the hash.
+    Every keyword but ``cache``, ``cache_format`` and ``version`` binds an input of that
+    name: a ``str`` or path is a raw input (a file, a directory or a glob), a stage is an
+    upstream, and anything else is a parameter that is part of the hash. ``version``: the
+    stage's code (helpers included) counts by this string instead of its source, so an edit
+    keeps the cache until the string changes.
 
     :raises InputBindingError: an input that can't be bound or hashed stably.
     :raises UnknownFormatError: ``cache_format`` is not a format lwdp can write and read.
     """
 
     def decorate(func: Callable[..., Any]) -> Stage:
-        return Stage(func, inputs, cache, cache_format)
+        return Stage(func, inputs, cache, cache_format, version)
 
     return decorate

@@ -38,11 +38,17 @@ class CodeDigest:
 
     digest: str
     nodes: dict[str, NodeDigest] = field(default_factory=dict)
+    version: str | None = None  # `@stage(version=...)`: the code counts by this string
 
     @property
     def helpers(self) -> dict[str, str]:
         """{helper name: digest of its own text}: every node but the stage function."""
         return {name: node["digest"] for name, node in list(self.nodes.items())[1:]}
+
+
+def pinned_code_digest(version: str) -> CodeDigest:
+    """The code part of a stage pinned by ``@stage(version=...)``: the string, not the source."""
+    return CodeDigest(xxhash.xxh3_128_hexdigest(f"lwdp-version\0{version}".encode()), version=version)
 
 
 def code_digest(func: Callable[..., Any]) -> str:

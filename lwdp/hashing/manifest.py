@@ -39,8 +39,12 @@ def stage_manifest(stage: Stage, rows: list[InputRow]) -> Manifest:
         elif kind == "package" and detail is not None:
             entry["version"] = detail
         inputs[name] = entry
-    (own, *_), helpers = stage.code.nodes.values(), stage.code.nodes
-    code = {"digest": stage.code_digest, "own": own, "helpers": {name: helpers[name] for name in stage.code.helpers}}
+    code: dict[str, Any]
+    if stage.code.version is not None:
+        code = {"digest": stage.code_digest, "version": stage.code.version}
+    else:
+        (own, *_), helpers = stage.code.nodes.values(), stage.code.nodes
+        code = {"digest": stage.code_digest, "own": own, "helpers": {name: helpers[name] for name in stage.code.helpers}}
     return {"scheme": HASH_SCHEME, "code": code, "inputs": inputs}
 
 
@@ -97,7 +101,16 @@ def _also_named(input_name: str, stage_name: str | None) -> str:
 
 
 def _code_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Which functions and classes changed, and which part of each; the stage's own first."""
+    """Which functions and classes changed, and which part of each; the stage's own first
+    (or how its version pin changed)."""
+    if "version" in old or "version" in new:
+        if old.get("version") == new.get("version"):
+            return []
+        if "version" not in old:
+            return [f"version pinned to {new['version']} (its code no longer counts)"]
+        if "version" not in new:
+            return [f"version pin {old['version']} removed (its code counts again)"]
+        return [f"version changed {old['version']} → {new['version']}"]
     if "own" not in old:
         return []
     reasons = _part_changes(old["own"]["parts"], new["own"]["parts"], None)
