@@ -128,12 +128,23 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stage_named(pipeline: list[Any], name: str, target: str) -> Any:
+    """The stage of ``pipeline`` named ``name`` (qualified, or its function's name)."""
+    found = [stage for stage in pipeline if name in (stage.name, stage.name.rsplit(".", 1)[-1])]
+    if len(found) != 1:
+        names = ", ".join(stage.name.rsplit(".", 1)[-1] for stage in pipeline)
+        what = "names several stages" if found else "is not a stage"
+        raise UsageError(f"--force {name!r} {what} of {target}'s pipeline ({names})")
+    return found[0]
+
+
 def _run(args: argparse.Namespace) -> int:
     import logging
     import traceback
 
     from .graph import dependency_order
     from .progress import Progress, live_view
+    from .run.call import run_stage
 
     from . import config
 
@@ -145,7 +156,9 @@ def _run(args: argparse.Namespace) -> int:
 
         configure(executor=dask_client(args.dask))
     config.settings()  # a bad LWDP_* value is a bad argument, before anything runs
-    progress = Progress([stage.name for stage in dependency_order(target)], sys.stdout)
+    pipeline = dependency_order(target)
+    forced = frozenset(_stage_named(pipeline, name, args.target) for name in args.force or ())
+    progress = Progress([stage.name for stage in pipeline], sys.stdout)
     logger = logging.getLogger("lwdp")
     level, propagate = logger.level, logger.propagate
     logger.addHandler(progress)
@@ -156,7 +169,7 @@ def _run(args: argparse.Namespace) -> int:
         live = progress.live = live_view(progress)
         with live if live is not None else _nothing():
             try:
-                target()
+                run_stage(target, forced) if forced else target()
             except Exception as exc:
                 failed = exc
     finally:
@@ -276,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("target", metavar="MODULE:STAGE")
     run.add_argument("-j", "--jobs", help="stages computed at once, in worker processes (a number, or auto: one per core)")
     run.add_argument("--dask", metavar="ADDRESS", help="compute stages on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786)")
+    run.add_argument(
+        "--force", metavar="STAGE", action="append",
+        help="compute this stage even if cached and replace its artifact (repeatable); the stages below it rerun only if its result changed",
+    )
     graph = command("graph", _graph, "the pipeline as a Mermaid or Graphviz graph", json_flag=False)
     graph.add_argument("target", metavar="MODULE:STAGE")
     graph.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")

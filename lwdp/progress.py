@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from .units import human_size
 
-_OUTCOMES = {"hit": "cached", "computed": "computed", "computed-uncached": "computed", "not-needed": "not needed"}
+_OUTCOMES = {"hit": "cached", "computed": "computed", "computed-uncached": "computed", "reused": "reused", "not-needed": "not needed"}
 
 
 class Progress(logging.Handler):
@@ -50,7 +50,7 @@ class Progress(logging.Handler):
             print(text, file=self.out, flush=True)
 
     def status_line(self) -> str:
-        cached = sum(1 for e in self.ended.values() if e.outcome == "hit")
+        cached = sum(1 for e in self.ended.values() if e.outcome in ("hit", "reused"))
         done = len(self.ended)
         running = ", ".join(name.rsplit(".", 1)[-1] for name in self.running)
         to_do = max(0, len(self.stages) - done - len(self.running))

@@ -63,6 +63,16 @@ def _accepted_names(func: Callable[..., Any], stage_name: str, inputs: dict[str,
     return frozenset(inputs) & named
 
 
+def _check_version(stage_name: str, func: Callable[..., Any], version: Any) -> None:
+    if "version" in inspect.signature(func).parameters:
+        raise InputBindingError(
+            f"stage '{stage_name}': `version=` pins the stage's version and binds no input; "
+            "rename the function's parameter `version` and bind it by its new name"
+        )
+    if not (isinstance(version, str) and version):
+        raise InputBindingError(f"stage '{stage_name}': version={version!r} must be a non-empty string, such as version=\"2\"")
+
+
 class Stage(StageNode):
     """A pipeline stage: call it to get its result, running or loading ancestors as needed."""
 
@@ -74,11 +84,11 @@ class Stage(StageNode):
         self.name = qualified_name(func)
         self.cache = cache
         self.format: Format | None = get_format(cache_format) if cache_format is not None else None
+        if version is not None:
+            _check_version(self.name, func, version)
         bound = {name: _bind_input(self.name, name, value) for name, value in sorted(inputs.items())}
         self.inputs: tuple[Input, ...] = tuple(bound.values())
         self.passed_inputs = _accepted_names(func, self.name, bound)
-        if version is not None and not (isinstance(version, str) and version):
-            raise InputBindingError(f"stage '{self.name}': version={version!r} must be a non-empty string, such as version=\"2\"")
         # Now, not on first use: the source file (or a helper's) may be edited while this
         # process runs.
         self.code: CodeDigest = deep_code_digest(func) if version is None else pinned_code_digest(version)
@@ -99,6 +109,15 @@ class Stage(StageNode):
         from .run.status import pipeline_status
 
         return pipeline_status(self)[-1]
+
+    def recompute(self) -> Any:
+        """Compute this stage now even if it is cached (its upstreams load from the cache as
+        usual), replace its artifact and return the result. If the result differs from the
+        one it replaces, the artifacts computed from that one are removed, so the stages
+        below recompute when next called; if it is the same, they stay (early cutoff)."""
+        from .run.call import run_stage
+
+        return run_stage(self, forced=frozenset({self}))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if args or kwargs:

@@ -340,9 +340,9 @@ VERIFIER = WORKER == 0
 
 
 def pipeline(worker, version):
-    @stage(worker=worker, version=version, cache=True)
-    def stg_gen(worker, version):
-        rng = np.random.default_rng(1000 * worker + version)
+    @stage(worker=worker, generation=version, cache=True)
+    def stg_gen(worker, generation):
+        rng = np.random.default_rng(1000 * worker + generation)
         return pd.DataFrame({"g": rng.integers(0, 10, 3000), "x": rng.standard_normal(3000)})
 
     @stage(gen=stg_gen, cache=True, cache_format="csv")

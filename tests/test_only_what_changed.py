@@ -6,6 +6,10 @@ log the bodies append to (``ran.log``), not only from lwdp's own events.
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+
 import pytest
 
 from lwdp import stage
@@ -74,7 +78,9 @@ def test_a_pinned_version_keeps_the_cache_through_an_edit_until_it_changes(proje
     run = project.run()
     assert _line(run, "EXPLAIN") == "stage pipeline.stg_read: stale: version changed 1 → 2"
     assert next(e["reason"] for e in run.events if e["stage"].endswith("stg_read")) == "version changed 1 → 2"
-    assert _line(run, "TOTAL") == "18" and _bodies(project) == ["stg_read", "stg_total"]
+    # Its output is what the edited code gave before the pin changed: early cutoff keeps stg_total.
+    assert _line(run, "TOTAL") == "18" and _bodies(project) == ["stg_read"]
+    assert run.outcomes()["stg_total"] == "reused"
 
 
 def test_pinning_and_unpinning_a_version_are_explained(project):
@@ -91,3 +97,248 @@ def test_pinning_and_unpinning_a_version_are_explained(project):
 def test_a_version_that_is_not_a_non_empty_string_is_refused_at_decoration(project, version):
     with pytest.raises(InputBindingError, match=r"version=.* must be a non-empty string"):
         stage(cache=True, version=version)(lambda: 1)
+
+
+def test_a_parameter_named_version_is_told_to_be_renamed(project):
+    def stg_gen(version):
+        return version
+
+    with pytest.raises(InputBindingError, match=r"`version=` pins the stage's version .* rename the function's parameter `version`"):
+        stage(cache=True, version=3)(stg_gen)
+
+
+CUTOFF = '''
+import sys
+import pandas as pd
+import lwdp
+from lwdp import stage
+
+
+def _ran(name):
+    with open("ran.log", "a") as log:
+        log.write(name + "\\n")
+
+
+@stage(src="raw/in.csv", cache=True)
+def stg_read(src):
+    _ran("stg_read")
+    return pd.read_csv(src)[["region", "v"]]
+
+
+@stage(df=stg_read, cache=True)
+def stg_clean(df):
+    _ran("stg_clean")
+    return df[df["v"] > 0].reset_index(drop=True)
+
+
+@stage(df=stg_clean, cache=True)
+def stg_total(df):
+    _ran("stg_total")
+    return df.groupby("region", as_index=False)["v"].sum()
+
+
+@stage(totals=stg_total, cache=True)
+def stg_report(totals):
+    _ran("stg_report")
+    return totals.assign(share=totals["v"] / totals["v"].sum())
+
+
+if __name__ == "__main__":
+    import logging
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    lwdp.configure(jobs=int(sys.argv[1]) if len(sys.argv) > 1 else 1)
+    print("REPORT", stg_report().to_json(orient="records"))
+'''
+
+REFACTORED = CUTOFF.replace(
+    'return df[df["v"] > 0].reset_index(drop=True)',
+    'kept = df.query("v > 0")\n    return kept.reset_index(drop=True)',
+)
+
+
+def _cutoff_project(project):
+    project.write("raw/in.csv", "region,v\nnorth,1\nsouth,-2\nnorth,3\nsouth,4\n")
+    project.write("pipeline.py", CUTOFF)
+    first = project.run()
+    assert _bodies(project) == ["stg_read", "stg_clean", "stg_total", "stg_report"]
+    return _line(first, "REPORT")
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_refactor_that_keeps_the_output_reruns_only_the_refactored_stage(project, jobs):
+    report = _cutoff_project(project)
+    project.edit("pipeline.py", REFACTORED)
+    project.write("explain.py", "import pipeline\nprint('EXPLAIN', pipeline.stg_total.explain())\n")
+    explained = project.run("explain.py")
+    assert _line(explained, "EXPLAIN") == "stage pipeline.stg_total: stale: upstream `df` changed (stage stg_clean)"
+
+    run = project.run("pipeline.py", jobs)
+    assert _line(run, "REPORT") == report
+    assert _bodies(project) == ["stg_clean"]
+    assert {name: run.outcomes()[name] for name in ("stg_clean", "stg_total", "stg_report")} == {
+        "stg_clean": "computed", "stg_total": "reused", "stg_report": "reused",
+    }
+    assert "stage pipeline.stg_total: upstream stg_clean reran (code changed) and returned the same result: reused as" in run.stderr
+    assert "stage pipeline.stg_report: upstream stg_total changed and returned the same result: reused as" in run.stderr
+
+    assert _line(project.run("explain.py"), "EXPLAIN").endswith(
+        "; reused, as upstream stg_clean reran (code changed) and returned the same result)"
+    )
+    # The reused results are this pipeline's cache now: a warm run finds them by hash.
+    warm = project.run("pipeline.py", jobs)
+    assert warm.outcomes()["stg_report"] == "hit" and _bodies(project) == []
+    # Each is the same file as the result it reuses (a hard link), recorded under both hashes.
+    reports = project.sql("SELECT hash, checksum, input_key FROM artifacts WHERE stage = 'pipeline.stg_report'")
+    assert len(reports) == 2 and len({(checksum, key) for _, checksum, key in reports}) == 1
+    files = [next(project.cache_dir.glob(f"artifacts/{h[:2]}/{h}.parquet")) for h, _, _ in reports]
+    assert files[0].stat().st_ino == files[1].stat().st_ino
+
+
+def test_a_raw_file_rewritten_in_another_layout_reruns_only_its_reader(project):
+    report = _cutoff_project(project)
+    # Quoted fields, CRLF line endings, another column order and an extra column the reader drops.
+    (project.root / "raw/in.csv").write_bytes(b'v,"region",note\r\n1,"north",a\r\n-2,south,b\r\n3,"north",c\r\n4,south,d\r\n')
+    run = project.run()
+    assert _line(run, "REPORT") == report
+    assert _bodies(project) == ["stg_read"]
+    assert run.outcomes()["stg_clean"] == "reused"
+    assert "upstream stg_read reran (raw input `src` (raw/in.csv) content changed) and returned the same result" in run.stderr
+
+
+def test_an_upstream_that_returns_something_else_reruns_its_consumers(project):
+    _cutoff_project(project)
+    project.edit("pipeline.py", CUTOFF.replace('df["v"] > 0', 'df["v"] > 1'))
+    run = project.run()
+    assert _bodies(project) == ["stg_clean", "stg_total", "stg_report"]
+    # ... and stops where a result is the same again: north's 1 was dropped, south's -2 was not in
+    project.edit("pipeline.py", CUTOFF.replace('df["v"] > 0', 'df["v"] >= 1'))
+    run = project.run()
+    assert _bodies(project) == ["stg_clean"] and run.outcomes()["stg_total"] == "reused"
+
+
+UNCACHED_UPSTREAM = '''
+import pandas as pd
+from lwdp import stage
+
+
+def _ran(name):
+    with open("ran.log", "a") as log:
+        log.write(name + "\\n")
+
+
+@stage(src="raw/in.csv")
+def stg_read(src):
+    _ran("stg_read")
+    return pd.read_csv(src)
+
+
+@stage(df=stg_read, cache=True)
+def stg_total(df):
+    _ran("stg_total")
+    return pd.DataFrame({"total": [df["v"].sum()]})
+
+
+if __name__ == "__main__":
+    print("TOTAL", int(stg_total()["total"].iloc[0]))
+'''
+
+
+def test_an_uncached_upstream_that_returns_the_same_value_is_cut_off_too(project):
+    project.write("raw/in.csv", "v\n1\n2\n")
+    project.write("pipeline.py", UNCACHED_UPSTREAM)
+    project.run()
+    assert _bodies(project) == ["stg_read", "stg_total"]
+    project.write("raw/in.csv", "v\r\n1\r\n2\r\n")  # the same frame, other bytes
+    run = project.run()
+    assert _line(run, "TOTAL") == "3" and _bodies(project) == ["stg_read"]
+    assert run.outcomes()["stg_total"] == "reused"
+
+
+RECOMPUTE = '''
+import sys
+import pandas as pd
+from lwdp import stage
+
+
+def _ran(name):
+    with open("ran.log", "a") as log:
+        log.write(name + "\\n")
+
+
+@stage(cache=True)
+def stg_fetch():
+    _ran("stg_fetch")
+    with open("db.txt") as f:  # a source lwdp can't see, as a database is
+        return pd.DataFrame({"v": [int(x) for x in f.read().split()]})
+
+
+@stage(df=stg_fetch, cache=True)
+def stg_total(df):
+    _ran("stg_total")
+    return pd.DataFrame({"total": [df["v"].sum()]})
+
+
+@stage(totals=stg_total, cache=True)
+def stg_report(totals):
+    _ran("stg_report")
+    return totals.assign(label="total")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["recompute"]:
+        print("FETCHED", len(stg_fetch.recompute()))
+    print("TOTAL", int(stg_report()["total"].iloc[0]))
+'''
+
+
+def _recompute_project(project):
+    project.write("db.txt", "1 2")
+    project.write("pipeline.py", RECOMPUTE)
+    assert _line(project.run(), "TOTAL") == "3"
+    assert _bodies(project) == ["stg_fetch", "stg_total", "stg_report"]
+
+
+def test_recompute_with_the_same_result_keeps_everything_below(project):
+    _recompute_project(project)
+    run = project.run("pipeline.py", "recompute")
+    assert _line(run, "FETCHED") == "2" and _line(run, "TOTAL") == "3"
+    assert _bodies(project) == ["stg_fetch"]
+    assert [e["reason"] for e in run.events if e["outcome"] == "computed"] == ["recompute asked"]
+
+
+def test_recompute_with_another_result_reruns_what_was_computed_from_it(project):
+    _recompute_project(project)
+    project.write("db.txt", "5 5")
+    assert _line(project.run(), "TOTAL") == "3" and _bodies(project) == []  # lwdp can't see the source
+    run = project.run("pipeline.py", "recompute")
+    assert _line(run, "TOTAL") == "10"
+    assert _bodies(project) == ["stg_fetch", "stg_total", "stg_report"]
+    assert run.outcomes()["stg_total"] == "computed"
+    # The artifacts computed from the old result were removed, not kept beside the new ones.
+    assert len(project.sql("SELECT hash FROM artifacts WHERE stage = 'pipeline.stg_report'")) == 1
+    assert _line(project.run(), "TOTAL") == "10" and _bodies(project) == []
+
+
+def _lwdp_run(project, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lwdp", "--cache-dir", str(project.cache_dir), "run", "pipeline:stg_report", *args],
+        cwd=project.root, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_lwdp_run_force_recomputes_a_stage_and_only_what_its_new_result_changes(project):
+    _recompute_project(project)
+    same = _lwdp_run(project, "--force", "stg_fetch")
+    assert same.returncode == 0, same.stderr
+    assert _bodies(project) == ["stg_fetch"]
+    assert re.search(r"pipeline\.stg_report\s+cached", same.stdout), same.stdout
+
+    project.write("db.txt", "5 5")
+    changed = _lwdp_run(project, "--force", "pipeline.stg_fetch")
+    assert changed.returncode == 0, changed.stderr
+    assert _bodies(project) == ["stg_fetch", "stg_total", "stg_report"]
+    assert _line(project.run(), "TOTAL") == "10" and _bodies(project) == []
+
+    unknown = _lwdp_run(project, "--force", "stg_nothing")
+    assert unknown.returncode == 2
+    assert "--force 'stg_nothing' is not a stage of pipeline:stg_report's pipeline" in unknown.stderr

@@ -23,17 +23,18 @@ def current_hashes(target: Stage) -> dict[Stage, str]:
     return hashes
 
 
-def run_stage(target: Stage) -> Any:
-    """Compute or load ``target``'s result.
+def run_stage(target: Stage, forced: frozenset[Stage] = frozenset()) -> Any:
+    """Compute or load ``target``'s result; ``forced`` stages are computed even if cached,
+    their artifacts replaced (a run with some is serial).
 
     A catalog found damaged mid-run is moved aside; the run then starts again on a new
     one, where what was already computed is adopted from its manifests.
     """
     _refuse_while_a_worker_starts(target)
     try:
-        return _run_once(target)
+        return _run_once(target, forced)
     except CatalogDamagedError:
-        return _run_once(target)
+        return _run_once(target, forced)
 
 
 def _refuse_while_a_worker_starts(target: Stage) -> None:
@@ -51,10 +52,10 @@ def _refuse_while_a_worker_starts(target: Stage) -> None:
         )
 
 
-def _run_once(target: Stage) -> Any:
+def _run_once(target: Stage, forced: frozenset[Stage]) -> Any:
     with RunContext() as context:
-        run = PipelineRun(target, context)
-        if context.settings.parallel and not run.loadable(target):
+        run = PipelineRun(target, context, forced)
+        if context.settings.parallel and not forced and not run.loadable(target):
             from .parallel import ParallelRun  # only runs that compute: a warm one never starts a worker
 
             run = ParallelRun(run, context)

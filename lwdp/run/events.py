@@ -22,16 +22,19 @@ class StageEvent:
 
     stage: str
     hash: str
-    outcome: str  # "hit" | "computed" | "computed-uncached" | "not-needed" | "started"
+    outcome: str  # "hit" | "computed" | "computed-uncached" | "reused" | "not-needed" | "started"
     seconds: float
     bytes: int | None
-    reason: str | None = None  # why a cached stage was computed; where a hit came from
+    reason: str | None = None  # why a cached stage was computed or reused; where a hit came from
 
 
 def log_event(event: StageEvent) -> None:
     short = event.hash[:12]
     if event.outcome == "started":
         logger.debug("stage %s: started %s", event.stage, short, extra={"lwdp_event": event})
+        return
+    if event.outcome == "reused":  # early cutoff (`lwdp.run.cutoff`)
+        logger.info("stage %s: %s: reused as %s (%s bytes), not recomputed", event.stage, event.reason, short, f"{event.bytes:,}", extra={"lwdp_event": event})
         return
     if event.outcome == "hit":
         text = f"cache hit {short}, read {event.bytes:,} bytes in {event.seconds:.3f} s"

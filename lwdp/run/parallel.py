@@ -58,6 +58,7 @@ class ParallelRun(PipelineRun):
         self.by_name = {stage.name: stage for stage in self.order}
         self.position = {stage: i for i, stage in enumerate(self.order)}
         self.reasons: dict[Stage, str | None] = {}  # the stages to compute, and why
+        self.reused: set[Stage] = set()  # of those, the ones an earlier result was found for (`lwdp.run.cutoff`)
         self.pending: set[Stage] = set()  # of those, the ones not sent yet
         self.blockers: dict[Stage, set[Stage]] = {}  # upstreams still to compute
         self.consumers: dict[Stage, set[Stage]] = {}  # consumers not done yet
@@ -209,7 +210,12 @@ class ParallelRun(PipelineRun):
         return StageTask(
             stage=where, hash=self.hashes[stage], inputs=inputs,
             raw_inputs=tuple(inp.name for inp in stage.inputs if inp.kind == "raw"),
-            manifest=stage_manifest(stage, self.inputs[stage]) if stage.cache else None,
+            manifest=stage_manifest(stage, self.inputs[stage]) if stage.cache else None, rows=self.inputs[stage],
+            uncached=frozenset(inp.name for inp in stage.inputs if inp.kind == "stage" and not inp.value.cache),
+            reran={
+                inp.name: self.reasons[inp.value] for inp in stage.inputs
+                if inp.kind == "stage" and inp.value in self.reasons and inp.value not in self.reused
+            },
             reason=self.reasons[stage], settings=self.settings, cwd=os.getcwd(), keep=keep,
             log_level=logger.getEffectiveLevel(), run_id=self.run_id, run_pid=os.getpid(),
         )
@@ -230,7 +236,9 @@ class ParallelRun(PipelineRun):
             self.blockers[stage].add(upstream)
             return
         self.resolved.add(stage)
-        if here or not stage.cache:  # a worker sends only an uncached stage's value
+        if outcome.reused:
+            self.reused.add(stage)
+        if here and not outcome.reused or not stage.cache:  # a worker sends only an uncached stage's value
             self.results[stage] = outcome.value
         if outcome.written is not None:
             self.writing[outcome.written] = stage

@@ -14,13 +14,15 @@ from contextlib import ExitStack
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..errors import LwdpError
 from ..formats import choose_format
 from ..graph import dependency_order
 from ..hashing.manifest import stage_manifest
 from ..hashing.stage_hash import stage_hashes
-from ..store.cache import Loadable, Miss
+from ..store.cache import Hit, Loadable, Miss
 from ..store.records import LineageRow
 from .context import RunContext
+from .cutoff import artifact_content, input_key, reuse, value_content
 from .events import StageEvent, log_event
 from .status import stage_status
 from .steps import call_stage, hit_event, load_locked, save_in_background, view
@@ -36,6 +38,24 @@ class _Missed(NamedTuple):
     lock: ExitStack | None
 
 
+class _Step:
+    """A stage on the run's stack: whether its value is wanted or only its result's
+    content (early cutoff), and how far it got: looked up, then (when an earlier result
+    may match) its upstreams' contents, then their values and its computation."""
+
+    __slots__ = ("stage", "value", "missed", "keyed")
+
+    def __init__(self, stage: Stage, value: bool) -> None:
+        self.stage = stage
+        self.value = value
+        self.missed: _Missed | None = None
+        self.keyed = False  # its upstreams' contents are known: the input key was looked up
+
+
+RECOMPUTE_ASKED = "recompute asked"
+UPSTREAM_RECOMPUTED = "an upstream recomputed on request returned another result"
+
+
 def needed_upstreams(stage: Stage) -> list[Stage]:
     """The upstreams whose results ``stage``'s function takes."""
     return [inp.value for inp in stage.inputs if inp.kind == "stage" and inp.name in stage.passed_inputs]
@@ -44,8 +64,16 @@ def needed_upstreams(stage: Stage) -> list[Stage]:
 class PipelineRun:
     """One call of a stage: the hashes of its DAG and the results computed so far."""
 
-    def __init__(self, target: Stage, context: RunContext) -> None:
+    def __init__(self, target: Stage, context: RunContext, forced: frozenset[Stage] = frozenset()) -> None:
+        """``forced``: stages to compute even if cached (`Stage.recompute`, ``lwdp run --force``)."""
         self.order = dependency_order(target)
+        self.forced = forced
+        # Below a forced stage, a result found by hash may be stale: each is checked by its
+        # input key once the forced stage's new result is known.
+        self.suspect: set[Stage] = set()
+        for stage in self.order:
+            if any(up in forced or up in self.suspect for up in stage.upstreams):
+                self.suspect.add(stage)
         self.cache = context.cache
         self.writer = context.writer
         self.hashes, self.inputs = stage_hashes(self.order, context.catalog, context.settings)
@@ -55,10 +83,15 @@ class PipelineRun:
             for name, kind, digest, path in self.inputs[stage]
         )
         self.results: dict[Stage, Any] = {}
-        self.resolved: set[Stage] = set()  # loaded or computed
+        self.resolved: set[Stage] = set()  # loaded, computed or reused
+        self.contents: dict[Stage, str | None] = {}  # of results, as early cutoff compares them
+        self.reasons: dict[Stage, str | None] = {}  # why each stage computed in this call was
+        self._by_hash = {self.hashes[stage]: stage for stage in self.order}
 
     def loadable(self, stage: Stage) -> bool:
         """Whether the stage's result would be loaded, not computed (the cache's probe)."""
+        if stage in self.forced or stage in self.suspect:
+            return False
         return stage.cache and isinstance(self.cache.probe(stage.name, self.hashes[stage], stage.format), Loadable)
 
     def log_not_needed(self) -> None:
@@ -73,36 +106,118 @@ class PipelineRun:
         A loop over a stack of stages, not recursion, so a chain of any length fits Python's
         stack. A stage whose result must be computed holds its compute-once lock from the
         miss until its result is handed to the writer (its inputs are resolved meanwhile).
+        A missed stage with earlier results first asks its upstreams only for their results'
+        contents (an upstream that loads is not read for that): when they match an earlier
+        result's, that result is reused (`lwdp.run.cutoff`) and its inputs are not loaded.
         """
-        waiting: dict[Stage, _Missed] = {}  # missed, their inputs pending
-        stack = [target]
+        stack = [_Step(target, value=True)]
+        locks: list[ExitStack] = []
         try:
             while stack:
-                stage = stack[-1]
-                if stage in self.results:
+                step = stack[-1]
+                stage = step.stage
+                if stage in self.results or (not step.value and stage in self.contents):
                     stack.pop()
-                    continue
-                if stage not in waiting:
-                    found = self._load(stage)
-                    if not isinstance(found, _Missed):
-                        self.results[stage] = found
-                        self.resolved.add(stage)
-                        stack.pop()
-                        continue
-                    waiting[stage] = found
-                    stack += [up for up in reversed(needed_upstreams(stage)) if up not in self.results]
-                    continue
-                missed = waiting.pop(stage)
-                with missed.lock or ExitStack():  # released here unless handed to the writer
-                    self.results[stage] = self._compute(stage, missed.reason, missed.lock)
-                self.resolved.add(stage)
-                stack.pop()
-        except BaseException:
-            for missed in waiting.values():
-                if missed.lock is not None:
-                    missed.lock.close()
-            raise
+                elif step.missed is None:
+                    self._look_up(step, stack, locks)
+                elif step.missed.lock is not None and not step.keyed:
+                    step.keyed = True
+                    if not self._reuse(step):
+                        stack += [_Step(up, value=True) for up in reversed(needed_upstreams(stage)) if up not in self.results]
+                else:
+                    with step.missed.lock or ExitStack():  # released here unless handed to the writer
+                        self.results[stage] = self._compute(stage, step.missed.reason, step.missed.lock)
+                    self.resolved.add(stage)
+                    stack.pop()
+        finally:
+            for lock in locks:
+                lock.close()  # those of stages that failed or were reused (a handed-over one is empty)
         return self.results[target]
+
+    def _look_up(self, step: _Step, stack: list[_Step], locks: list[ExitStack]) -> None:
+        """The stage's result or content if cached (popped), else its miss, and what to
+        resolve before it: its upstreams' contents, when it has earlier results to match,
+        or their values."""
+        stage = step.stage
+        if stage.cache and (stage in self.forced or stage in self.suspect):
+            lock = ExitStack()
+            lock.enter_context(self.cache.computing(self.hashes[stage], stage.name))
+            locks.append(lock)
+            step.missed = _Missed(RECOMPUTE_ASKED if stage in self.forced else None, lock)
+            step.keyed = stage in self.forced
+            wanted = needed_upstreams(stage) if step.keyed else stage.upstreams
+            stack += [_Step(up, value=step.keyed) for up in reversed(wanted) if up not in self.results]
+            return
+        if not step.value and stage.cache:
+            content = artifact_content(self.cache, self.hashes[stage])
+            if content is not None:  # recorded: its content is known without reading it
+                self.contents[stage] = content
+                stack.pop()
+                return
+        found = self._load(stage)
+        if not isinstance(found, _Missed):
+            self.results[stage] = found
+            self.resolved.add(stage)
+            stack.pop()
+            return
+        step.missed = found
+        if found.lock is not None:
+            locks.append(found.lock)
+            if self.cache.catalog.keyed_by_inputs(stage.name):
+                stack += [_Step(up, value=False) for up in reversed(stage.upstreams) if up not in self.contents]
+                return
+        step.keyed = True
+        stack += [_Step(up, value=True) for up in reversed(needed_upstreams(stage)) if up not in self.results]
+
+    def _reuse(self, step: _Step) -> bool:
+        """Whether an earlier result of the stage, computed from inputs of the same content,
+        was recorded as its result (its lock is released then)."""
+        stage = step.stage
+        assert step.missed is not None and step.missed.lock is not None
+        stage_hash = self.hashes[stage]
+        key = input_key(stage, self.inputs[stage], self.content_of)
+        if stage in self.suspect:
+            own = self.cache.catalog.lookup_artifact(stage_hash)
+            if key is not None and own is not None and own.input_key == key:  # still computed from these inputs
+                return self._resolved(step, None)
+            step.missed = _Missed(UPSTREAM_RECOMPUTED, step.missed.lock)
+        if key is None:
+            return False
+        manifest = stage_manifest(stage, self.inputs[stage])
+        upstreams = {inp.name: inp.value for inp in stage.inputs}
+        event = reuse(self.cache, stage, stage_hash, self.inputs[stage], key, manifest, lambda name: self.reasons.get(upstreams[name]))
+        return event is not None and self._resolved(step, event)
+
+    def _resolved(self, step: _Step, event: StageEvent | None) -> bool:
+        """A missed stage whose result is an artifact after all: reused (``event``), or
+        its own, found valid again below a forced recompute (logged as the hit it is)."""
+        stage, stage_hash = step.stage, self.hashes[step.stage]
+        assert step.missed is not None and step.missed.lock is not None
+        started = time.perf_counter()
+        if step.value or event is None:
+            found = self.cache.load(stage.name, stage_hash, stage.format, locked=True)
+            if not isinstance(found, Hit):
+                if event is None:
+                    return False  # its own artifact is damaged: compute it again
+                raise LwdpError(f"stage '{stage.name}': the result it reused is gone already ({found}); run again")
+            self.results[stage] = found.value
+            event = event or hit_event(stage.name, stage_hash, found, time.perf_counter() - started)
+        step.missed.lock.close()
+        log_event(event)
+        self.resolved.add(stage)
+        self.contents[stage] = artifact_content(self.cache, stage_hash)
+        return True
+
+    def content_of(self, input_name: str, upstream_hash: str) -> str | None:
+        """The content of an upstream's result, by the hash this run gave it: its artifact's
+        checksum (once this run's write of it is done), or a digest of an uncached value."""
+        upstream = self._by_hash[upstream_hash]
+        if upstream not in self.contents:
+            if upstream.cache:
+                self.contents[upstream] = artifact_content(self.cache, upstream_hash, self.writer.pending(upstream_hash))
+            else:
+                self.contents[upstream] = value_content(self.results[upstream]) if upstream in self.results else None
+        return self.contents[upstream]
 
     def _load(self, stage: Stage) -> Any:
         """The cached result, or a `_Missed` holding the compute-once lock of the stage."""
@@ -130,12 +245,16 @@ class PipelineRun:
         started = time.perf_counter()
         result = call_stage(stage, kwargs)
         seconds = time.perf_counter() - started
+        self.reasons[stage] = miss_reason
         if not stage.cache or lock is None:
             log_event(StageEvent(stage.name, stage_hash, "computed-uncached", seconds, None, miss_reason))
             return result
         choice = choose_format(stage.name, result, stage.format)
         manifest = stage_manifest(stage, self.inputs[stage])
-        save_in_background(self.writer, lock, self.cache, stage, stage_hash, result, choice, seconds, manifest, miss_reason)
+        save_in_background(
+            self.writer, lock, self.cache, stage, stage_hash, result, choice, seconds, manifest, miss_reason,
+            lambda: input_key(stage, self.inputs[stage], self.content_of),
+        )
         return result
 
     def _inputs(self, stage: Stage) -> dict[str, Any]:

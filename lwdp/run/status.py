@@ -13,6 +13,7 @@ from ..hashing.stage_hash import InputRow, stage_hashes
 from ..store.cache import Loadable, Miss, MissReason, Source
 from ..store.catalog import Catalog
 from .context import RunContext
+from .cutoff import REUSED
 
 if TYPE_CHECKING:
     from ..stage import Stage
@@ -31,11 +32,13 @@ class StageStatus:
     state: State
     reasons: list[str] = field(default_factory=list)
     source: Source | None = None
+    reused: str | None = None  # a fresh result reused by early cutoff: why (`lwdp.run.cutoff`)
 
     def __str__(self) -> str:
         if self.state == "fresh":
             where = " in the shared store, to be downloaded" if self.source is Source.SHARED else ""
-            return f"stage {self.stage.name}: fresh (cached as {self.hash[:12]}{where})"
+            reused = f"; reused, as {self.reused}" if self.reused else ""
+            return f"stage {self.stage.name}: fresh (cached as {self.hash[:12]}{where}{reused})"
         if self.state == "not cached":
             return f"stage {self.stage.name}: not cached (cache=False): runs on every call"
         return f"stage {self.stage.name}: {self.state}" + (f": {'; '.join(self.reasons)}" if self.reasons else "")
@@ -60,7 +63,9 @@ def stage_status(catalog: Catalog, stage: Stage, stage_hash: str, inputs: list[I
     """What the probe's answer means for ``stage``: fresh, or why it would be computed (what
     changed since its result was last cached, when there is no result for this hash)."""
     if isinstance(found, Loadable):
-        return StageStatus(stage, stage_hash, "fresh", source=found.source)
+        reused = (catalog.stage_manifest(stage_hash) or {}).get(REUSED)
+        because = reused.get("because") if isinstance(reused, dict) else None
+        return StageStatus(stage, stage_hash, "fresh", source=found.source, reused=because if isinstance(because, str) else None)
     if found.reason is not MissReason.NEVER_COMPUTED:
         return StageStatus(stage, stage_hash, "stale", [str(found)])
     stored_before, previous = catalog.previous_manifest(stage.name, stage_hash)

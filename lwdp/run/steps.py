@@ -8,6 +8,7 @@ import copy
 import os
 import time
 from contextlib import ExitStack
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -111,25 +112,28 @@ def hit_event(stage_name: str, stage_hash: str, found: Hit, seconds: float) -> S
 
 def save(
     cache: ResultCache, stage: StageNode, stage_hash: str, result: Any, choice: FormatChoice, seconds: float,
-    manifest: dict[str, Any], miss_reason: str | None,
+    manifest: dict[str, Any], miss_reason: str | None, input_key: Callable[[], str | None],
 ) -> StageEvent:
-    """Store a computed result in its chosen format (`lwdp.formats.choose_format`); the
-    event says how long computing and writing took, and how many bytes were cached."""
+    """Store a computed result in its chosen format (`lwdp.formats.choose_format`) with its
+    input key (`lwdp.run.cutoff`); the event says how long computing and writing took, and
+    how many bytes were cached."""
     written = time.perf_counter()
-    size = cache.save(stage.name, stage_hash, result, choice, seconds, manifest)
+    size = cache.save(stage.name, stage_hash, result, choice, seconds, manifest, input_key())
     return StageEvent(stage.name, stage_hash, "computed", seconds + time.perf_counter() - written, size, miss_reason)
 
 
 def save_in_background(
     writer: ArtifactWriter, lock: ExitStack, cache: ResultCache, stage: StageNode, stage_hash: str, result: Any,
     choice: FormatChoice, seconds: float, manifest: dict[str, Any], miss_reason: str | None,
+    input_key: Callable[[], str | None],
 ) -> Future[None]:
     """`save` on the writer's threads, the compute-once ``lock`` going with the write (it is
-    released once the artifact is recorded); the stage's line is logged then."""
+    released once the artifact is recorded); the stage's line is logged then. The input key
+    is computed there too: it may wait for the upstreams' writes."""
     held = lock.pop_all()
 
     def write() -> None:
         with held:
-            log_event(save(cache, stage, stage_hash, result, choice, seconds, manifest, miss_reason))
+            log_event(save(cache, stage, stage_hash, result, choice, seconds, manifest, miss_reason, input_key))
 
-    return writer.submit(write)
+    return writer.submit(write, stage_hash)

@@ -14,6 +14,7 @@ a consumer that lands in the same process gets them from memory.
 
 from __future__ import annotations
 
+import functools
 import glob
 import importlib
 import logging
@@ -37,6 +38,8 @@ from ..graph import StageNode, registered
 from ..store.cache import Hit, ResultCache
 from ..store.catalog import open_catalog
 from ..store.writer import ArtifactWriter
+from ..hashing.stage_hash import InputRow
+from .cutoff import artifact_content, input_key, reuse, value_content
 from .events import StageEvent, log_event
 from .steps import call_stage, hit_event, load_locked, save, save_in_background, view
 
@@ -73,6 +76,9 @@ class StageTask:
     inputs: dict[str, Any]  # keyword -> CachedInput, or the value itself
     raw_inputs: tuple[str, ...]  # keywords naming raw paths, checked before the call
     manifest: dict[str, Any] | None  # None: an uncached stage
+    rows: list[InputRow]  # what its hash covers (`lwdp.hashing.stage_hash`): its input key's parts
+    uncached: frozenset[str]  # the inputs naming uncached upstreams: they count by value, not artifact
+    reran: dict[str, str | None]  # the inputs naming upstreams computed in this call: why they were
     reason: str | None
     settings: Settings
     cwd: str
@@ -95,6 +101,7 @@ class TaskOutcome:
     unavailable: str | None = None
     gone: str | None = None
     written: Future[None] | None = None  # in the run's process: the background write of the artifact
+    reused: bool = False  # an earlier result is its result (`lwdp.run.cutoff`): consumers read the artifact
 
 
 class _Memory:
@@ -221,6 +228,13 @@ def _compute(task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | Non
     cache = _cache_for(task.settings)
     name = stage.name
     locked = None
+
+    def content_of(input_name: str, upstream_hash: str) -> str | None:
+        """An upstream's content (`lwdp.run.cutoff`): its artifact's, or the value the run sent."""
+        if input_name in task.uncached:
+            return value_content(task.inputs[input_name]) if input_name in task.inputs else None
+        return artifact_content(cache, upstream_hash, writer.pending(upstream_hash) if writer is not None else None)
+
     try:
         if task.manifest is not None:
             started = time.perf_counter()
@@ -231,6 +245,13 @@ def _compute(task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | Non
                 if writer is not None:
                     outcome.value = found.value
                 return
+            if cache.catalog.keyed_by_inputs(name):
+                key = input_key(stage, task.rows, content_of)
+                event = key and reuse(cache, stage, task.hash, task.rows, key, task.manifest, task.reran.get)
+                if event:
+                    log_event(event)
+                    outcome.reused = True
+                    return
         kwargs = _arguments(task, stage, cache, outcome)
         if kwargs is None:
             return
@@ -244,13 +265,14 @@ def _compute(task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | Non
             outcome.value = result
             return
         choice = choose_format(name, result, stage.format)
+        keyed = functools.partial(input_key, stage, task.rows, content_of)
         if writer is None:
-            log_event(save(cache, stage, task.hash, result, choice, seconds, task.manifest, task.reason))
+            log_event(save(cache, stage, task.hash, result, choice, seconds, task.manifest, task.reason, keyed))
             MEMORY.put(task, task.hash, result)
             return
         assert locked is not None
         outcome.value = result
-        outcome.written = save_in_background(writer, locked, cache, stage, task.hash, result, choice, seconds, task.manifest, task.reason)
+        outcome.written = save_in_background(writer, locked, cache, stage, task.hash, result, choice, seconds, task.manifest, task.reason, keyed)
     finally:
         if locked is not None:
             locked.close()

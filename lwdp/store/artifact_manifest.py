@@ -57,4 +57,11 @@ def record_from_manifest(manifest: dict[str, Any], stage_hash: str | None = None
         compute_seconds=field_of("compute_seconds", (int, float), optional=True),
         lwdp_version=field_of("lwdp_version", str, optional=True),
         pandas_version=field_of("pandas_version", str, optional=True),
+        input_key=_input_key(field_of("input_key", str, optional=True)),
     )
+
+
+def _input_key(value: str | None) -> str | None:
+    if value is not None and not HASH.fullmatch(value):
+        raise ValueError(f"manifest field 'input_key' is {value!r}")
+    return value

@@ -9,10 +9,12 @@ names start with ``.tmp-`` so a sweep can tell them apart; nothing here knows ab
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from abc import ABC, abstractmethod
@@ -279,6 +281,17 @@ def bytes_match(data: bytes | None, size: int, checksum: str) -> bool | None:
     if data is None:
         return None
     return len(data) == size and checksum_bytes(data) == checksum
+
+
+def link_or_copy(source: Path, destination: str) -> None:
+    """``destination`` as a hard link to ``source`` (no byte copied), or a copy of it where
+    the filesystem makes no links."""
+    try:
+        os.link(source, destination)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        shutil.copyfile(source, destination)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -9,6 +9,7 @@ reason (`outcomes`), so the stage is recomputed and its artifact replaced.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from ..formats import FORMATS, Format, FormatChoice, warn_falling_back
 from ..version import __version__
 from .adoption import adopt, adoptable
 from .artifact_manifest import manifest_of
-from .artifact_store import LocalArtifactStore, bytes_match
+from .artifact_store import LocalArtifactStore, bytes_match, link_or_copy
 from .locks import LockDir
 from .outcomes import Hit, Loadable, Miss, MissReason, Source, damage, parsed, warn_once
 from .placement import Placement
@@ -170,11 +171,12 @@ class ResultCache:
 
     def save(
         self, stage_name: str, stage_hash: str, result: Any, choice: FormatChoice, seconds: float,
-        stage_manifest: dict[str, Any] | None = None,
+        stage_manifest: dict[str, Any] | None = None, input_key: str | None = None,
     ) -> int:
         """Write and record ``result`` in the chosen format (`lwdp.formats.choose_format`), or
         its fallback if that format's writer refuses it, with what went into its hash,
         ``stage_manifest``, in the catalog and beside the file; return its size in bytes.
+        ``input_key``: what early cutoff will find it by (`ArtifactRecord.input_key`).
 
         :raises ResultNotStorableError: the format's writer refused ``result`` (no fallback).
         :raises ArtifactWriteError: the disk refused (full, I/O error); nothing is published.
@@ -188,25 +190,80 @@ class ResultCache:
             warn_falling_back(exc)
             fmt = choice.fallback
             options, size, checksum = self._write(stage_name, stage_hash, fmt, result)
-        previous = self.catalog.lookup_artifact(stage_hash)
         now = utcnow()
         record = ArtifactRecord(
             hash=stage_hash, stage=stage_name, format=fmt.name, size=size, checksum=checksum,
             read_options=options, created_at=now, last_access=now, compute_seconds=seconds,
-            lwdp_version=__version__, pandas_version=pd.__version__,
+            lwdp_version=__version__, pandas_version=pd.__version__, input_key=input_key,
         )
+        self._publish(record, stage_manifest)
+        return size
+
+    def reuse(self, stage_name: str, stage_hash: str, earlier: ArtifactRecord, stage_manifest: dict[str, Any]) -> ArtifactRecord | None:
+        """Record ``earlier``'s result (the same stage, computed from the same inputs) as the
+        result of ``stage_hash`` too: the file is hard-linked (copied where links can't be
+        made), checked against its checksum, and recorded with its own manifest. None when
+        ``earlier``'s file is not here intact.
+
+        :raises ArtifactWriteError: the disk refused; nothing is published.
+        """
+        suffix = FORMATS[earlier.format].suffix
+        if not self.store.is_intact(earlier.hash, suffix, earlier.size, earlier.checksum):
+            return None
+        source = self.store.path_for(earlier.hash, suffix)
+        try:
+            _, size, checksum = self.store.write(stage_hash, suffix, lambda path: link_or_copy(source, path), sync_directory=False)
+        except OSError as exc:
+            raise _write_failed(stage_name, "artifact", exc) from exc
+        if (size, checksum) != (earlier.size, earlier.checksum):  # changed since checked: not what it was
+            self.store.delete(stage_hash, suffix)
+            return None
+        now = utcnow()
+        record = dataclasses.replace(earlier, hash=stage_hash, created_at=now, last_access=now)
+        self._publish(record, stage_manifest)
+        return record
+
+    def _publish(self, record: ArtifactRecord, stage_manifest: dict[str, Any] | None) -> None:
+        """The manifest beside the written file, the shared store's copy, then the catalog
+        row (and the file of the hash's previous format, if any, removed)."""
+        previous = self.catalog.lookup_artifact(record.hash)
+        suffix = FORMATS[record.format].suffix
         manifest = manifest_of(record, stage_manifest)
         try:
-            self.store.write_manifest(stage_hash, manifest)
+            self.store.write_manifest(record.hash, manifest)
         except OSError as exc:
-            self.store.delete(stage_hash, fmt.suffix)
-            raise _write_failed(stage_name, "manifest", exc) from exc
+            self.store.delete(record.hash, suffix)
+            raise _write_failed(record.stage, "manifest", exc) from exc
         if self.shared is not None:
             record = self.shared.publish(record, manifest)
         self.catalog.record_artifact(record, stage_manifest)
-        if previous is not None and FORMATS[previous.format].suffix != fmt.suffix:
-            self.store.path_for(stage_hash, FORMATS[previous.format].suffix).unlink(missing_ok=True)
-        return size
+        if previous is not None and FORMATS[previous.format].suffix != suffix:
+            self.store.path_for(record.hash, FORMATS[previous.format].suffix).unlink(missing_ok=True)
+        if previous is not None and previous.format == record.format and previous.checksum != record.checksum:
+            self._drop_derived(record)
+
+    def _drop_derived(self, changed: ArtifactRecord) -> None:
+        """Remove the artifacts computed from an earlier result of ``changed``'s hash, at any
+        depth: the hash now has another result (a forced recompute, or a stage that is not
+        deterministic recomputed after its artifact was lost), so theirs are stale. Their
+        stages compute again when next called (or reuse a result from inputs like the new
+        ones). An artifact another process is reading or computing right now is left alone."""
+        for stage_hash, stage_name, _ in self.catalog.descendants(self.catalog.consumers(changed.hash)):
+            record = self.catalog.lookup_artifact(stage_hash)
+            if record is None:
+                continue
+            with self.locks.try_hold(stage_hash, remove=True) as free:
+                if not free:
+                    continue
+                suffix = FORMATS[record.format].suffix
+                self.catalog.delete_artifact(stage_hash)
+                self.store.delete(stage_hash, suffix)
+                if self.remote is not None:
+                    self.remote.delete(stage_hash, suffix)
+            logger.info(
+                "stage %s: artifact %s removed: it was computed from the result of stage %s before that changed",
+                stage_name, stage_hash[:12], changed.stage,
+            )
 
     def _write(self, stage_name: str, stage_hash: str, fmt: Format, result: Any) -> tuple[dict[str, Any], int, str]:
         try:

@@ -84,6 +84,23 @@ class Catalog:
             rows = list(s.rows(f"{_SELECT_ARTIFACTS}{where} ORDER BY created_at DESC", {"stage": stage} if stage else None))
         return [record_from_row(row) for row in rows]
 
+    def keyed_by_inputs(self, stage: str) -> bool:
+        """Whether any artifact of ``stage`` has an input key: early cutoff has something
+        to find (a stage computed only before cutoff existed, or never, has not)."""
+        with self.db.read() as s:
+            found = _first(s, "SELECT 1 FROM artifacts WHERE stage = :stage AND input_key IS NOT NULL LIMIT 1", {"stage": stage})
+        return found is not None
+
+    def with_input_key(self, stage: str, input_key: str) -> list[ArtifactRecord]:
+        """The artifacts of ``stage`` computed from these inputs (`ArtifactRecord.input_key`),
+        newest first."""
+        with self.db.read() as s:
+            rows = list(s.rows(
+                f"{_SELECT_ARTIFACTS} WHERE stage = :stage AND input_key = :key ORDER BY created_at DESC",
+                {"stage": stage, "key": input_key},
+            ))
+        return [record_from_row(row) for row in rows]
+
     def listed_formats(self) -> dict[str, str]:
         """{hash: format} of every artifact row: what gc compares with the files."""
         with self.db.read() as s:
@@ -206,6 +223,12 @@ class Catalog:
             found = _first(s, _PREVIOUS_MANIFEST, {"stage": stage, "current": current})
         return seen, json.loads(found[0]) if found is not None else None
 
+    def stage_manifest(self, stage_hash: str) -> dict[str, Any] | None:
+        """The manifest recorded for ``stage_hash`` (`lwdp.hashing.manifest`), if any."""
+        with self.db.read() as s:
+            found = _first(s, "SELECT manifest FROM stage_manifests WHERE hash = :hash", {"hash": stage_hash})
+        return json.loads(found[0]) if found is not None else None
+
     def stage_names(self) -> set[str]:
         """Every stage name the catalog has seen (in lineage or artifacts)."""
         with self.db.read() as s:
@@ -250,6 +273,11 @@ class Catalog:
         """Every recorded raw input of every stage hash."""
         with self.db.read() as s:
             return [LineageRow(*row) for row in s.rows(f"{_SELECT_LINEAGE} WHERE input_kind = 'raw'")]
+
+    def consumers(self, stage_hash: str) -> set[str]:
+        """The stage hashes that take ``stage_hash``'s result as an input."""
+        with self.db.read() as s:
+            return {h for (h,) in s.rows("SELECT DISTINCT hash FROM lineage WHERE input_hash = :hash AND input_kind = 'stage'", {"hash": stage_hash})}
 
     def descendants(self, stage_hashes: Iterable[str]) -> list[tuple[str, str, int]]:
         """(hash, stage, depth) of every stage hash derived from these, transitively (depth 1 =

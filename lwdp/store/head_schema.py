@@ -30,7 +30,7 @@ HEAD_SCHEMA = (
 	checksum VARCHAR(32) NOT NULL, 
 	read_options TEXT, 
 	created_at DATETIME NOT NULL, 
-	last_access DATETIME NOT NULL, compute_seconds FLOAT, lwdp_version VARCHAR(32), pandas_version VARCHAR(32), 
+	last_access DATETIME NOT NULL, compute_seconds FLOAT, lwdp_version VARCHAR(32), pandas_version VARCHAR(32), input_key VARCHAR(32), 
 	PRIMARY KEY (hash)
 )""",
     """CREATE INDEX ix_artifacts_stage ON artifacts (stage)""",
@@ -82,6 +82,7 @@ HEAD_SCHEMA = (
 )""",
     """CREATE INDEX ix_stage_manifests_stage_recorded_at ON stage_manifests (stage, recorded_at)""",
     """CREATE INDEX ix_artifacts_recency ON artifacts (last_access, size, hash, format, stage)""",
+    """CREATE INDEX ix_artifacts_stage_input_key ON artifacts (stage, input_key)""",
 )
 
 

@@ -53,6 +53,7 @@ class ArtifactRecord:
     compute_seconds: float | None = None
     lwdp_version: str | None = None
     pandas_version: str | None = None
+    input_key: str | None = None  # code and inputs, upstreams by content: what early cutoff finds it by
 
 
 class UsageRow(NamedTuple):

@@ -31,14 +31,22 @@ class ArtifactWriter:
     def __init__(self) -> None:
         self._executor: ThreadPoolExecutor | None = None
         self._jobs: list[Future[None]] = []
+        self._of_hash: dict[str, Future[None]] = {}
 
-    def submit(self, job: Callable[[], None]) -> Future[None]:
+    def submit(self, job: Callable[[], None], stage_hash: str) -> Future[None]:
+        """Start writing the artifact of ``stage_hash`` (jobs start in the order submitted, so
+        a job may wait for one submitted before it)."""
         if self._executor is None:
             from concurrent.futures import ThreadPoolExecutor  # only runs that compute need it
 
             self._executor = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="lwdp-writer")
         self._jobs.append(future := self._executor.submit(job))
+        self._of_hash[stage_hash] = future
         return future
+
+    def pending(self, stage_hash: str) -> Future[None] | None:
+        """The write of ``stage_hash`` this run submitted, if any (done or not)."""
+        return self._of_hash.get(stage_hash)
 
     def finish(self, raising: bool = True) -> None:
         """Wait for every write; raise the first that failed (the others are logged).
@@ -51,6 +59,7 @@ class ArtifactWriter:
         self._executor = None
         failures = [error for job in self._jobs if (error := job.exception()) is not None]
         self._jobs.clear()
+        self._of_hash.clear()
         for error in failures[1 if raising else 0 :]:
             logger.error("%s", error)
         if raising and failures:
