@@ -48,6 +48,13 @@ class StageNode:
     format: Format | None
     code_digest: str
     passed_inputs: frozenset[str]  # the inputs the function takes
+    module: str  # where worker processes find it: the module that makes it when imported
+    partitions: tuple[StageNode, ...] = ()  # a partitioned stage's: one per file (`lwdp.partitions`)
+    partition: str | None = None  # a partition's: its file's path as matched
+
+    def refresh(self) -> None:
+        """Bring the inputs up to date before a run orders the pipeline (a partitioned
+        stage lists its files); nothing for others."""
 
     def inputs_of_kind(self, kind: str) -> list[Input]:
         return [inp for inp in self.inputs if inp.kind == kind]
@@ -68,7 +75,14 @@ def register(node: StageNode) -> None:
 
 
 def registered(name: str) -> StageNode | None:
-    return _registry.get(name)
+    """The stage of that name, or the partition ``STAGE[PATH]`` of a partitioned one."""
+    found = _registry.get(name)
+    if found is None and name.endswith("]") and "[" in name:
+        parent = _registry.get(name[: name.index("[")])
+        if parent is not None:
+            parent.refresh()
+            found = next((p for p in parent.partitions if p.name == name), None)
+    return found
 
 
 NodeT = TypeVar("NodeT", bound=StageNode)
@@ -92,6 +106,7 @@ def dependency_order(target: NodeT) -> list[NodeT]:
                 order.append(stage)
             continue
         expanded.add(stage)
+        stage.refresh()
         other = by_name.setdefault(stage.name, stage)
         if other is not stage:
             raise StageNameCollisionError(

@@ -19,6 +19,9 @@ from .formats import Format, get_format
 from .graph import Input, StageNode, qualified_name, register
 from .hashing.code import CodeDigest, deep_code_digest, pinned_code_digest
 from .hashing.params import param_digest
+from .hashing.raw_files import is_file_set
+from .partitions import COMBINATION_CODE, Partition, combination_inputs, combine, list_partitions
+from .hashing.url_inputs import is_url
 
 if TYPE_CHECKING:
     from .run.status import StageStatus
@@ -77,11 +80,13 @@ class Stage(StageNode):
     """A pipeline stage: call it to get its result, running or loading ancestors as needed."""
 
     def __init__(
-        self, func: Callable[..., Any], inputs: dict[str, Any], cache: bool, cache_format: str | None, version: str | None = None,
+        self, func: Callable[..., Any], inputs: dict[str, Any], cache: bool, cache_format: str | None,
+        version: str | None = None, partition_by: str | None = None,
     ) -> None:
         functools.update_wrapper(self, func)
         self.func = func
         self.name = qualified_name(func)
+        self.module = func.__module__
         self.cache = cache
         self.format: Format | None = get_format(cache_format) if cache_format is not None else None
         if version is not None:
@@ -93,7 +98,34 @@ class Stage(StageNode):
         # process runs.
         self.code: CodeDigest = deep_code_digest(func) if version is None else pinned_code_digest(version)
         self.code_digest = self.code.digest
+        self.partition_by = partition_by
+        if partition_by is not None:
+            self._partition(partition_by, bound)
         register(self)
+
+    def _partition(self, input_name: str, bound: dict[str, Input]) -> None:
+        """Make this stage the combination of its per-file partitions (`lwdp.partitions`):
+        the function, caching and code go to the partitions; the inputs come from the files
+        each run finds (`refresh`)."""
+        raw = bound.get(input_name)
+        if raw is None or raw.kind != "raw" or is_url(raw.value) or not is_file_set(raw.value):
+            what = "names no input" if raw is None else f"names {raw.value!r}, which is not a glob or a directory of local files"
+            raise InputBindingError(
+                f"stage '{self.name}': partition_by={input_name!r} {what}; name a raw input bound to a glob "
+                "(\"raw/orders/*.csv\") or a directory, whose files are each a partition"
+            )
+        self.declared_inputs = self.inputs
+        self.partition_func, self.partition_cache, self.partition_code = self.func, self.cache, self.code
+        self.partition_passed = self.passed_inputs
+        self.known_partitions: dict[str, Partition] = {}
+        self.func, self.cache, self.code, self.code_digest = combine, False, COMBINATION_CODE, COMBINATION_CODE.digest
+        self.inputs, self.passed_inputs = (), frozenset()
+
+    def refresh(self) -> None:
+        if self.partition_by is not None:
+            self.partitions = list_partitions(self)
+            self.inputs = combination_inputs(self.partitions)
+            self.passed_inputs = frozenset(inp.name for inp in self.inputs)
 
     @property
     def hash(self) -> str:
@@ -131,7 +163,8 @@ class Stage(StageNode):
 
 
 def stage(
-    *, cache: bool = False, cache_format: str | None = None, version: str | None = None, **inputs: Any,
+    *, cache: bool = False, cache_format: str | None = None, version: str | None = None, partition_by: str | None = None,
+    **inputs: Any,
 ) -> Callable[[Callable[..., Any]], Stage]:
     """Make a function a pipeline stage.
 
@@ -139,13 +172,15 @@ def stage(
     name: a ``str`` or path is a raw input (a file, a directory or a glob), a stage is an
     upstream, and anything else is a parameter that is part of the hash. ``version``: the
     stage's code (helpers included) counts by this string instead of its source, so an edit
-    keeps the cache until the string changes.
+    keeps the cache until the string changes. ``partition_by``: the raw input (a glob or a
+    directory) whose files are each a call of the function, cached on its own; the stage's
+    result combines them (`lwdp.partitions`).
 
     :raises InputBindingError: an input that can't be bound or hashed stably.
     :raises UnknownFormatError: ``cache_format`` is not a format lwdp can write and read.
     """
 
     def decorate(func: Callable[..., Any]) -> Stage:
-        return Stage(func, inputs, cache, cache_format, version)
+        return Stage(func, inputs, cache, cache_format, version, partition_by)
 
     return decorate

@@ -21,7 +21,7 @@ LAYERS = (
     ("lwdp.hashing",),
     ("lwdp.store",),
     ("lwdp.run",),
-    ("lwdp.stage",),
+    ("lwdp.partitions", "lwdp.stage"),
     ("lwdp.upkeep",),
     ("lwdp.progress",),
     ("lwdp.cli", "lwdp.__main__"),

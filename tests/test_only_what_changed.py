@@ -6,6 +6,7 @@ log the bodies append to (``ran.log``), not only from lwdp's own events.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -342,3 +343,141 @@ def test_lwdp_run_force_recomputes_a_stage_and_only_what_its_new_result_changes(
     unknown = _lwdp_run(project, "--force", "stg_nothing")
     assert unknown.returncode == 2
     assert "--force 'stg_nothing' is not a stage of pipeline:stg_report's pipeline" in unknown.stderr
+
+
+PARTITIONED = '''
+import json
+import os
+import sys
+import pandas as pd
+import lwdp
+from lwdp import stage
+
+
+def _ran(name):
+    with open("ran.log", "a") as log:
+        log.write(name + "\\n")
+
+
+@stage(orders="raw/orders/*.csv", cache=True, partition_by="orders", min_qty=1)
+def clean_orders(orders, min_qty):
+    _ran(orders)
+    with open("pids.log", "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    df = pd.read_csv(orders)
+    return df[df.qty >= min_qty]
+
+
+@stage(clean=clean_orders, cache=True)
+def total(clean):
+    _ran("total")
+    return pd.DataFrame({"rows": [len(clean)], "qty": [int(clean.qty.sum())]})
+
+
+@stage(orders="raw/orders", partition_by="orders")
+def sizes(orders):
+    return os.path.getsize(orders)
+
+
+if __name__ == "__main__":
+    lwdp.configure(jobs=int(sys.argv[1]) if len(sys.argv) > 1 else 1)
+    print("EXPLAIN", clean_orders.explain())
+    print("TOTAL", total().to_json(orient="records"))
+    print("CLEAN", clean_orders().to_json(orient="split"))
+    print("SIZES", json.dumps(sizes()))
+'''
+
+
+def _write_month(project, month: str, *qty: int) -> None:
+    project.write(f"raw/orders/2024-{month}.csv", "qty\n" + "".join(f"{q}\n" for q in qty))
+
+
+def _partitioned_project(project) -> None:
+    _write_month(project, "01", 1, -1, 2)
+    _write_month(project, "02", 3)
+    _write_month(project, "03", -5, 4)
+    project.write("pipeline.py", PARTITIONED)
+    first = project.run()
+    assert _line(first, "TOTAL") == '[{"rows":4,"qty":10}]'
+    assert _bodies(project) == ["raw/orders/2024-01.csv", "raw/orders/2024-02.csv", "raw/orders/2024-03.csv", "total"]
+    # The files' results one after the other, in path order, each with the index its call gave.
+    clean = json.loads(_line(first, "CLEAN"))
+    assert clean["index"] == [0, 2, 0, 1] and clean["data"] == [[1], [2], [3], [4]]
+    assert json.loads(_line(first, "SIZES")) == {f"raw/orders/2024-{m}.csv": (project.root / f"raw/orders/2024-{m}.csv").stat().st_size for m in ("01", "02", "03")}
+
+
+def test_a_changed_file_recomputes_only_its_partition(project):
+    _partitioned_project(project)
+    _write_month(project, "02", 3, 6)
+    run = project.run()
+    assert _line(run, "EXPLAIN") == "stage pipeline.clean_orders: stale: partition raw/orders/2024-02.csv: content changed"
+    assert _bodies(project) == ["raw/orders/2024-02.csv", "total"]
+    assert _line(run, "TOTAL") == '[{"rows":5,"qty":16}]'
+    event = next(e for e in run.events if e["stage"] == "pipeline.clean_orders[raw/orders/2024-02.csv]" and e["outcome"] == "computed")
+    assert event["reason"] == "partition raw/orders/2024-02.csv: content changed"
+
+
+def test_a_new_file_adds_a_partition_and_a_removed_one_drops_its_part(project):
+    _partitioned_project(project)
+    _write_month(project, "04", 7)
+    assert _line(project.run(), "TOTAL") == '[{"rows":5,"qty":17}]'
+    assert _bodies(project) == ["raw/orders/2024-04.csv", "total"]
+    (project.root / "raw/orders/2024-01.csv").unlink()
+    assert _line(project.run(), "TOTAL") == '[{"rows":3,"qty":14}]'
+    assert _bodies(project) == ["total"]
+
+
+def test_a_code_or_parameter_change_recomputes_every_partition(project):
+    _partitioned_project(project)
+    project.edit("pipeline.py", PARTITIONED.replace("min_qty=1)", "min_qty=2)"))
+    assert _line(project.run(), "TOTAL") == '[{"rows":3,"qty":9}]'
+    assert _bodies(project) == ["raw/orders/2024-01.csv", "raw/orders/2024-02.csv", "raw/orders/2024-03.csv", "total"]
+
+
+def test_a_warm_run_of_a_consumer_reads_no_partition(project):
+    _partitioned_project(project)
+    project.write("warm.py", "import pipeline\nprint('TOTAL', pipeline.total().to_json(orient='records'))\n")
+    run = project.run("warm.py")
+    assert _line(run, "TOTAL") == '[{"rows":4,"qty":10}]' and _bodies(project) == []
+    outcomes = {e["stage"]: e["outcome"] for e in run.events}
+    assert outcomes["pipeline.total"] == "hit"
+    assert {outcome for stage, outcome in outcomes.items() if stage.startswith("pipeline.clean_orders")} == {"not-needed"}
+
+
+def test_partitions_run_in_parallel_and_lineage_names_each_file(project):
+    _write_month(project, "01", 1)
+    _write_month(project, "02", 2)
+    _write_month(project, "03", 3)
+    _write_month(project, "04", 4)
+    project.write("pipeline.py", PARTITIONED)
+    run = project.run("pipeline.py", "2")
+    assert _line(run, "TOTAL") == '[{"rows":4,"qty":10}]'
+    assert len(set((project.root / "pids.log").read_text().split())) == 2  # the run's process and its worker
+    dependents = subprocess.run(
+        [sys.executable, "-m", "lwdp", "--cache-dir", str(project.cache_dir), "dependents", "raw/orders/2024-03.csv"],
+        cwd=project.root, capture_output=True, text=True, timeout=120,
+    )
+    assert dependents.returncode == 0, dependents.stderr
+    named = [line.split()[0] for line in dependents.stdout.splitlines()]
+    assert set(named) == {
+        "pipeline.clean_orders[raw/orders/2024-03.csv]", "pipeline.clean_orders", "pipeline.total",
+        "pipeline.sizes[raw/orders/2024-03.csv]", "pipeline.sizes",  # the directory's partition of the same file
+    }
+
+
+@pytest.mark.parametrize(("inputs", "message"), [
+    ({"orders": "raw/one.csv"}, "names 'raw/one.csv', which is not a glob or a directory"),
+    ({"orders": 3}, "names 3, which is not a glob or a directory"),
+    ({"other": "raw/*.csv"}, "names no input"),
+])
+def test_partition_by_must_name_a_raw_glob_or_directory(project, inputs, message):
+    project.write("raw/one.csv", "qty\n1\n")
+    with pytest.raises(InputBindingError, match=re.escape(message)):
+        stage(partition_by="orders", **inputs)(lambda **kw: None)
+
+
+def test_a_partitioned_glob_that_matches_nothing_is_the_usual_error(project):
+    project.write("pipeline.py", PARTITIONED)
+    (project.root / "raw/orders").mkdir(parents=True)
+    run = project.run(check=False)
+    assert run.returncode != 0 and "RawInputNotFoundError" in run.stderr and "matches no file" in run.stderr

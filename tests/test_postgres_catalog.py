@@ -353,9 +353,9 @@ while len(os.listdir("ready")) < WORKERS + 2:
 
 
 def pipeline(worker, version):
-    @stage(worker=worker, version=version, cache=True)
-    def stg_gen(worker, version):
-        return pd.DataFrame({"g": [i % 7 for i in range(500)], "x": [worker * 1000 + version + i for i in range(500)]})
+    @stage(worker=worker, generation=version, cache=True)
+    def stg_gen(worker, generation):
+        return pd.DataFrame({"g": [i % 7 for i in range(500)], "x": [worker * 1000 + generation + i for i in range(500)]})
 
     @stage(gen=stg_gen, cache=True, cache_format="csv")
     def stg_clean(gen):

@@ -13,7 +13,7 @@ import downstream
 import steps
 
 
-def _clean_stage(index: int, path: str) -> Stage:
+def clean_stage(index: int, path: str) -> Stage:
     def clean(src: str) -> pd.DataFrame:
         return steps.clean_orders(src)
 
@@ -21,18 +21,21 @@ def _clean_stage(index: int, path: str) -> Stage:
     return stage(src=path, cache=True)(clean)
 
 
-CLEANS = {f"part_{i:02d}": _clean_stage(i, path) for i, path in enumerate(common.raw_files())}
-
-
-@stage(cache=True, **CLEANS)
 def merged(**parts: pd.DataFrame) -> pd.DataFrame:
     return steps.concat_parts([parts[name] for name in sorted(parts)])
 
 
-daily = stage(merged=merged, cache=True)(downstream.daily)
-product_join = stage(merged=merged, cache=True)(downstream.product_join)
-derived = stage(merged=merged, cache=True)(downstream.derived)
-final = stage(daily=daily, product_join=product_join, derived=derived, cache=True)(downstream.final)
+def pipeline(cleans: dict[str, Stage]) -> Stage:
+    """The DAG over these clean stages (``part_NN``: file NN's); its final stage."""
+    merge = stage(cache=True, **cleans)(merged)
+    daily = stage(merged=merge, cache=True)(downstream.daily)
+    product_join = stage(merged=merge, cache=True)(downstream.product_join)
+    derived = stage(merged=merge, cache=True)(downstream.derived)
+    return stage(daily=daily, product_join=product_join, derived=derived, cache=True)(downstream.final)
+
+
+# Made on import: worker processes find the stages in the module.
+final = pipeline({f"part_{i:02d}": clean_stage(i, path) for i, path in enumerate(common.raw_files())})
 
 
 def main() -> None:

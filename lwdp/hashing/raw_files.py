@@ -130,7 +130,7 @@ def _has_glob_magic(pattern: str) -> bool:
     return any(ch in pattern for ch in "*?[")
 
 
-def _literal_root(pattern: str) -> str:
+def glob_root(pattern: str) -> str:
     """The directory a glob starts from ("raw/2024" for "raw/2024/*.csv").
 
     Matched files are named relative to it, so the digest is the same wherever the
@@ -172,11 +172,28 @@ def expand_raw_input(
                 f"{where}: glob {text!r} matches no file (cwd {os.getcwd()}); "
                 "fix the pattern in @stage"
             )
-        root = _literal_root(text)
+        root = glob_root(text)
         return {Path(os.path.relpath(p, root)).as_posix(): os.path.abspath(p) for p in matched}
     raise RawInputNotFoundError(
         f"{where}: raw input {text!r} not found (cwd {os.getcwd()}); fix the path in @stage"
     )
+
+
+def is_file_set(raw: str | os.PathLike[str]) -> bool:
+    """Whether a raw input names a set of files (a glob, or a directory), not one file."""
+    text = os.fspath(raw)
+    return _has_glob_magic(text) or os.path.isdir(text)
+
+
+def file_set_members(raw: str | os.PathLike[str], stage: str, input_name: str, exclude: Path | None = None) -> list[str]:
+    """Each file of a glob or directory input, as a path under the input's root as written
+    ("raw/orders/2024-05.csv" for "raw/orders/*.csv"), in sorted order.
+
+    :raises RawInputNotFoundError: it matches no file (as `expand_raw_input` does).
+    """
+    text = os.fspath(raw)
+    root = text if os.path.isdir(text) else glob_root(text)
+    return sorted(Path(root, name).as_posix() for name in expand_raw_input(text, stage, input_name, exclude))
 
 
 def _walk_files(top: str) -> list[tuple[str, str]]:

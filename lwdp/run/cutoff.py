@@ -84,10 +84,14 @@ def reuse_reason(changed: list[tuple[str, str | None]]) -> str:
     was computed: (name, why it reran in this call, or None)."""
     if not changed:
         return "its inputs returned the same results"
-    named = [f"{name} reran ({why})" if why else f"{name} changed" for name, why in changed]
-    if len(named) == 1:
-        return f"upstream {named[0]} and returned the same result"
-    return f"upstreams {', '.join(named)} and returned the same results"
+    if not any(why for _, why in changed):
+        names = [name for name, _ in changed]
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    else:
+        listed = ", ".join(f"{name} reran ({why})" if why else f"{name} changed" for name, why in changed)
+    if len(changed) == 1:
+        return f"upstream {listed}{'' if changed[0][1] else ' changed'} and returned the same result"
+    return f"upstreams {listed}{'' if any(why for _, why in changed) else ' changed'} and returned the same results"
 
 
 def reuse(

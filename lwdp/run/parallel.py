@@ -89,7 +89,7 @@ class ParallelRun(PipelineRun):
 
     def workers(self) -> Workers:
         if self._workers is None:
-            self._workers = workers_for(self.configured, sorted({s.func.__module__ for s in self.order} - {"__main__"}))
+            self._workers = workers_for(self.configured, sorted({s.module for s in self.order} - {"__main__"}))
         return self._workers
 
     def _worker_capacity(self) -> int:
@@ -282,7 +282,7 @@ def _in_a_thread(task: StageTask, writer: ArtifactWriter, stopped: threading.Eve
 
 def _reference(stage: Stage) -> StageRef | str:
     """How a worker process finds the stage's code, or why it can't."""
-    module = stage.func.__module__
+    module = stage.module
     if module == "__main__" and not getattr(sys.modules.get(module), "__file__", None):
         return "it is defined in a notebook cell or an interactive session, which worker processes cannot import"
     return StageRef(module, stage.name, stage.code_digest)

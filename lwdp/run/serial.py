@@ -67,12 +67,12 @@ class PipelineRun:
     def __init__(self, target: Stage, context: RunContext, forced: frozenset[Stage] = frozenset()) -> None:
         """``forced``: stages to compute even if cached (`Stage.recompute`, ``lwdp run --force``)."""
         self.order = dependency_order(target)
-        self.forced = forced
+        self.forced = forced | {partition for stage in forced for partition in stage.partitions}
         # Below a forced stage, a result found by hash may be stale: each is checked by its
         # input key once the forced stage's new result is known.
         self.suspect: set[Stage] = set()
         for stage in self.order:
-            if any(up in forced or up in self.suspect for up in stage.upstreams):
+            if any(up in self.forced or up in self.suspect for up in stage.upstreams):
                 self.suspect.add(stage)
         self.cache = context.cache
         self.writer = context.writer

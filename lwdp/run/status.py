@@ -35,6 +35,8 @@ class StageStatus:
     reused: str | None = None  # a fresh result reused by early cutoff: why (`lwdp.run.cutoff`)
 
     def __str__(self) -> str:
+        if self.stage.partitions and self.state == "fresh":
+            return f"stage {self.stage.name}: fresh (its {len(self.stage.partitions)} partitions cached)"
         if self.state == "fresh":
             where = " in the shared store, to be downloaded" if self.source is Source.SHARED else ""
             reused = f"; reused, as {self.reused}" if self.reused else ""
@@ -49,14 +51,28 @@ def pipeline_status(target: Stage) -> list[StageStatus]:
     order = dependency_order(target)
     with RunContext() as context:
         hashes, inputs = stage_hashes(order, context.catalog, context.settings)
-        statuses = []
+        statuses: dict[Stage, StageStatus] = {}
         for stage in order:
-            if not stage.cache:
-                statuses.append(StageStatus(stage, hashes[stage], "not cached"))
-                continue
-            found = context.cache.probe(stage.name, hashes[stage], stage.format)
-            statuses.append(stage_status(context.catalog, stage, hashes[stage], inputs[stage], found))
-    return statuses
+            if stage.partitions:
+                statuses[stage] = _combination_status(stage, hashes[stage], [statuses[p] for p in stage.partitions])
+            elif not stage.cache:
+                statuses[stage] = StageStatus(stage, hashes[stage], "not cached")
+            else:
+                found = context.cache.probe(stage.name, hashes[stage], stage.format)
+                statuses[stage] = stage_status(context.catalog, stage, hashes[stage], inputs[stage], found)
+    return list(statuses.values())
+
+
+def _combination_status(stage: Stage, stage_hash: str, partitions: list[StageStatus]) -> StageStatus:
+    """A partitioned stage's state, from its partitions': fresh when all are, else which
+    would be computed and why."""
+    stale = [status for status in partitions if status.state != "fresh"]
+    if not stale:
+        return StageStatus(stage, stage_hash, "fresh")
+    if partitions[0].state == "not cached":
+        return StageStatus(stage, stage_hash, "not cached")
+    state: State = "never computed" if all(status.state == "never computed" for status in partitions) else "stale"
+    return StageStatus(stage, stage_hash, state, [reason for status in stale for reason in status.reasons])
 
 
 def stage_status(catalog: Catalog, stage: Stage, stage_hash: str, inputs: list[InputRow], found: Loadable | Miss) -> StageStatus:
@@ -70,4 +86,7 @@ def stage_status(catalog: Catalog, stage: Stage, stage_hash: str, inputs: list[I
         return StageStatus(stage, stage_hash, "stale", [str(found)])
     stored_before, previous = catalog.previous_manifest(stage.name, stage_hash)
     reasons = why_rerun(stored_before, previous, stage_manifest(stage, inputs))
+    if stage.partition is not None:  # one file of a partitioned stage: say which, and its change in short
+        content = next((f"raw input `{name}` ({path}) content changed" for name, kind, _, path in inputs if path == stage.partition), None)
+        reasons = [f"partition {stage.partition}: {'content changed' if reason == content else reason}" for reason in reasons]
     return StageStatus(stage, stage_hash, "stale" if previous or stored_before else "never computed", reasons)

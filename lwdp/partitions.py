@@ -1,0 +1,98 @@
+"""Per-file partitions: ``@stage(orders="raw/orders/*.csv", partition_by="orders")``.
+
+The function runs once per file the glob (or directory) matches, each call a stage of its
+own in the run's graph, a `Partition`: the partitioned input bound to that one path, its
+hash covering the stage's code, that file's digest, its path under the input's root, and
+the other inputs. The stage the user made becomes the *combination*: an uncached stage
+whose upstreams are its partitions, one input per file named by its path, and whose value
+is their results concatenated in sorted path order (DataFrames and Series, each with the
+index its call returned) or else a dict ``{path: result}``. So a changed file recomputes
+one partition, a new file adds one, a removed file drops its part, and everything else
+(caching, early cutoff, parallel runs, the log, lineage) is what any stage gets.
+
+The files are listed anew each time a run orders the pipeline (`StageNode.refresh`); a
+partition is made once per path and kept while its file is matched.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import xxhash
+
+from . import config
+from .graph import Input, StageNode
+from .hashing.code import CodeDigest
+from .hashing.params import param_digest
+from .hashing.raw_files import file_set_members, glob_root
+
+if TYPE_CHECKING:
+    from .stage import Stage
+
+PARTITION_INPUT = "partition"  # a partition's input: its file's path under the input's root
+COMBINATION_CODE = CodeDigest(xxhash.xxh3_128_hexdigest(b"lwdp-partitions-v1"), version="lwdp partitions v1")
+
+
+class Partition(StageNode):
+    """One file's call of a partitioned stage."""
+
+    def __init__(self, parent: Stage, path: str, relative: str) -> None:
+        self.parent = parent
+        self.partition = path
+        self.name = f"{parent.name}[{path}]"
+        self.module = parent.module
+        self.func = parent.partition_func
+        self.cache = parent.partition_cache
+        self.format = parent.format
+        self.code = parent.partition_code
+        self.code_digest = self.code.digest
+        self.passed_inputs = parent.partition_passed
+        by_file = Input(parent.partition_by, "raw", path)
+        where = Input(PARTITION_INPUT, "param", relative, param_digest(relative))
+        self.inputs = tuple(sorted(
+            (by_file if inp.name == parent.partition_by else inp for inp in parent.declared_inputs), key=lambda inp: inp.name,
+        )) + (where,)
+
+    def __repr__(self) -> str:
+        return f"<lwdp partition {self.name}>"
+
+
+def list_partitions(stage: Stage) -> tuple[Partition, ...]:
+    """The stage's partitions for the files its input matches now (made once per path).
+
+    :raises RawInputNotFoundError: the input matches no file.
+    """
+    raw = next(inp.value for inp in stage.declared_inputs if inp.name == stage.partition_by)
+    root = os.fspath(raw)
+    paths = file_set_members(raw, stage.name, stage.partition_by, exclude=config.settings().cache_dir)
+    known = stage.known_partitions
+    for path in paths:
+        if path not in known:
+            known[path] = Partition(stage, path, _under_root(path, root))
+    for gone in set(known) - set(paths):
+        del known[gone]
+    return tuple(known[path] for path in paths)
+
+
+def _under_root(path: str, raw: str) -> str:
+    """The file's path under the input's root: where it is in the set, whatever the set's
+    own location."""
+    return os.path.relpath(path, raw if os.path.isdir(raw) else glob_root(raw)).replace(os.sep, "/")
+
+
+def combination_inputs(partitions: tuple[Partition, ...]) -> tuple[Input, ...]:
+    """The combination's inputs: one per partition, named by its file's path."""
+    return tuple(Input(partition.partition, "stage", partition) for partition in partitions)
+
+
+def combine(**parts: Any) -> Any:
+    """The partitioned stage's result: its partitions' results concatenated in sorted path
+    order when all are DataFrames or Series, else ``{path: result}``."""
+    import pandas as pd
+
+    ordered = [parts[path] for path in sorted(parts)]
+    if ordered and all(isinstance(part, (pd.DataFrame, pd.Series)) for part in ordered):
+        return pd.concat(ordered)
+    return {path: parts[path] for path in sorted(parts)}
+
