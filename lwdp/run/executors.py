@@ -78,6 +78,7 @@ class ProcessWorkers(Workers):
         executor = ProcessPoolExecutor(processes, mp_context=context, initializer=worker.report_starts, initargs=(self._started,))
         super().__init__(executor, processes, f"{processes} worker processes on this machine")
         self._pid_of: dict[str, int] = {}
+        self._known: dict[int, Any] = {}  # every worker process the pool started: it forgets them when it breaks
         self.broken = False
         if context.get_start_method() == "fork":
             with warnings.catch_warnings():  # Python 3.12+ warns of any thread, C libraries' pools too
@@ -86,7 +87,16 @@ class ProcessWorkers(Workers):
 
     def submit(self, task: worker.StageTask) -> Future[worker.TaskOutcome]:
         self._read_starts()
-        return super().submit(task)
+        future = super().submit(task)
+        self._known.update(self._pool_processes())
+        return future
+
+    def _pool_processes(self) -> dict[int, Any]:
+        return dict(getattr(self.executor, "_processes", None) or {})
+
+    def _process(self, pid: int | None) -> Any:
+        """The worker process of that pid, also once the broken pool has dropped it."""
+        return None if pid is None else {**self._known, **self._pool_processes()}.get(pid)
 
     def _read_starts(self) -> None:
         while not self._started.empty():
@@ -99,8 +109,7 @@ class ProcessWorkers(Workers):
         self.broken = True
         self._read_starts()
         pid = self._pid_of.get(stage_hash)
-        processes: dict[int, Any] = getattr(self.executor, "_processes", None) or {}
-        process = processes.get(pid) if pid is not None else None
+        process = self._process(pid)
         if process is not None:
             process.join(timeout=5)
         if pid is None:
@@ -114,9 +123,7 @@ class ProcessWorkers(Workers):
 
     def was_killed_by_the_pool(self, stage_hash: str) -> bool:
         """Whether the worker of this stage was stopped because another one died."""
-        pid = self._pid_of.get(stage_hash)
-        processes: dict[int, Any] = getattr(self.executor, "_processes", None) or {}
-        process = processes.get(pid) if pid is not None else None
+        process = self._process(self._pid_of.get(stage_hash))
         return process is not None and process.exitcode == -signal.SIGTERM
 
     def stop(self, running: list[Future[worker.TaskOutcome]]) -> None:

@@ -219,12 +219,12 @@ def _sendable(error: Exception, records: list[logging.LogRecord]) -> Exception:
 
 
 def _compute(task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | None, stopped: threading.Event | None) -> None:
+    if os.getcwd() != task.cwd and os.path.isdir(task.cwd):
+        os.chdir(task.cwd)  # raw paths are relative to the run's working directory (a partition's too)
     stage = _resolve(task.stage)
     if isinstance(stage, str):
         outcome.unavailable = stage
         return
-    if os.getcwd() != task.cwd and os.path.isdir(task.cwd):
-        os.chdir(task.cwd)  # raw paths are relative to the run's working directory
     cache = _cache_for(task.settings)
     name = stage.name
     locked = None

@@ -1,0 +1,26 @@
+"""The 30-stage DAG with lwdp, its 25 clean stages written as one partitioned stage (one
+call per CSV, each cached on its own), for `benchmarks/only_what_changed.py`."""
+
+from __future__ import annotations
+
+import lwdp
+import pandas as pd
+from lwdp import stage
+
+import common
+import lwdp_dag
+import steps
+
+
+@stage(orders="raw/orders_*.csv", cache=True, partition_by="orders")
+def clean_orders(orders: str) -> pd.DataFrame:
+    return steps.clean_orders(orders)
+
+
+final = lwdp_dag.pipeline({"parts": clean_orders})
+
+
+if __name__ == "__main__":
+    cache_dir, out = common.cli()
+    lwdp.configure(cache_dir=cache_dir)
+    common.write_result(final(), out)
