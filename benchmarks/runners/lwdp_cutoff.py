@@ -19,7 +19,8 @@ def clean_first(src: str) -> pd.DataFrame:
     return steps.clean_orders(src)
 
 
-final = lwdp_dag.pipeline({"part_00": clean_first, **{f"part_{i:02d}": lwdp_dag.clean_stage(i, p) for i, p in enumerate(FILES) if i}})
+CLEANS = {"part_00": clean_first, **{f"part_{i:02d}": lwdp_dag.clean_stage(i, p) for i, p in enumerate(FILES) if i}}
+final = lwdp_dag.pipeline(stage(cache=True, **CLEANS)(lwdp_dag.merged))
 
 
 if __name__ == "__main__":

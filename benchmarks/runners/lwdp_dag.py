@@ -25,9 +25,8 @@ def merged(**parts: pd.DataFrame) -> pd.DataFrame:
     return steps.concat_parts([parts[name] for name in sorted(parts)])
 
 
-def pipeline(cleans: dict[str, Stage]) -> Stage:
-    """The DAG over these clean stages (``part_NN``: file NN's); its final stage."""
-    merge = stage(cache=True, **cleans)(merged)
+def pipeline(merge: Stage) -> Stage:
+    """The four stages after the merge of every file's orders; the final one."""
     daily = stage(merged=merge, cache=True)(downstream.daily)
     product_join = stage(merged=merge, cache=True)(downstream.product_join)
     derived = stage(merged=merge, cache=True)(downstream.derived)
@@ -35,7 +34,7 @@ def pipeline(cleans: dict[str, Stage]) -> Stage:
 
 
 # Made on import: worker processes find the stages in the module.
-final = pipeline({f"part_{i:02d}": clean_stage(i, path) for i, path in enumerate(common.raw_files())})
+final = pipeline(stage(cache=True, **{f"part_{i:02d}": clean_stage(i, path) for i, path in enumerate(common.raw_files())})(merged))
 
 
 def main() -> None:
