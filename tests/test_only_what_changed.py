@@ -481,3 +481,17 @@ def test_a_partitioned_glob_that_matches_nothing_is_the_usual_error(project):
     (project.root / "raw/orders").mkdir(parents=True)
     run = project.run(check=False)
     assert run.returncode != 0 and "RawInputNotFoundError" in run.stderr and "matches no file" in run.stderr
+
+
+def test_a_damaged_earlier_result_is_not_reused(project):
+    report = _cutoff_project(project)
+    (total_hash,) = [h for (h,) in project.sql("SELECT hash FROM artifacts WHERE stage = 'pipeline.stg_total'")]
+    artifact = next(project.cache_dir.glob(f"artifacts/{total_hash[:2]}/{total_hash}.parquet"))
+    data = bytearray(artifact.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes
+    artifact.write_bytes(bytes(data))
+    project.edit("pipeline.py", REFACTORED)
+    run = project.run()
+    assert _line(run, "REPORT") == report
+    assert _bodies(project) == ["stg_clean", "stg_total"]  # the report is reused: stg_total returned the same result
+    assert run.outcomes()["stg_total"] == "computed" and run.outcomes()["stg_report"] == "reused"

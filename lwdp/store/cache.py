@@ -208,14 +208,16 @@ class ResultCache:
         :raises ArtifactWriteError: the disk refused; nothing is published.
         """
         suffix = FORMATS[earlier.format].suffix
-        if not self.store.is_intact(earlier.hash, suffix, earlier.size, earlier.checksum):
+        if self.store.size(earlier.hash, suffix) != earlier.size:  # gone or cut: its bytes are checked below
             return None
         source = self.store.path_for(earlier.hash, suffix)
         try:
             _, size, checksum = self.store.write(stage_hash, suffix, lambda path: link_or_copy(source, path), sync_directory=False)
+        except FileNotFoundError:  # removed meanwhile (a gc)
+            return None
         except OSError as exc:
             raise _write_failed(stage_name, "artifact", exc) from exc
-        if (size, checksum) != (earlier.size, earlier.checksum):  # changed since checked: not what it was
+        if (size, checksum) != (earlier.size, earlier.checksum):  # damaged: not the result it was
             self.store.delete(stage_hash, suffix)
             return None
         now = utcnow()
