@@ -124,8 +124,11 @@ def _git(*args: str) -> str:
 
 
 def _lwdp_revision() -> str:
-    dirty = " with uncommitted changes in lwdp/" if _git("status", "--porcelain", "--", "lwdp") else ""
-    return _git("rev-parse", "--short", "HEAD") + dirty
+    try:
+        dirty = " with uncommitted changes in lwdp/" if _git("status", "--porcelain", "--", "lwdp") else ""
+        return _git("rev-parse", "--short", "HEAD") + dirty
+    except subprocess.CalledProcessError:  # a copy of the tree, not a checkout: the tables must not be lost
+        return "unknown (not run from a git checkout)"
 
 
 def _proc_field(path: str, key: str) -> str:

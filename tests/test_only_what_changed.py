@@ -409,6 +409,15 @@ def _partitioned_project(project) -> None:
 def test_a_changed_file_recomputes_only_its_partition(project):
     _partitioned_project(project)
     _write_month(project, "02", 3, 6)
+    status = subprocess.run(
+        [sys.executable, "-m", "lwdp", "--cache-dir", str(project.cache_dir), "status", "pipeline:total"],
+        cwd=project.root, capture_output=True, text=True, timeout=120,
+    )
+    lines = {line.split()[1]: line for line in status.stdout.splitlines() if len(line.split()) > 1}
+    assert lines["pipeline.clean_orders[raw/orders/2024-02.csv]"].startswith("stale")
+    assert lines["pipeline.clean_orders[raw/orders/2024-01.csv]"].startswith("fresh")
+    assert lines["pipeline.clean_orders"].endswith(": partition raw/orders/2024-02.csv: content changed")
+    assert _bodies(project) == []  # status runs nothing
     run = project.run()
     assert _line(run, "EXPLAIN") == "stage pipeline.clean_orders: stale: partition raw/orders/2024-02.csv: content changed"
     assert _bodies(project) == ["raw/orders/2024-02.csv", "total"]
@@ -495,3 +504,13 @@ def test_a_damaged_earlier_result_is_not_reused(project):
     assert _line(run, "REPORT") == report
     assert _bodies(project) == ["stg_clean", "stg_total"]  # the report is reused: stg_total returned the same result
     assert run.outcomes()["stg_total"] == "computed" and run.outcomes()["stg_report"] == "reused"
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_partitions_that_return_the_same_results_keep_their_consumers(project, jobs):
+    _partitioned_project(project)
+    project.edit("pipeline.py", PARTITIONED.replace("return df[df.qty >= min_qty]", "kept = df.qty >= min_qty\n    return df[kept]"))
+    run = project.run("pipeline.py", jobs)
+    assert _line(run, "TOTAL") == '[{"rows":4,"qty":10}]'
+    assert sorted(_bodies(project)) == ["raw/orders/2024-01.csv", "raw/orders/2024-02.csv", "raw/orders/2024-03.csv"]
+    assert run.outcomes()["total"] == "reused"

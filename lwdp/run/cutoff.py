@@ -59,6 +59,17 @@ def artifact_content(cache: ResultCache, stage_hash: str, pending: Future[Any] |
     return None if record is None else f"artifact {record.checksum}"
 
 
+def combined_content(parts: dict[str | None, str | None]) -> str | None:
+    """The content of a partitioned stage's result: its cached partitions' contents, by
+    path (what the combination is made of, known without combining anything)."""
+    if None in parts.values():
+        return None
+    hasher = xxhash.xxh3_128(b"lwdp-partitions-v1\0")
+    for path, content in sorted(parts.items(), key=lambda item: str(item[0])):
+        hasher.update(f"{path}\0{content}\n".encode())
+    return f"partitions {hasher.hexdigest()}"
+
+
 def value_content(value: Any) -> str | None:
     """The content of an uncached result: XXH3-128 of its pickle, its large buffers (a
     frame's columns) hashed where they lie; None for a value pickle refuses."""

@@ -212,6 +212,10 @@ class ParallelRun(PipelineRun):
             raw_inputs=tuple(inp.name for inp in stage.inputs if inp.kind == "raw"),
             manifest=stage_manifest(stage, self.inputs[stage]) if stage.cache else None, rows=self.inputs[stage],
             uncached=frozenset(inp.name for inp in stage.inputs if inp.kind == "stage" and not inp.value.cache),
+            contents={
+                inp.name: self.content_of(inp.name, self.hashes[inp.value]) for inp in stage.inputs
+                if stage.cache and inp.kind == "stage" and inp.value.partitions
+            },
             reran={
                 inp.name: self.reasons[inp.value] for inp in stage.inputs
                 if inp.kind == "stage" and inp.value in self.reasons and inp.value not in self.reused

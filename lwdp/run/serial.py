@@ -22,7 +22,7 @@ from ..hashing.stage_hash import stage_hashes
 from ..store.cache import Hit, Loadable, Miss
 from ..store.records import LineageRow
 from .context import RunContext
-from .cutoff import artifact_content, input_key, reuse, value_content
+from .cutoff import artifact_content, combined_content, input_key, reuse, value_content
 from .events import StageEvent, log_event
 from .status import stage_status
 from .steps import call_stage, hit_event, load_locked, save_in_background, view
@@ -215,6 +215,9 @@ class PipelineRun:
         if upstream not in self.contents:
             if upstream.cache:
                 self.contents[upstream] = artifact_content(self.cache, upstream_hash, self.writer.pending(upstream_hash))
+            elif upstream.partitions and all(partition.cache for partition in upstream.partitions):
+                parts = {p.partition: self.content_of(p.partition or "", self.hashes[p]) for p in upstream.partitions}
+                self.contents[upstream] = combined_content(parts)
             else:
                 self.contents[upstream] = value_content(self.results[upstream]) if upstream in self.results else None
         return self.contents[upstream]

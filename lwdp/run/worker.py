@@ -79,6 +79,7 @@ class StageTask:
     rows: list[InputRow]  # what its hash covers (`lwdp.hashing.stage_hash`): its input key's parts
     uncached: frozenset[str]  # the inputs naming uncached upstreams: they count by value, not artifact
     reran: dict[str, str | None]  # the inputs naming upstreams computed in this call: why they were
+    contents: dict[str, str | None]  # contents the run knows of uncached inputs (a partitioned stage's)
     reason: str | None
     settings: Settings
     cwd: str
@@ -231,6 +232,8 @@ def _compute(task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | Non
 
     def content_of(input_name: str, upstream_hash: str) -> str | None:
         """An upstream's content (`lwdp.run.cutoff`): its artifact's, or the value the run sent."""
+        if input_name in task.contents:
+            return task.contents[input_name]
         if input_name in task.uncached:
             return value_content(task.inputs[input_name]) if input_name in task.inputs else None
         return artifact_content(cache, upstream_hash, writer.pending(upstream_hash) if writer is not None else None)
