@@ -39,6 +39,7 @@ class Partition(StageNode):
 
     def __init__(self, parent: Stage, path: str, relative: str) -> None:
         self.parent = parent
+        self.path = path
         self.partition = path
         self.name = f"{parent.name}[{path}]"
         self.module = parent.module
@@ -48,10 +49,11 @@ class Partition(StageNode):
         self.code = parent.partition_code
         self.code_digest = self.code.digest
         self.passed_inputs = parent.partition_passed
-        by_file = Input(parent.partition_by, "raw", path)
+        by = _partitioned_input(parent)
+        by_file = Input(by, "raw", path)
         where = Input(PARTITION_INPUT, "param", relative, param_digest(relative))
         self.inputs = tuple(sorted(
-            (by_file if inp.name == parent.partition_by else inp for inp in parent.declared_inputs), key=lambda inp: inp.name,
+            (by_file if inp.name == by else inp for inp in parent.declared_inputs), key=lambda inp: inp.name,
         )) + (where,)
 
     def __repr__(self) -> str:
@@ -63,9 +65,10 @@ def list_partitions(stage: Stage) -> tuple[Partition, ...]:
 
     :raises RawInputNotFoundError: the input matches no file.
     """
-    raw = next(inp.value for inp in stage.declared_inputs if inp.name == stage.partition_by)
+    by = _partitioned_input(stage)
+    raw = next(inp.value for inp in stage.declared_inputs if inp.name == by)
     root = os.fspath(raw)
-    paths = file_set_members(raw, stage.name, stage.partition_by, exclude=config.settings().cache_dir)
+    paths = file_set_members(raw, stage.name, by, exclude=config.settings().cache_dir)
     known = stage.known_partitions
     for path in paths:
         if path not in known:
@@ -73,6 +76,11 @@ def list_partitions(stage: Stage) -> tuple[Partition, ...]:
     for gone in set(known) - set(paths):
         del known[gone]
     return tuple(known[path] for path in paths)
+
+
+def _partitioned_input(stage: Stage) -> str:
+    assert stage.partition_by is not None  # only a partitioned stage has partitions
+    return stage.partition_by
 
 
 def _under_root(path: str, raw: str) -> str:
@@ -83,7 +91,7 @@ def _under_root(path: str, raw: str) -> str:
 
 def combination_inputs(partitions: tuple[Partition, ...]) -> tuple[Input, ...]:
     """The combination's inputs: one per partition, named by its file's path."""
-    return tuple(Input(partition.partition, "stage", partition) for partition in partitions)
+    return tuple(Input(partition.path, "stage", partition) for partition in partitions)
 
 
 def combine(**parts: Any) -> Any:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from ..graph import dependency_order
+from ..graph import StageNode, dependency_order
 from ..hashing.manifest import stage_manifest, why_rerun
 from ..hashing.stage_hash import InputRow, stage_hashes
 from ..store.cache import Loadable, Miss, MissReason, Source
@@ -51,7 +51,7 @@ def pipeline_status(target: Stage) -> list[StageStatus]:
     order = dependency_order(target)
     with RunContext() as context:
         hashes, inputs = stage_hashes(order, context.catalog, context.settings)
-        statuses: dict[Stage, StageStatus] = {}
+        statuses: dict[StageNode, StageStatus] = {}
         for stage in order:
             if stage.partitions:
                 statuses[stage] = _combination_status(stage, hashes[stage], [statuses[p] for p in stage.partitions])
