@@ -148,6 +148,31 @@ def test_two_parallel_processes_compute_each_stage_once(project):
     assert sorted(computed) == ["pipeline.left", "pipeline.report", "pipeline.right"]
 
 
+def test_a_target_another_process_computes_while_this_one_plans_is_loaded(project, stage_events):
+    """The window between "the target is not cached: go parallel" and the plan, where
+    another process finishes the whole pipeline (seen in CI with two runs at once)."""
+    _write_pipeline(project, size=1_000)
+    sys.path.insert(0, str(project.root))
+    try:
+        import pipeline
+        from lwdp.run.context import RunContext
+        from lwdp.run.parallel import ParallelRun
+        from lwdp.run.serial import PipelineRun
+
+        lwdp.configure(jobs=2)
+        with RunContext() as context:
+            planned = PipelineRun(pipeline.report, context)
+            assert not planned.loadable(pipeline.report)
+            other = subprocess.run([sys.executable, "pipeline.py"], cwd=project.root, capture_output=True, text=True, timeout=120)
+            assert other.returncode == 0, other.stderr
+            result = ParallelRun(planned, context).result(pipeline.report)
+        assert result.to_dict("list") == _output(other)["result"]
+        assert stage_events()["report"] == "hit"
+    finally:
+        sys.path.remove(str(project.root))
+        sys.modules.pop("pipeline", None)
+
+
 FAILING = """
     import os, time
     import pandas as pd

@@ -71,6 +71,8 @@ class ParallelRun(PipelineRun):
 
     def result(self, target: Stage) -> Any:
         self._need(target)
+        if target not in self.blockers:  # computed meanwhile by another process: load it as a serial run does
+            return super().result(target)
         if not self.own_slots:
             self.workers()  # the executor given: every stage goes there
         try:
