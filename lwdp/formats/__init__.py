@@ -208,6 +208,7 @@ def _columns_worth_a_dictionary(table: Any) -> list[str]:
     removes. On columns of nearly unique values (ids, timestamps, measurements) pyarrow would
     build a dictionary only to give it up at 1 MiB: a third of a typical write's CPU for
     nothing (benchmarks/RESULTS.md, "Parallel runs"). Categoricals are dictionaries already."""
+    import pyarrow  # type: ignore[import-untyped]
     import pyarrow.compute  # type: ignore[import-untyped]
     import pyarrow.types  # type: ignore[import-untyped]
 
@@ -215,10 +216,14 @@ def _columns_worth_a_dictionary(table: Any) -> list[str]:
     for name, column in zip(table.column_names, table.columns):
         if pyarrow.types.is_dictionary(column.type):
             chosen.append(name)
-        elif not (pyarrow.types.is_nested(column.type) or pyarrow.types.is_boolean(column.type)):
-            sample = column.slice(0, _DICTIONARY_SAMPLE_ROWS)
-            if pyarrow.compute.count_distinct(sample).as_py() < _DICTIONARY_MAX_DISTINCT * len(sample):
-                chosen.append(name)
+            continue
+        sample = column.slice(0, _DICTIONARY_SAMPLE_ROWS)
+        try:
+            distinct = pyarrow.compute.count_distinct(sample).as_py()
+        except pyarrow.ArrowNotImplementedError:  # no values to count (an all-null column), or nested ones
+            continue
+        if distinct < _DICTIONARY_MAX_DISTINCT * len(sample) and not pyarrow.types.is_boolean(column.type):
+            chosen.append(name)
     return chosen
 
 
