@@ -16,7 +16,6 @@ partition is made once per path and kept while its file is matched.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 import xxhash
@@ -25,7 +24,7 @@ from . import config
 from .graph import Input, StageNode
 from .hashing.code import CodeDigest
 from .hashing.params import param_digest
-from .hashing.raw_files import file_set_members, glob_root
+from .hashing.raw_files import file_set_members
 
 if TYPE_CHECKING:
     from .stage import Stage
@@ -37,9 +36,10 @@ COMBINATION_CODE = CodeDigest(xxhash.xxh3_128_hexdigest(b"lwdp-partitions-v1"), 
 class Partition(StageNode):
     """One file's call of a partitioned stage."""
 
+    partition: str  # its file's path as matched
+
     def __init__(self, parent: Stage, path: str, relative: str) -> None:
         self.parent = parent
-        self.path = path
         self.partition = path
         self.name = f"{parent.name}[{path}]"
         self.module = parent.module
@@ -67,12 +67,11 @@ def list_partitions(stage: Stage) -> tuple[Partition, ...]:
     """
     by = _partitioned_input(stage)
     raw = next(inp.value for inp in stage.declared_inputs if inp.name == by)
-    root = os.fspath(raw)
     paths = file_set_members(raw, stage.name, by, exclude=config.settings().cache_dir)
     known = stage.known_partitions
-    for path in paths:
+    for path, under_root in paths.items():
         if path not in known:
-            known[path] = Partition(stage, path, _under_root(path, root))
+            known[path] = Partition(stage, path, under_root)
     for gone in set(known) - set(paths):
         del known[gone]
     return tuple(known[path] for path in paths)
@@ -83,15 +82,9 @@ def _partitioned_input(stage: Stage) -> str:
     return stage.partition_by
 
 
-def _under_root(path: str, raw: str) -> str:
-    """The file's path under the input's root: where it is in the set, whatever the set's
-    own location."""
-    return os.path.relpath(path, raw if os.path.isdir(raw) else glob_root(raw)).replace(os.sep, "/")
-
-
 def combination_inputs(partitions: tuple[Partition, ...]) -> tuple[Input, ...]:
     """The combination's inputs: one per partition, named by its file's path."""
-    return tuple(Input(partition.path, "stage", partition) for partition in partitions)
+    return tuple(Input(partition.partition, "stage", partition) for partition in partitions)
 
 
 def combine(**parts: Any) -> Any:
@@ -99,8 +92,8 @@ def combine(**parts: Any) -> Any:
     order when all are DataFrames or Series, else ``{path: result}``."""
     import pandas as pd
 
-    ordered = [parts[path] for path in sorted(parts)]
-    if ordered and all(isinstance(part, (pd.DataFrame, pd.Series)) for part in ordered):
-        return pd.concat(ordered)
-    return {path: parts[path] for path in sorted(parts)}
+    ordered = {path: parts[path] for path in sorted(parts)}
+    if ordered and all(isinstance(part, (pd.DataFrame, pd.Series)) for part in ordered.values()):
+        return pd.concat(ordered.values())
+    return ordered
 

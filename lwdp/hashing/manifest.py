@@ -76,7 +76,7 @@ def _input_changes(old: dict[str, dict[str, str]], new: dict[str, dict[str, str]
         elif kind == "raw" and was.get("path") != now.get("path"):
             reasons.append(f"raw input `{name}` now reads {now.get('path')} (was {was.get('path')})")
         elif kind == "raw":
-            reasons.append(f"raw input `{name}` ({now.get('path')}) content changed")
+            reasons.append(raw_content_changed(name, now.get("path")))
         elif kind == "stage":
             reasons.append(f"upstream `{name}` changed" + _also_named(name, now.get("stage")))
         elif kind == "param":
@@ -84,6 +84,11 @@ def _input_changes(old: dict[str, dict[str, str]], new: dict[str, dict[str, str]
         elif kind == "package":
             reasons.append(f"{_input_label(name, now)} changed {was.get('version')} → {now.get('version')}")
     return reasons
+
+
+def raw_content_changed(name: str, path: str | None) -> str:
+    """Why a stage reruns when a raw input's bytes changed."""
+    return f"raw input `{name}` ({path}) content changed"
 
 
 _KIND_WORDS = {"raw": "raw input", "stage": "upstream", "param": "parameter", "package": "package"}

@@ -130,7 +130,7 @@ def _has_glob_magic(pattern: str) -> bool:
     return any(ch in pattern for ch in "*?[")
 
 
-def glob_root(pattern: str) -> str:
+def _literal_root(pattern: str) -> str:
     """The directory a glob starts from ("raw/2024" for "raw/2024/*.csv").
 
     Matched files are named relative to it, so the digest is the same wherever the
@@ -172,7 +172,7 @@ def expand_raw_input(
                 f"{where}: glob {text!r} matches no file (cwd {os.getcwd()}); "
                 "fix the pattern in @stage"
             )
-        root = glob_root(text)
+        root = _literal_root(text)
         return {Path(os.path.relpath(p, root)).as_posix(): os.path.abspath(p) for p in matched}
     raise RawInputNotFoundError(
         f"{where}: raw input {text!r} not found (cwd {os.getcwd()}); fix the path in @stage"
@@ -185,15 +185,16 @@ def is_file_set(raw: str | os.PathLike[str]) -> bool:
     return _has_glob_magic(text) or os.path.isdir(text)
 
 
-def file_set_members(raw: str | os.PathLike[str], stage: str, input_name: str, exclude: Path | None = None) -> list[str]:
-    """Each file of a glob or directory input, as a path under the input's root as written
-    ("raw/orders/2024-05.csv" for "raw/orders/*.csv"), in sorted order.
+def file_set_members(raw: str | os.PathLike[str], stage: str, input_name: str, exclude: Path | None = None) -> dict[str, str]:
+    """Each file of a glob or directory input, in sorted order: {its path under the input's
+    root as written ("raw/orders/2024-05.csv" for "raw/orders/*.csv"): its name in the set
+    ("2024-05.csv"), as the input's digest names it}.
 
     :raises RawInputNotFoundError: it matches no file (as `expand_raw_input` does).
     """
     text = os.fspath(raw)
-    root = text if os.path.isdir(text) else glob_root(text)
-    return sorted(Path(root, name).as_posix() for name in expand_raw_input(text, stage, input_name, exclude))
+    root = text if os.path.isdir(text) else _literal_root(text)
+    return dict(sorted((Path(root, name).as_posix(), name) for name in expand_raw_input(text, stage, input_name, exclude)))
 
 
 def _walk_files(top: str) -> list[tuple[str, str]]:

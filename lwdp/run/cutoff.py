@@ -59,13 +59,13 @@ def artifact_content(cache: ResultCache, stage_hash: str, pending: Future[Any] |
     return None if record is None else f"artifact {record.checksum}"
 
 
-def combined_content(parts: dict[str | None, str | None]) -> str | None:
+def combined_content(parts: dict[str, str | None]) -> str | None:
     """The content of a partitioned stage's result: its cached partitions' contents, by
     path (what the combination is made of, known without combining anything)."""
     if None in parts.values():
         return None
     hasher = xxhash.xxh3_128(b"lwdp-partitions-v1\0")
-    for path, content in sorted(parts.items(), key=lambda item: str(item[0])):
+    for path, content in sorted(parts.items()):
         hasher.update(f"{path}\0{content}\n".encode())
     return f"partitions {hasher.hexdigest()}"
 
@@ -116,11 +116,7 @@ def reuse(
     for earlier in cache.catalog.with_input_key(stage.name, key):
         if earlier.hash == stage_hash or (stage.format is not None and earlier.format != stage.format.name):
             continue
-        before = {
-            row.input_name: row.input_hash
-            for row in cache.catalog.inputs_of([earlier.hash])
-            if row.hash == earlier.hash and row.input_kind == "stage"
-        }
+        before = {name: entry.get("digest") for name, entry in (cache.catalog.stage_manifest(earlier.hash) or {}).get("inputs", {}).items()}
         changed = [
             (_short(inp.value.name), why(name))
             for name, kind, digest, _ in rows

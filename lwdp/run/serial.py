@@ -216,8 +216,8 @@ class PipelineRun:
             if upstream.cache:
                 self.contents[upstream] = artifact_content(self.cache, upstream_hash, self.writer.pending(upstream_hash))
             elif upstream.partitions and all(partition.cache for partition in upstream.partitions):
-                parts = {p.partition: self.content_of(p.partition or "", h) for p, h in self.hashes.items() if p in upstream.partitions}
-                self.contents[upstream] = combined_content(parts)
+                rows = self.inputs[upstream]  # one per partition: (its path, "stage", its hash, None)
+                self.contents[upstream] = combined_content({path: self.content_of(path, h) for path, _, h, _ in rows})
             else:
                 self.contents[upstream] = value_content(self.results[upstream]) if upstream in self.results else None
         return self.contents[upstream]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from ..graph import StageNode, dependency_order
-from ..hashing.manifest import stage_manifest, why_rerun
+from ..hashing.manifest import raw_content_changed, stage_manifest, why_rerun
 from ..hashing.stage_hash import InputRow, stage_hashes
 from ..store.cache import Loadable, Miss, MissReason, Source
 from ..store.catalog import Catalog
@@ -87,6 +87,6 @@ def stage_status(catalog: Catalog, stage: Stage, stage_hash: str, inputs: list[I
     stored_before, previous = catalog.previous_manifest(stage.name, stage_hash)
     reasons = why_rerun(stored_before, previous, stage_manifest(stage, inputs))
     if stage.partition is not None:  # one file of a partitioned stage: say which, and its change in short
-        content = next((f"raw input `{name}` ({path}) content changed" for name, kind, _, path in inputs if path == stage.partition), None)
+        content = next((raw_content_changed(name, path) for name, _, _, path in inputs if path == stage.partition), None)
         reasons = [f"partition {stage.partition}: {'content changed' if reason == content else reason}" for reason in reasons]
     return StageStatus(stage, stage_hash, "stale" if previous or stored_before else "never computed", reasons)
