@@ -22,6 +22,7 @@ import warnings
 from multiprocessing.context import BaseContext
 import os
 import signal
+import time
 from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
 from typing import Any
 
@@ -111,7 +112,7 @@ class ProcessWorkers(Workers):
         pid = self._pid_of.get(stage_hash)
         process = self._process(pid)
         if process is not None:
-            process.join(timeout=5)
+            _wait_for_exit(process)
         if pid is None:
             return WorkerError(
                 f"stage '{stage_name}': the worker processes ended before starting it. A worker first imports "
@@ -137,6 +138,16 @@ class ProcessWorkers(Workers):
             for process in list((getattr(self.executor, "_processes", None) or {}).values()):
                 process.kill()
         self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _wait_for_exit(process: Any, seconds: float = 5.0) -> None:
+    """Wait until the process's exit status is known. The pool's own thread reaps its dead
+    workers at the same moment: a join that loses that race sees no status for an instant
+    (waitpid finds no child), so ask again until the other thread has recorded it."""
+    deadline = time.monotonic() + seconds
+    while process.exitcode is None and time.monotonic() < deadline:
+        process.join(timeout=0.05)
+        time.sleep(0.005)
 
 
 def _how_it_ended(exitcode: int | None) -> str:
