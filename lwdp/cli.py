@@ -62,6 +62,8 @@ def _gc(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from .store import verify
 
+    if args.recompute is not None:
+        return _recompute(args)
     report = verify(repair=args.repair)
     if args.json:
         print(json.dumps({
@@ -73,6 +75,27 @@ def _verify(args: argparse.Namespace) -> int:
     else:
         print(repr(report))
     return 0 if report.ok else 1
+
+
+def _recompute(args: argparse.Namespace) -> int:
+    """``verify --recompute [N | STAGE...]``: exit 1 when a stage's result is not reproduced."""
+    from . import config
+    from .store.catalog import open_catalog
+    from .upkeep.reproduce import recompute_cached
+
+    wanted = list(args.recompute)
+    count = int(wanted.pop()) if len(wanted) == 1 and wanted[0].isdigit() else 3
+    names = [_import_stage(name).name if ":" in name else name for name in wanted]
+    stages = sorted({record.stage for record in open_catalog(config.settings()).all_artifacts()})
+    results = recompute_cached(names, count, stages)
+    if args.json:
+        print(json.dumps([asdict(found) for found in results], indent=2))
+    else:
+        for found in results:
+            print(found)
+        if not results:
+            print("no cached stage to recompute here (run from the pipeline's directory)")
+    return 1 if any(found.outcome == "differs" for found in results) else 0
 
 
 def _lineage(args: argparse.Namespace) -> int:
@@ -119,12 +142,12 @@ def _status(args: argparse.Namespace) -> int:
 
     statuses = pipeline_status(_import_stage(args.target))
     if args.json:
-        print(json.dumps([{"stage": s.stage.name, "hash": s.hash, "state": s.state, "reasons": s.reasons}
-                          for s in statuses], indent=2))
+        print(json.dumps([{"stage": s.stage.name, "hash": s.hash, "state": s.state, "reasons": s.reasons,
+                           "undeclared": s.undeclared} for s in statuses], indent=2))
         return 0
     for s in statuses:
         why = f": {'; '.join(s.reasons)}" if s.reasons else ""
-        print(f"{s.state:<15} {s.stage.name} {s.hash[:12]}{why}")
+        print(f"{s.state:<15} {s.stage.name} {s.hash[:12]}{why}{s.undeclared_note}")
     return 0
 
 
@@ -280,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--dry-run", action="store_true", help="report what would go; change nothing")
     verify = command("verify", _verify, "check every artifact's file and checksum")
     verify.add_argument("--repair", action="store_true", help="drop damaged artifacts, adopt or remove unlisted files")
+    verify.add_argument(
+        "--recompute", nargs="*", metavar="N_OR_STAGE",
+        help="recompute N cached stages chosen at random (default 3), or the stages named, from their cached "
+        "inputs, and compare with their artifacts (writes nothing; exit 1 when one differs)",
+    )
     command("lineage", _lineage, "where a stage's result came from, as a tree").add_argument(
         "stage_or_hash", metavar="STAGE_OR_HASH")
     command("dependents", _dependents, "every stage derived from a raw file").add_argument("path", metavar="PATH")

@@ -7,7 +7,9 @@
 - ``hash_packages`` (``LWDP_HASH_PACKAGES=a,b``): packages whose versions every stage hash covers;
 - ``jobs`` (``LWDP_JOBS``, else 1): how many stages compute at once, in worker processes;
 - ``executor`` (``LWDP_DASK_SCHEDULER=tcp://host:port``): where stages compute instead, a
-  ``concurrent.futures.Executor`` or a Dask ``distributed.Client``.
+  ``concurrent.futures.Executor`` or a Dask ``distributed.Client``;
+- ``undeclared_inputs`` (``LWDP_UNDECLARED_INPUTS``, else "warn"): what to do when a stage
+  reads a file it does not declare (`lwdp.run.undeclared`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ ENV_CATALOG_URL = "LWDP_CATALOG_URL"
 ENV_TRUST_PICKLE = "LWDP_TRUST_PICKLE"
 ENV_JOBS = "LWDP_JOBS"
 ENV_DASK_SCHEDULER = "LWDP_DASK_SCHEDULER"
+ENV_UNDECLARED_INPUTS = "LWDP_UNDECLARED_INPUTS"
+UNDECLARED_INPUT_MODES = ("warn", "track", "error", "ignore")
 DEFAULT_CACHE_DIR = ".lwdp"
 _CONFIGURED_PACKAGES = "lwdp.configure(hash_packages=...)"  # where packages were named, for errors
 
@@ -49,6 +53,7 @@ class Settings:
     jobs: int = 1
     executor: Any = field(default=None, compare=False, repr=False)  # a live object: never sent to workers
     dask_scheduler: str | None = None
+    undeclared_inputs: str = "warn"  # one of UNDECLARED_INPUT_MODES
 
     @property
     def parallel(self) -> bool:
@@ -84,6 +89,8 @@ def settings(cache_dir_override: str | os.PathLike[str] | None = None) -> Settin
         jobs=_configured["jobs"] if "jobs" in _configured else _jobs(env.get(ENV_JOBS, "").strip() or 1, ENV_JOBS),
         executor=_configured.get("executor"),
         dask_scheduler=None if "executor" in _configured else env.get(ENV_DASK_SCHEDULER) or None,
+        undeclared_inputs=_configured.get("undeclared_inputs")
+        or _undeclared_inputs(env.get(ENV_UNDECLARED_INPUTS, "").strip() or "warn", ENV_UNDECLARED_INPUTS),
     )
 
 
@@ -97,6 +104,7 @@ def configure(
     storage_options: dict[str, Any] | None = _UNCHANGED,
     jobs: int | str | None = _UNCHANGED,
     executor: Any = _UNCHANGED,
+    undeclared_inputs: str | None = _UNCHANGED,
 ) -> None:
     """Set process-wide options; an option not passed keeps its value, and ``None`` goes
     back to the environment/default rule.
@@ -127,9 +135,20 @@ def configure(
     ``store_url`` and ``catalog_url`` the team shares). Setting it, even to ``None``,
     overrides ``LWDP_DASK_SCHEDULER``.
 
+    ``undeclared_inputs``: what to do when a stage opens a file or lists a directory that
+    is not one of its inputs, which its hash can't see: ``"warn"`` (once per stage and
+    path), ``"track"`` (the file becomes an input of the cached result, as a compiler's
+    dependency files are for ``make``), ``"error"`` (the call fails, nothing is cached) or
+    ``"ignore"``.
+
     :raises UnknownPackageError: a name in ``hash_packages`` is not installed.
-    :raises InvalidSettingError: ``jobs`` is not a positive number or ``"auto"``.
+    :raises InvalidSettingError: ``jobs`` is not a positive number or ``"auto"``, or
+        ``undeclared_inputs`` is not one of the four modes.
     """
+    if undeclared_inputs is not _UNCHANGED:
+        _configured["undeclared_inputs"] = None if undeclared_inputs is None else _undeclared_inputs(
+            undeclared_inputs, "lwdp.configure(undeclared_inputs=...)"
+        )
     if jobs is not _UNCHANGED:
         if jobs is None:
             _configured.pop("jobs", None)
@@ -184,6 +203,14 @@ def _jobs(value: int | str, where: str) -> int:
     if jobs < 1 or isinstance(value, (bool, float)):
         raise InvalidSettingError(f"{where}: jobs must be a positive whole number or \"auto\", not {value!r}")
     return jobs
+
+
+def _undeclared_inputs(value: str, where: str) -> str:
+    mode = value.strip().lower() if isinstance(value, str) else value
+    if mode not in UNDECLARED_INPUT_MODES:
+        modes = ", ".join(f'"{m}"' for m in UNDECLARED_INPUT_MODES)
+        raise InvalidSettingError(f"{where}: undeclared_inputs must be one of {modes}, not {value!r}")
+    return mode
 
 
 def _installed_version(name: str, where: str) -> str:

@@ -99,3 +99,8 @@ class WorkerError(LwdpError, RuntimeError):
 class StageErrorNotSendable(LwdpError, RuntimeError):
     """A stage raised, in a worker, an exception that could not travel back to the run's
     process (it doesn't pickle); its type, message and traceback are in the message."""
+
+
+class UndeclaredInputError(LwdpError, RuntimeError):
+    """A stage read a file or listed a directory that is not one of its inputs, with
+    ``undeclared_inputs="error"``; nothing was cached for it."""

@@ -15,6 +15,7 @@ from .errors import StageNameCollisionError
 
 if TYPE_CHECKING:
     from .formats import Format
+    from .hashing.code import CodeDigest
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,11 +47,13 @@ class StageNode:
     func: Callable[..., Any]
     cache: bool
     format: Format | None
+    code: CodeDigest  # what its code digest is made of (`lwdp.hashing.code`)
     code_digest: str
     passed_inputs: frozenset[str]  # the inputs the function takes
     module: str  # where worker processes find it: the module that makes it when imported
     partitions: tuple[StageNode, ...] = ()  # a partitioned stage's: one per file (`lwdp.partitions`)
     partition: str | None = None  # a partition's: its file's path as matched
+    env: tuple[str, ...] = ()  # environment variables whose values its hash covers
 
     def refresh(self) -> None:
         """Bring the inputs up to date before a run orders the pipeline (a partitioned

@@ -49,6 +49,7 @@ class Partition(StageNode):
         self.code = parent.partition_code
         self.code_digest = self.code.digest
         self.passed_inputs = parent.partition_passed
+        self.env = parent.env
         by = _partitioned_input(parent)
         by_file = Input(by, "raw", path)
         where = Input(PARTITION_INPUT, "param", relative, param_digest(relative))

@@ -76,12 +76,24 @@ def _check_version(stage_name: str, func: Callable[..., Any], version: Any) -> N
         raise InputBindingError(f"stage '{stage_name}': version={version!r} must be a non-empty string, such as version=\"2\"")
 
 
+def _environment_names(stage_name: str, func: Callable[..., Any], env: Any) -> tuple[str, ...]:
+    if "env" in inspect.signature(func).parameters:
+        raise InputBindingError(
+            f"stage '{stage_name}': `env=` names the environment variables the stage depends on and binds no "
+            "input; rename the function's parameter `env` and bind it by its new name"
+        )
+    names = [env] if isinstance(env, str) else env
+    if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) and name for name in names):
+        raise InputBindingError(f"stage '{stage_name}': env={env!r} must list variable names, such as env=[\"API_REGION\"]")
+    return tuple(sorted(set(names)))
+
+
 class Stage(StageNode):
     """A pipeline stage: call it to get its result, running or loading ancestors as needed."""
 
     def __init__(
         self, func: Callable[..., Any], inputs: dict[str, Any], cache: bool, cache_format: str | None,
-        version: str | None = None, partition_by: str | None = None,
+        version: str | None = None, partition_by: str | None = None, env: Any = None,
     ) -> None:
         functools.update_wrapper(self, func)
         self.func = func
@@ -91,6 +103,8 @@ class Stage(StageNode):
         self.format: Format | None = get_format(cache_format) if cache_format is not None else None
         if version is not None:
             _check_version(self.name, func, version)
+        if env is not None:
+            self.env = _environment_names(self.name, func, env)
         bound = {name: _bind_input(self.name, name, value) for name, value in sorted(inputs.items())}
         self.inputs: tuple[Input, ...] = tuple(bound.values())
         self.passed_inputs = _accepted_names(func, self.name, bound)
@@ -164,23 +178,25 @@ class Stage(StageNode):
 
 def stage(
     *, cache: bool = False, cache_format: str | None = None, version: str | None = None, partition_by: str | None = None,
-    **inputs: Any,
+    env: list[str] | tuple[str, ...] | None = None, **inputs: Any,
 ) -> Callable[[Callable[..., Any]], Stage]:
     """Make a function a pipeline stage.
 
-    Every keyword but ``cache``, ``cache_format`` and ``version`` binds an input of that
+    Every keyword but ``cache``, ``cache_format``, ``version``, ``partition_by`` and ``env`` binds an input of that
     name: a ``str`` or path is a raw input (a file, a directory or a glob), a stage is an
     upstream, and anything else is a parameter that is part of the hash. ``version``: the
     stage's code (helpers included) counts by this string instead of its source, so an edit
     keeps the cache until the string changes. ``partition_by``: the raw input (a glob or a
     directory) whose files are each a call of the function, cached on its own; the stage's
-    result combines them (`lwdp.partitions`).
+    result combines them (`lwdp.partitions`). ``env``: the environment variables the stage
+    depends on (``["API_REGION"]``), whose values its hash covers (lwdp can't see a
+    stage read one).
 
     :raises InputBindingError: an input that can't be bound or hashed stably.
     :raises UnknownFormatError: ``cache_format`` is not a format lwdp can write and read.
     """
 
     def decorate(func: Callable[..., Any]) -> Stage:
-        return Stage(func, inputs, cache, cache_format, version, partition_by)
+        return Stage(func, inputs, cache, cache_format, version, partition_by, env)
 
     return decorate

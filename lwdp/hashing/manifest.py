@@ -13,10 +13,11 @@ import reprlib
 from typing import TYPE_CHECKING, Any
 
 from .stage_hash import HASH_SCHEME, InputRow
+from .tracked import TRACKED_FILE, TRACKED_KINDS, TRACKED_LISTING
 
 if TYPE_CHECKING:
     from .references import NodeDigest
-    from ..stage import Stage
+    from ..graph import StageNode
 
 Manifest = dict[str, Any]
 
@@ -24,7 +25,7 @@ _VALUE_REPR = reprlib.Repr()
 _VALUE_REPR.maxstring = _VALUE_REPR.maxother = 60
 
 
-def stage_manifest(stage: Stage, rows: list[InputRow]) -> Manifest:
+def stage_manifest(stage: StageNode, rows: list[InputRow]) -> Manifest:
     """The manifest of ``stage``'s hash, given its input rows from `lwdp.hashing.stage_hashes`."""
     inputs: dict[str, dict[str, str]] = {}
     by_name = {inp.name: inp for inp in stage.inputs}
@@ -38,6 +39,8 @@ def stage_manifest(stage: Stage, rows: list[InputRow]) -> Manifest:
             entry["value"] = _VALUE_REPR.repr(by_name[name].value)
         elif kind == "package" and detail is not None:
             entry["version"] = detail
+        elif kind in TRACKED_KINDS and detail is not None:
+            entry["path"] = detail
         inputs[name] = entry
     code: dict[str, Any]
     if stage.code.version is not None:
@@ -83,6 +86,10 @@ def _input_changes(old: dict[str, dict[str, str]], new: dict[str, dict[str, str]
             reasons.append(f"parameter `{name}` changed {was.get('value')} → {now.get('value')}")
         elif kind == "package":
             reasons.append(f"{_input_label(name, now)} changed {was.get('version')} → {now.get('version')}")
+        elif kind == TRACKED_LISTING:
+            reasons.append(f"{_input_label(name, now)}: its listing changed")
+        else:
+            reasons.append(f"{_input_label(name, now)} changed")
     return reasons
 
 
@@ -91,12 +98,17 @@ def raw_content_changed(name: str, path: str | None) -> str:
     return f"raw input `{name}` ({path}) content changed"
 
 
-_KIND_WORDS = {"raw": "raw input", "stage": "upstream", "param": "parameter", "package": "package"}
+_KIND_WORDS = {"raw": "raw input", "stage": "upstream", "param": "parameter", "package": "package", "env": "environment variable"}
 
 
 def _input_label(name: str, entry: dict[str, str]) -> str:
-    if entry["kind"] == "package":
-        return f"package `{name.removeprefix('package ')}`"
+    kind = entry["kind"]
+    if kind in ("package", "env"):
+        return f"{_KIND_WORDS[kind]} `{name.removeprefix(kind + ' ')}`"
+    if kind == TRACKED_FILE:
+        return f"tracked file {entry.get('path')}"
+    if kind == TRACKED_LISTING:
+        return f"tracked directory {entry.get('path')}"
     return f"{_KIND_WORDS.get(entry['kind'], 'input')} `{name}`"
 
 

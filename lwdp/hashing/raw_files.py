@@ -130,7 +130,7 @@ def _has_glob_magic(pattern: str) -> bool:
     return any(ch in pattern for ch in "*?[")
 
 
-def _literal_root(pattern: str) -> str:
+def literal_root(pattern: str) -> str:
     """The directory a glob starts from ("raw/2024" for "raw/2024/*.csv").
 
     Matched files are named relative to it, so the digest is the same wherever the
@@ -172,7 +172,7 @@ def expand_raw_input(
                 f"{where}: glob {text!r} matches no file (cwd {os.getcwd()}); "
                 "fix the pattern in @stage"
             )
-        root = _literal_root(text)
+        root = literal_root(text)
         return {Path(os.path.relpath(p, root)).as_posix(): os.path.abspath(p) for p in matched}
     raise RawInputNotFoundError(
         f"{where}: raw input {text!r} not found (cwd {os.getcwd()}); fix the path in @stage"
@@ -193,7 +193,7 @@ def file_set_members(raw: str | os.PathLike[str], stage: str, input_name: str, e
     :raises RawInputNotFoundError: it matches no file (as `expand_raw_input` does).
     """
     text = os.fspath(raw)
-    root = text if os.path.isdir(text) else _literal_root(text)
+    root = text if os.path.isdir(text) else literal_root(text)
     return dict(sorted((Path(root, name).as_posix(), name) for name in expand_raw_input(text, stage, input_name, exclude)))
 
 

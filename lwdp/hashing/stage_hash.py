@@ -7,22 +7,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import xxhash
 
 from .raw_files import MemoStore, combine_set_digest, digest_files, expand_raw_input
+from .tracked import TrackedStore, current_digests, resolved_hash
 from .url_inputs import is_url, url_input_digests
 
 if TYPE_CHECKING:
     from ..config import Settings
-    from ..stage import Stage
+    from ..graph import NodeT
 
 HASH_SCHEME = "lwdp-stage-v1"
 
 # (input name, kind, digest, detail): the detail is a raw input's path as written or a
 # package's version. Kinds: "raw", "stage", "param", and "package" for the installed
-# versions `lwdp.configure(hash_packages=...)` adds to every stage (named "package NAME").
+# versions `lwdp.configure(hash_packages=...)` adds to every stage (named "package NAME"),
+# "env" for the environment variables a stage names (``env=[...]``: "env NAME", no
+# detail: a value may be a secret), and "tracked"/"listing" for the files and directories
+# it read undeclared (`lwdp.hashing.tracked`, "tracked PATH").
 InputRow = tuple[str, str, str, "str | None"]
 
 
@@ -34,7 +38,7 @@ def combine_stage_hash(code_digest: str, inputs: Iterable[tuple[str, str, str]])
     return hasher.hexdigest()
 
 
-def raw_input_digests(stages: list[Stage], memos: MemoStore, settings: Settings) -> dict[tuple[Stage, str], str]:
+def raw_input_digests(stages: list[NodeT], memos: MemoStore, settings: Settings) -> dict[tuple[NodeT, str], str]:
     """The digest of every raw input of ``stages``, keyed by (stage, input name); nothing
     inside the cache directory counts as raw input.
 
@@ -42,9 +46,9 @@ def raw_input_digests(stages: list[Stage], memos: MemoStore, settings: Settings)
     unchanged files costs one query, not one per file; a URL costs one request for its
     metadata (`lwdp.hashing.url_inputs`).
     """
-    members: dict[tuple[Stage, str], dict[str, str]] = {}
+    members: dict[tuple[NodeT, str], dict[str, str]] = {}
     where: dict[str, str] = {}
-    named_digests: dict[tuple[Stage, str], dict[str, str]] = {}
+    named_digests: dict[tuple[NodeT, str], dict[str, str]] = {}
     for stage in stages:
         for raw in stage.inputs_of_kind("raw"):
             if is_url(raw.value):
@@ -60,17 +64,33 @@ def raw_input_digests(stages: list[Stage], memos: MemoStore, settings: Settings)
     return {key: combine_set_digest(named) for key, named in named_digests.items()}
 
 
+class CatalogForHashes(MemoStore, TrackedStore, Protocol):
+    """What hashing reads from the catalog: raw files' digest memos and tracked reads."""
+
+
+def env_row(name: str) -> InputRow:
+    """An environment variable a stage depends on, by its value now (unset is a value)."""
+    value = os.environ.get(name)
+    digest = xxhash.xxh3_128_hexdigest(b"\0unset" if value is None else value.encode())
+    return (f"env {name}", "env", digest, None)
+
+
 def stage_hashes(
-    stages: list[Stage], memos: MemoStore, settings: Settings
-) -> tuple[dict[Stage, str], dict[Stage, list[InputRow]]]:
-    """Hash of each stage (``stages`` in dependency order), and each stage's input rows."""
+    stages: list[NodeT], memos: CatalogForHashes, settings: Settings
+) -> tuple[dict[NodeT, str], dict[NodeT, list[InputRow]]]:
+    """Hash of each stage (``stages`` in dependency order), and each stage's input rows.
+
+    With ``undeclared_inputs="track"``, a stage's hash also answers for the files it was
+    seen reading (`lwdp.hashing.tracked`): one catalog query for the whole pipeline."""
     raw = raw_input_digests(stages, memos, settings)
+    recorded = memos.tracked_inputs([stage.name for stage in stages]) if settings.undeclared_inputs == "track" else {}
+    now = current_digests([row for rows in recorded.values() for row in rows], memos) if recorded else {}
     packages: list[InputRow] = [
         (f"package {name}", "package", xxhash.xxh3_128_hexdigest(version.encode()), version)
         for name, version in settings.package_versions().items()
     ]
-    hashes: dict[Stage, str] = {}
-    inputs: dict[Stage, list[InputRow]] = {}
+    hashes: dict[NodeT, str] = {}
+    inputs: dict[NodeT, list[InputRow]] = {}
     for stage in stages:
         rows: list[InputRow] = []
         for inp in stage.inputs:
@@ -81,7 +101,13 @@ def stage_hashes(
             else:
                 assert inp.digest is not None  # parameters are digested at decoration
                 rows.append((inp.name, inp.kind, inp.digest, None))
+        rows += [env_row(name) for name in stage.env]
         rows += packages
-        inputs[stage] = rows
-        hashes[stage] = combine_stage_hash(stage.code_digest, ((n, k, d) for n, k, d, _ in rows))
+        declared = [(n, k, d) for n, k, d, _ in rows]
+        hashes[stage], tracked = resolved_hash(
+            combine_stage_hash(stage.code_digest, declared),
+            lambda extra: combine_stage_hash(stage.code_digest, declared + [(n, k, d) for n, k, d, _ in extra]),  # noqa: B023 (used at once)
+            recorded, now,
+        )
+        inputs[stage] = rows + tracked
     return hashes, inputs

@@ -17,6 +17,7 @@ from ..store.cache import ResultCache
 from ..store.catalog import open_catalog
 from ..store.records import LineageRow, utcnow
 from ..store.writer import ArtifactWriter
+from .undeclared import resume_watching, suspend_watching
 
 logger = logging.getLogger("lwdp")
 
@@ -31,7 +32,12 @@ class RunContext:
 
     def __init__(self) -> None:
         self.settings = config.settings()
-        self.catalog = open_catalog(self.settings)
+        self._watched = suspend_watching()  # a stage called inside a stage: lwdp's reads are not the outer one's
+        try:
+            self.catalog = open_catalog(self.settings)
+        except BaseException:
+            resume_watching(self._watched)
+            raise
         self.cache = ResultCache(self.settings, self.catalog)
         self.writer = ArtifactWriter()
         self._evaluated: set[str] = set()
@@ -46,7 +52,10 @@ class RunContext:
         except BaseException:
             self._mark_used(raising=False)
             raise
-        self._mark_used(raising=not failing)
+        else:
+            self._mark_used(raising=not failing)
+        finally:
+            resume_watching(self._watched)
 
     def record_lineage(self, rows: Iterable[LineageRow]) -> None:
         """Record the lineage of hashes the catalog has not seen; the others' lineage only

@@ -25,7 +25,8 @@ from .context import RunContext
 from .cutoff import artifact_content, combined_content, input_key, reuse, value_content
 from .events import StageEvent, log_event
 from .status import stage_status
-from .steps import call_stage, hit_event, load_locked, save_in_background, view
+from .steps import call_stage, computed_uncached, hit_event, load_locked, save_in_background, view
+from .undeclared import saved_with
 
 if TYPE_CHECKING:
     from ..stage import Stage
@@ -246,17 +247,19 @@ class PipelineRun:
         stage_hash = self.hashes[stage]
         kwargs = self._inputs(stage)
         started = time.perf_counter()
-        result = call_stage(stage, kwargs)
+        result, found = call_stage(stage, kwargs, self.cache.settings)
         seconds = time.perf_counter() - started
         self.reasons[stage] = miss_reason
         if not stage.cache or lock is None:
-            log_event(StageEvent(stage.name, stage_hash, "computed-uncached", seconds, None, miss_reason))
+            log_event(computed_uncached(self.cache, stage, stage_hash, self.inputs[stage], found, seconds, miss_reason))
             return result
         choice = choose_format(stage.name, result, stage.format)
-        manifest = stage_manifest(stage, self.inputs[stage])
+        rows, manifest, tracked = saved_with(
+            stage, self.inputs[stage], stage_manifest(stage, self.inputs[stage]), found, self.cache.settings, self.cache.catalog
+        )
         save_in_background(
             self.writer, lock, self.cache, stage, stage_hash, result, choice, seconds, manifest, miss_reason,
-            lambda: input_key(stage, self.inputs[stage], self.content_of),
+            lambda: input_key(stage, rows, self.content_of), tracked,
         )
         return result
 

@@ -14,6 +14,7 @@ from ..store.cache import Loadable, Miss, MissReason, Source
 from ..store.catalog import Catalog
 from .context import RunContext
 from .cutoff import REUSED
+from .undeclared import UNDECLARED
 
 if TYPE_CHECKING:
     from ..stage import Stage
@@ -33,6 +34,7 @@ class StageStatus:
     reasons: list[str] = field(default_factory=list)
     source: Source | None = None
     reused: str | None = None  # a fresh result reused by early cutoff: why (`lwdp.run.cutoff`)
+    undeclared: dict[str, list[str]] = field(default_factory=dict)  # what computing it read undeclared
 
     def __str__(self) -> str:
         if self.stage.partitions and self.state == "fresh":
@@ -40,10 +42,19 @@ class StageStatus:
         if self.state == "fresh":
             where = " in the shared store, to be downloaded" if self.source is Source.SHARED else ""
             reused = f"; reused, as {self.reused}" if self.reused else ""
-            return f"stage {self.stage.name}: fresh (cached as {self.hash[:12]}{where}{reused})"
+            return f"stage {self.stage.name}: fresh (cached as {self.hash[:12]}{where}{reused}){self.undeclared_note}"
         if self.state == "not cached":
             return f"stage {self.stage.name}: not cached (cache=False): runs on every call"
         return f"stage {self.stage.name}: {self.state}" + (f": {'; '.join(self.reasons)}" if self.reasons else "")
+
+    @property
+    def undeclared_note(self) -> str:
+        """What computing it read without declaring it ("; it read ..."), or nothing."""
+        read = [*self.undeclared.get("files", []), *(f"{path} (listed)" for path in self.undeclared.get("listings", []))]
+        said = f"; it read {', '.join(read)}, not among its inputs: a change there won't rerun it" if read else ""
+        if self.undeclared.get("connections"):
+            said += f"; it connected to {', '.join(self.undeclared['connections'])}"
+        return said
 
 
 def pipeline_status(target: Stage) -> list[StageStatus]:
@@ -79,9 +90,13 @@ def stage_status(catalog: Catalog, stage: Stage, stage_hash: str, inputs: list[I
     """What the probe's answer means for ``stage``: fresh, or why it would be computed (what
     changed since its result was last cached, when there is no result for this hash)."""
     if isinstance(found, Loadable):
-        reused = (catalog.stage_manifest(stage_hash) or {}).get(REUSED)
+        manifest = catalog.stage_manifest(stage_hash) or {}
+        reused = manifest.get(REUSED)
         because = reused.get("because") if isinstance(reused, dict) else None
-        return StageStatus(stage, stage_hash, "fresh", source=found.source, reused=because if isinstance(because, str) else None)
+        return StageStatus(
+            stage, stage_hash, "fresh", source=found.source, reused=because if isinstance(because, str) else None,
+            undeclared=manifest.get(UNDECLARED) or {},
+        )
     if found.reason is not MissReason.NEVER_COMPUTED:
         return StageStatus(stage, stage_hash, "stale", [str(found)])
     stored_before, previous = catalog.previous_manifest(stage.name, stage_hash)

@@ -16,11 +16,14 @@ import pandas as pd
 from ..formats import PANDAS_MAJOR, Format, FormatChoice
 from ..store.cache import Hit, Miss, ResultCache
 from .events import StageEvent, log_event
+from .undeclared import Undeclared, judge, saved_with, undeclared, watched
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from ..config import Settings
     from ..graph import StageNode
+    from ..hashing.stage_hash import InputRow
     from ..store.writer import ArtifactWriter
 
 _COPY_ON_WRITE = PANDAS_MAJOR >= 3
@@ -54,11 +57,16 @@ def _holds_mutable_objects(values: pd.Series) -> bool:
     return values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) not in _IMMUTABLE_KINDS
 
 
-def call_stage(stage: StageNode, kwargs: dict[str, Any]) -> Any:
-    """Run the stage's function; an exception it raises gets a note naming the stage."""
+def call_stage(stage: StageNode, kwargs: dict[str, Any], settings: Settings) -> tuple[Any, Undeclared]:
+    """Run the stage's function, watching what it reads undeclared (`lwdp.run.undeclared`);
+    an exception it raises gets a note naming the stage.
+
+    :raises UndeclaredInputError: it read undeclared files with ``undeclared_inputs="error"``.
+    """
     use_the_system_allocator_for_arrow()
     try:
-        return stage.func(**kwargs)
+        with watched(settings) as reads:
+            result = stage.func(**kwargs)
     except Exception as exc:
         note = f"raised in lwdp stage '{stage.name}'"
         if hasattr(exc, "add_note"):
@@ -66,6 +74,9 @@ def call_stage(stage: StageNode, kwargs: dict[str, Any]) -> Any:
         else:  # Python 3.10: the same attribute PEP 678 defines, without the display
             exc.__notes__ = [*getattr(exc, "__notes__", []), note]
         raise
+    found = undeclared(stage, reads, settings) if reads is not None else Undeclared()
+    judge(stage, found, settings)
+    return result, found
 
 
 def use_the_system_allocator_for_arrow() -> None:
@@ -110,14 +121,30 @@ def hit_event(stage_name: str, stage_hash: str, found: Hit, seconds: float) -> S
     return StageEvent(stage_name, stage_hash, "hit", seconds, found.size, source)
 
 
+def computed_uncached(
+    cache: ResultCache, stage: StageNode, stage_hash: str, rows: list[InputRow], found: Undeclared, seconds: float,
+    miss_reason: str | None,
+) -> StageEvent:
+    """The event of an uncached stage computed; in "track" mode what it read is recorded
+    with its hash, which its consumers' hashes cover (`lwdp.hashing.tracked`)."""
+    _, _, tracked = saved_with(stage, rows, {}, found, cache.settings, cache.catalog)
+    if tracked is not None:
+        cache.catalog.record_tracked(stage_hash, stage.name, tracked)
+    return StageEvent(stage.name, stage_hash, "computed-uncached", seconds, None, miss_reason)
+
+
 def save(
     cache: ResultCache, stage: StageNode, stage_hash: str, result: Any, choice: FormatChoice, seconds: float,
     manifest: dict[str, Any], miss_reason: str | None, input_key: Callable[[], str | None],
+    tracked: list[InputRow] | None = None,
 ) -> StageEvent:
     """Store a computed result in its chosen format (`lwdp.formats.choose_format`) with its
-    input key (`lwdp.run.cutoff`); the event says how long computing and writing took, and
-    how many bytes were cached."""
+    input key (`lwdp.run.cutoff`) and, when given, the reads tracked with it
+    (`lwdp.hashing.tracked`); the event says how long computing and writing took, and how
+    many bytes were cached."""
     written = time.perf_counter()
+    if tracked is not None:  # first: a result recorded without them would be served unchecked
+        cache.catalog.record_tracked(stage_hash, stage.name, tracked)
     size = cache.save(stage.name, stage_hash, result, choice, seconds, manifest, input_key())
     return StageEvent(stage.name, stage_hash, "computed", seconds + time.perf_counter() - written, size, miss_reason)
 
@@ -125,7 +152,7 @@ def save(
 def save_in_background(
     writer: ArtifactWriter, lock: ExitStack, cache: ResultCache, stage: StageNode, stage_hash: str, result: Any,
     choice: FormatChoice, seconds: float, manifest: dict[str, Any], miss_reason: str | None,
-    input_key: Callable[[], str | None],
+    input_key: Callable[[], str | None], tracked: list[InputRow] | None = None,
 ) -> Future[None]:
     """`save` on the writer's threads, the compute-once ``lock`` going with the write (it is
     released once the artifact is recorded); the stage's line is logged then. The input key
@@ -134,6 +161,6 @@ def save_in_background(
 
     def write() -> None:
         with held:
-            log_event(save(cache, stage, stage_hash, result, choice, seconds, manifest, miss_reason, input_key))
+            log_event(save(cache, stage, stage_hash, result, choice, seconds, manifest, miss_reason, input_key, tracked))
 
     return writer.submit(write, stage_hash)

@@ -40,8 +40,9 @@ from ..store.catalog import open_catalog
 from ..store.writer import ArtifactWriter
 from ..hashing.stage_hash import InputRow
 from .cutoff import artifact_content, input_key, reuse, value_content
-from .events import StageEvent, log_event
-from .steps import call_stage, hit_event, load_locked, save, save_in_background, view
+from .events import log_event
+from .steps import call_stage, computed_uncached, hit_event, load_locked, save, save_in_background, view
+from .undeclared import saved_with
 
 logger = logging.getLogger("lwdp")
 
@@ -259,23 +260,26 @@ def _compute(task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | Non
         if kwargs is None:
             return
         started = time.perf_counter()
-        result = call_stage(stage, kwargs)
+        result, read = call_stage(stage, kwargs, task.settings)
         seconds = time.perf_counter() - started
         if stopped is not None and stopped.is_set():
             return  # the run was stopped meanwhile: nothing of it is written
         if task.manifest is None:
-            log_event(StageEvent(name, task.hash, "computed-uncached", seconds, None, task.reason))
+            log_event(computed_uncached(cache, stage, task.hash, task.rows, read, seconds, task.reason))
             outcome.value = result
             return
         choice = choose_format(name, result, stage.format)
-        keyed = functools.partial(input_key, stage, task.rows, content_of)
+        rows, manifest, tracked = saved_with(stage, task.rows, task.manifest, read, task.settings, cache.catalog)
+        keyed = functools.partial(input_key, stage, rows, content_of)
         if writer is None:
-            log_event(save(cache, stage, task.hash, result, choice, seconds, task.manifest, task.reason, keyed))
+            log_event(save(cache, stage, task.hash, result, choice, seconds, manifest, task.reason, keyed, tracked))
             MEMORY.put(task, task.hash, result)
             return
         assert locked is not None
         outcome.value = result
-        outcome.written = save_in_background(writer, locked, cache, stage, task.hash, result, choice, seconds, task.manifest, task.reason, keyed)
+        outcome.written = save_in_background(
+            writer, locked, cache, stage, task.hash, result, choice, seconds, manifest, task.reason, keyed, tracked
+        )
     finally:
         if locked is not None:
             locked.close()

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..config import Settings
 from ..hashing.raw_files import DigestMemo, FileState
+from ..hashing.tracked import TRACKED_KINDS
 from .connections import on_close, on_fork
 from .database import Database, Session, chunks, in_list
 from .sqlite_db import open_sqlite
@@ -51,6 +52,7 @@ _UPSERT_LINEAGE = _upsert("lineage", [*LINEAGE_COLUMNS, "recorded_at"], ["hash",
 _UPSERT_MEMO = _upsert("raw_files", _MEMO_COLUMNS, ["path"])
 _SELECT_ARTIFACTS = f"SELECT {', '.join(ARTIFACT_COLUMNS)} FROM artifacts"
 _SELECT_LINEAGE = f"SELECT {', '.join(LINEAGE_COLUMNS)} FROM lineage"
+_TRACKED_KINDS = "('" + "', '".join(TRACKED_KINDS) + "')"
 # Of the stage's other hashes, the one whose artifact was used last, else the one computed last.
 _PREVIOUS_MANIFEST = (
     "SELECT m.manifest FROM stage_manifests AS m LEFT OUTER JOIN artifacts AS a ON a.hash = m.hash "
@@ -205,6 +207,34 @@ class Catalog:
         if values:
             with self.db.write() as s:
                 s.run_many(_UPSERT_LINEAGE, values)
+
+    def record_tracked(self, stage_hash: str, stage: str, rows: list[tuple[str, str, str, str | None]]) -> None:
+        """Make ``rows`` (`lwdp.hashing.tracked`: what a computation of ``stage_hash`` read
+        undeclared) the only tracked reads of that hash, in one transaction."""
+        now = utcnow()
+        values = sorted(
+            ({"hash": stage_hash, "stage": stage, "input_name": name, "input_kind": kind, "input_hash": digest,
+              "input_path": path, "recorded_at": now} for name, kind, digest, path in rows),
+            key=lambda v: str(v["input_name"]),
+        )
+        with self.db.write() as s:
+            s.run(f"DELETE FROM lineage WHERE hash = :hash AND input_kind IN {_TRACKED_KINDS}", {"hash": stage_hash})
+            if values:
+                s.run_many(_UPSERT_LINEAGE, values)
+
+    def tracked_inputs(self, stages: list[str]) -> dict[str, list[tuple[str, str, str, str | None]]]:
+        """{stage hash: its tracked reads as input rows} of every hash of these stages."""
+        found: dict[str, list[tuple[str, str, str, str | None]]] = {}
+        with self.db.read() as s:
+            for chunk in chunks(sorted(set(stages))):
+                params: dict[str, Any] = {}
+                query = (
+                    "SELECT hash, input_name, input_kind, input_hash, input_path FROM lineage "
+                    f"WHERE input_kind IN {_TRACKED_KINDS} AND stage IN {in_list(chunk, params)} ORDER BY hash, input_name"
+                )
+                for stage_hash, name, kind, digest, path in s.rows(query, params):
+                    found.setdefault(stage_hash, []).append((name, kind, digest, path))
+        return found
 
     def hashes_with_lineage(self, hashes: Sequence[str]) -> set[str]:
         found: set[str] = set()

@@ -72,7 +72,7 @@ class LineageRow:
     hash: str
     stage: str
     input_name: str
-    input_kind: str  # "stage" | "raw" | "param" | "package"
+    input_kind: str  # "stage" | "raw" | "param" | "package" | "env" | "tracked" | "listing"
     input_hash: str
     input_path: str | None
 
