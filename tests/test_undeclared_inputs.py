@@ -437,3 +437,50 @@ def test_track_on_a_dask_cluster(project):
     project.write("config/rates.json", '{"eur": 4.0}')
     edited = project.run("cluster.py", env=_mode("track"))
     assert edited.ran() == {"stg_prices", "stg_total"} and _line(edited, "TOTAL") == "12.0"
+
+
+def test_track_with_the_teams_postgres_catalog(project, pg_url):
+    _prices_project(project)
+    env = {**_mode("track"), "LWDP_CATALOG_URL": pg_url}
+    assert project.run(env=env).ran() == {"stg_prices", "stg_total"}
+    assert project.run(env=env).ran() == set()
+    project.write("config/rates.json", '{"eur": 2.0}')
+    edited = project.run(env=env)
+    assert edited.ran() == {"stg_prices", "stg_total"} and _line(edited, "TOTAL") == "6.0"
+
+
+CUTOFF = '''
+import pandas as pd
+from lwdp import stage
+from helpers import rates
+
+
+@stage(n=3, cache=True)
+def stg_base(n):
+    return pd.DataFrame({"x": range(n)})
+
+
+@stage(base=stg_base, cache=True)
+def stg_prices(base):
+    return base.assign(rate=rates()["eur"])
+
+
+if __name__ == "__main__":
+    print("RATE", stg_prices()["rate"].iloc[0])
+'''
+
+
+def test_track_keeps_early_cutoff_and_reuses_only_a_result_read_from_the_same_files(project):
+    project.write("helpers.py", RATES_HELPER)
+    project.write("config/rates.json", '{"eur": 1.5}')
+    project.write("pipeline.py", CUTOFF)
+    assert project.run(env=_mode("track")).ran() == {"stg_base", "stg_prices"}
+
+    project.edit("pipeline.py", CUTOFF.replace('return pd.DataFrame({"x": range(n)})', 'x = range(n)\n    return pd.DataFrame({"x": x})'))
+    refactored = project.run(env=_mode("track"))
+    assert refactored.ran() == {"stg_base"} and refactored.outcomes()["stg_prices"] == "reused"
+
+    project.edit("pipeline.py", CUTOFF)  # the first code again, and another rate
+    project.write("config/rates.json", '{"eur": 2.5}')
+    both = project.run(env=_mode("track"))
+    assert both.ran() == {"stg_prices"} and _line(both, "RATE") == "2.5"

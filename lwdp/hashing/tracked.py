@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import xxhash
 
@@ -31,10 +31,21 @@ MISSING = "missing"
 _MAX_STEPS = 8  # a stage whose reads change at every run stops moving here
 
 
+class TrackedReads(NamedTuple):
+    """Tracked reads as the catalog has them, as input rows: by stage hash, and each
+    stage's most recently recorded ones."""
+
+    by_hash: dict[str, list[InputRow]]
+    latest: dict[str, list[InputRow]]
+
+
+NO_TRACKED_READS = TrackedReads({}, {})
+
+
 class TrackedStore(Protocol):
     """Where tracked reads are recorded (the catalog)."""
 
-    def tracked_inputs(self, stages: list[str]) -> dict[str, list[InputRow]]: ...
+    def tracked_inputs(self, stages: list[str]) -> TrackedReads: ...
 
 
 def shown_path(path: str) -> str:
@@ -73,19 +84,31 @@ def current_digests(rows: list[InputRow], memos: MemoStore) -> dict[tuple[str, s
 
 
 def resolved_hash(
-    declared_hash: str, rehash: Callable[[list[InputRow]], str], recorded: dict[str, list[InputRow]],
+    declared_hash: str, rehash: Callable[[list[InputRow]], str], recorded: TrackedReads, stage: str,
     now: dict[tuple[str, str], str],
 ) -> tuple[str, list[InputRow]]:
     """(the stage's hash, its tracked rows now): its declared hash while what was recorded
     read under it is unchanged, else ``rehash`` of those reads' digests now, checked the
-    same way in turn (a result computed there may have read more)."""
-    stage_hash, rows = declared_hash, []
+    same way in turn (a result computed there may have read more).
+
+    A declared hash with nothing recorded (the stage's code or an upstream changed) gets
+    the stage's latest tracked reads as rows, with their digests now: they don't change
+    its hash, but they enter its input key, so that early cutoff finds an earlier result
+    only if it was computed from files with these very contents (`lwdp.run.cutoff`)."""
+    stage_hash = declared_hash
+    reads = recorded.by_hash.get(stage_hash)
+    if reads is None:
+        return stage_hash, _now(recorded.latest.get(stage, []), now)
     for _ in range(_MAX_STEPS):
-        reads = recorded.get(stage_hash)
-        if not reads:
-            break
-        rows = [tracked_row(kind, path, now[kind, path]) for _, kind, _, path in reads if path is not None]
-        if all(digest == now[kind, path] for _, kind, digest, path in reads if path is not None):
+        rows = _now(reads, now)
+        if rows == reads:
             break
         stage_hash = rehash(rows)
+        reads = recorded.by_hash.get(stage_hash)
+        if reads is None:
+            break
     return stage_hash, rows
+
+
+def _now(reads: list[InputRow], now: dict[tuple[str, str], str]) -> list[InputRow]:
+    return [tracked_row(kind, path, now[kind, path]) for _, kind, _, path in reads if path is not None]

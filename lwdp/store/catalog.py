@@ -21,7 +21,7 @@ from typing import Any
 
 from ..config import Settings
 from ..hashing.raw_files import DigestMemo, FileState
-from ..hashing.tracked import TRACKED_KINDS
+from ..hashing.tracked import TRACKED_KINDS, TrackedReads
 from .connections import on_close, on_fork
 from .database import Database, Session, chunks, in_list
 from .sqlite_db import open_sqlite
@@ -222,18 +222,22 @@ class Catalog:
             if values:
                 s.run_many(_UPSERT_LINEAGE, values)
 
-    def tracked_inputs(self, stages: list[str]) -> dict[str, list[tuple[str, str, str, str | None]]]:
-        """{stage hash: its tracked reads as input rows} of every hash of these stages."""
-        found: dict[str, list[tuple[str, str, str, str | None]]] = {}
+    def tracked_inputs(self, stages: list[str]) -> TrackedReads:
+        """The tracked reads of every hash of these stages, and each stage's latest."""
+        found = TrackedReads({}, {})
+        latest: dict[str, tuple[Any, str]] = {}
         with self.db.read() as s:
             for chunk in chunks(sorted(set(stages))):
                 params: dict[str, Any] = {}
                 query = (
-                    "SELECT hash, input_name, input_kind, input_hash, input_path FROM lineage "
+                    "SELECT stage, hash, recorded_at, input_name, input_kind, input_hash, input_path FROM lineage "
                     f"WHERE input_kind IN {_TRACKED_KINDS} AND stage IN {in_list(chunk, params)} ORDER BY hash, input_name"
                 )
-                for stage_hash, name, kind, digest, path in s.rows(query, params):
-                    found.setdefault(stage_hash, []).append((name, kind, digest, path))
+                for stage, stage_hash, recorded_at, name, kind, digest, path in s.rows(query, params):
+                    found.by_hash.setdefault(stage_hash, []).append((name, kind, digest, path))
+                    if stage not in latest or (stored_naive(recorded_at), stage_hash) > latest[stage]:
+                        latest[stage] = (stored_naive(recorded_at), stage_hash)
+        found.latest.update({stage: found.by_hash[stage_hash] for stage, (_, stage_hash) in latest.items()})
         return found
 
     def hashes_with_lineage(self, hashes: Sequence[str]) -> set[str]:
