@@ -484,3 +484,42 @@ def test_track_keeps_early_cutoff_and_reuses_only_a_result_read_from_the_same_fi
     project.write("config/rates.json", '{"eur": 2.5}')
     both = project.run(env=_mode("track"))
     assert both.ran() == {"stg_prices"} and _line(both, "RATE") == "2.5"
+
+
+SQLITE = '''
+import logging
+import sqlite3
+
+import pandas as pd
+from lwdp import stage
+
+logging.basicConfig(format="%(levelname)s %(message)s")
+
+
+@stage(cache=True)
+def stg_customers():
+    with sqlite3.connect("crm.db") as conn:
+        return pd.read_sql("SELECT * FROM customers", conn)
+
+
+if __name__ == "__main__":
+    print("ROWS", len(stg_customers()))
+'''
+
+
+def test_a_sqlite_database_read_undeclared_is_warned_of_and_tracked(project):
+    import sqlite3
+
+    with sqlite3.connect(project.root / "crm.db") as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER)")
+        conn.execute("INSERT INTO customers VALUES (1)")
+    conn.close()
+    project.write("pipeline.py", SQLITE)
+    assert [w for w in _warnings(project.run()) if "read crm.db, which is not one of its inputs" in w]
+    shutil.rmtree(project.cache_dir)
+    assert project.run(env=_mode("track")).ran() == {"stg_customers"}
+    with sqlite3.connect(project.root / "crm.db") as conn:
+        conn.execute("INSERT INTO customers VALUES (2)")
+    conn.close()
+    again = project.run(env=_mode("track"))
+    assert again.ran() == {"stg_customers"} and _line(again, "ROWS") == "2"

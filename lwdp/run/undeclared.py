@@ -1,7 +1,8 @@
 """What a stage reads that its hash can't see, and what lwdp does about it.
 
 While a stage's own function runs, an audit hook (PEP 578) notes the files its thread
-opens, the directories it lists and the network connections it makes. Afterwards what is
+opens (SQLite databases too), the directories it lists and the network connections it
+makes. Afterwards what is
 not data is set aside: the stage's declared raw inputs, lwdp's cache and store, modules
 being imported, files of Python and of installed distributions, system files (``/dev``,
 ``/proc``, ``/sys``, ``/etc``, ``/usr/share``), the temporary directory outside the
@@ -22,10 +23,7 @@ import functools
 import logging
 import os
 import re
-import site
 import sys
-import sysconfig
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,7 +47,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("lwdp")
 
 UNDECLARED = "undeclared"  # the manifest's key for what a stage read undeclared
-_EVENTS = frozenset({"open", "os.listdir", "os.scandir", "socket.connect"})
+_EVENTS = frozenset({"open", "os.listdir", "os.scandir", "socket.connect", "sqlite3.connect"})
 _SYSTEM_ROOTS = ("/dev", "/proc", "/sys", "/etc", "/usr/share")
 _MODULE_SUFFIXES = tuple({*all_suffixes(), ".pyc", ".pth"})
 _watching = 0  # calls being watched, in any thread: the hook's whole cost when 0
@@ -75,12 +73,12 @@ class Reads:
             self.connections[_address(args[1])] = None
             return
         path = args[0] if args[0] is not None else "."
-        if isinstance(path, int):  # a descriptor already open: its opening was seen, or is not ours
+        if isinstance(path, int) or path in (":memory:", b":memory:", ""):  # an open descriptor, no file
             return
         full = os.path.abspath(os.fsdecode(path))
-        if event != "open":
+        if event.startswith("os."):
             self.listings[full] = None
-        elif _writes(args[1], args[2]):
+        elif event == "open" and _writes(args[1], args[2]):
             self.written.add(full)
         else:
             self.files[full] = None
@@ -179,6 +177,8 @@ class Undeclared:
 
 def undeclared(stage: StageNode, reads: Reads, settings: Settings) -> Undeclared:
     """What of ``reads`` is not data the stage declared, nor anything else set aside."""
+    import tempfile  # here: a warm run computes nothing, and doesn't import it
+
     declared_files, declared_roots = _declared(stage)
     skipped = (*_not_data(), str(settings.cache_dir), *_local_store(settings.store_url))
     temporary = tempfile.gettempdir()
@@ -215,6 +215,9 @@ def _declared(stage: StageNode) -> tuple[set[str], tuple[str, ...]]:
 @functools.lru_cache(maxsize=1)
 def _not_data() -> tuple[str, ...]:
     """Python's own files and installed distributions', and the system's."""
+    import site
+    import sysconfig
+
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *_SYSTEM_ROOTS}
     paths.update(value for value in sysconfig.get_paths().values() if value)
     paths.update(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
