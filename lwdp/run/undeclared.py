@@ -13,8 +13,9 @@ manifest), "track" (recorded with the result as inputs, `lwdp.hashing.tracked`),
 
 An audit hook can't be removed: it is added at the first watched call, and outside one it
 costs a test of one global (benchmarks/RESULTS.md has the figures). Reads made by native
-code that opens files itself (Arrow's ``read_parquet``/``read_feather``, polars, DuckDB)
-and by other threads don't pass through Python's audited calls and are not seen.
+code that opens files itself (Arrow given a path, so ``pd.read_parquet`` from pandas 3
+on; polars; DuckDB) and by other threads don't pass through Python's audited calls and
+are not seen.
 """
 
 from __future__ import annotations
