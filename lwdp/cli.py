@@ -85,6 +85,8 @@ def _recompute(args: argparse.Namespace) -> int:
 
     wanted = list(args.recompute)
     count = int(wanted.pop()) if len(wanted) == 1 and wanted[0].isdigit() else 3
+    if count < 1:
+        raise UsageError("--recompute N: N must be 1 or more")
     names = [_import_stage(name).name if ":" in name else name for name in wanted]
     stages = sorted({record.stage for record in open_catalog(config.settings()).all_artifacts()})
     results = recompute_cached(names, count, stages)

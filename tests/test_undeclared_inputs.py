@@ -231,7 +231,11 @@ def stg_upstream(src, folder, pattern):
 
 @stage(up=stg_upstream, cache=True)
 def stg_clean(up):
+    import importlib.metadata
+
     import lazy_helper  # a module imported while the stage runs
+
+    importlib.metadata.version("pandas")  # lists the directories Python searches
 
     _package_data_file().read_bytes()  # an installed distribution's data file
     with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as scratch:  # its own scratch file
@@ -523,3 +527,85 @@ def test_a_sqlite_database_read_undeclared_is_warned_of_and_tracked(project):
     conn.close()
     again = project.run(env=_mode("track"))
     assert again.ran() == {"stg_customers"} and _line(again, "ROWS") == "2"
+
+
+def test_switching_to_track_never_trusts_a_result_computed_from_other_contents(project):
+    _prices_project(project)
+    assert project.run().ran() == {"stg_prices", "stg_total"}  # "warn": what it read is recorded
+    project.write("config/rates.json", '{"eur": 2.0}')
+    switched = project.run(env=_mode("track"))
+    assert switched.ran() == {"stg_prices", "stg_total"} and _line(switched, "TOTAL") == "6.0"
+
+    shutil.rmtree(project.cache_dir)
+    assert project.run(env=_mode("ignore")).ran() == {"stg_prices", "stg_total"}  # nothing recorded
+    project.write("config/rates.json", '{"eur": 3.0}')
+    unverified = project.run(env=_mode("track"))
+    assert unverified.ran() == {"stg_prices", "stg_total"} and _line(unverified, "TOTAL") == "9.0"
+    assert project.run(env=_mode("track")).ran() == set()
+
+
+CHDIR = """
+import os
+
+import pandas as pd
+from lwdp import stage
+
+
+@stage(cache=True)
+def stg_elsewhere():
+    here = os.getcwd()
+    os.chdir("sub")
+    try:
+        with open("x.txt") as f:
+            return pd.DataFrame({"x": [f.read()]})
+    finally:
+        os.chdir(here)
+
+
+if __name__ == "__main__":
+    print("X", stg_elsewhere()["x"].iloc[0])
+"""
+
+
+def test_track_a_file_read_after_the_stage_changed_directory(project):
+    project.write("sub/x.txt", "1")
+    project.write("pipeline.py", CHDIR)
+    assert project.run(env=_mode("track")).ran() == {"stg_elsewhere"}
+    assert project.sql("SELECT input_path FROM lineage WHERE input_kind = 'tracked'") == [("sub/x.txt",)]
+    assert project.run(env=_mode("track")).ran() == set()
+    for value in ("2", "3"):
+        project.write("sub/x.txt", value)
+        run = project.run(env=_mode("track"))
+        assert run.ran() == {"stg_elsewhere"} and _line(run, "X") == value
+
+
+PARTITIONED_NOISE = """
+import random
+
+import pandas as pd
+from lwdp import stage
+
+
+@stage(src="raw/*.csv", partition_by="src", cache=True)
+def stg_parts(src):
+    return pd.read_csv(src).assign(noise=random.random())
+
+
+if __name__ == "__main__":
+    stg_parts()
+"""
+
+
+def test_verify_recompute_a_partitioned_stage_checks_each_partition(project):
+    project.write("raw/a.csv", "v\n1\n")
+    project.write("raw/b.csv", "v\n2\n")
+    project.write("pipeline.py", PARTITIONED_NOISE)
+    project.run()
+    found = _verify(project, "pipeline.stg_parts")
+    assert found.returncode == 1
+    assert sorted(line.split()[1] for line in found.stdout.splitlines()) == [
+        "pipeline.stg_parts[raw/a.csv]", "pipeline.stg_parts[raw/b.csv]"
+    ]
+    assert "column `noise` differs first at row 0" in found.stdout
+    zero = _verify(project, "0")
+    assert zero.returncode == 2 and "N must be 1 or more" in zero.stderr

@@ -13,7 +13,7 @@ import reprlib
 from typing import TYPE_CHECKING, Any
 
 from .stage_hash import HASH_SCHEME, InputRow
-from .tracked import TRACKED_FILE, TRACKED_KINDS, TRACKED_LISTING
+from .tracked import TRACKED_FILE, TRACKED_KINDS, TRACKED_LISTING, WATCHED
 
 if TYPE_CHECKING:
     from .references import NodeDigest
@@ -30,6 +30,8 @@ def stage_manifest(stage: StageNode, rows: list[InputRow]) -> Manifest:
     inputs: dict[str, dict[str, str]] = {}
     by_name = {inp.name: inp for inp in stage.inputs}
     for name, kind, digest, detail in rows:
+        if kind == WATCHED:  # a mark for early cutoff, not an input
+            continue
         entry = {"kind": kind, "digest": digest}
         if kind == "raw" and detail is not None:
             entry["path"] = detail

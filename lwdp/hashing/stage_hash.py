@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 import xxhash
 
 from .raw_files import MemoStore, combine_set_digest, digest_files, expand_raw_input
-from .tracked import NO_TRACKED_READS, TrackedStore, current_digests, resolved_hash
+from .tracked import InputRow, TrackedStore, current_digests, resolved_hash
 from .url_inputs import is_url, url_input_digests
 
 if TYPE_CHECKING:
@@ -27,7 +27,6 @@ HASH_SCHEME = "lwdp-stage-v1"
 # "env" for the environment variables a stage names (``env=[...]``: "env NAME", no
 # detail: a value may be a secret), and "tracked"/"listing" for the files and directories
 # it read undeclared (`lwdp.hashing.tracked`, "tracked PATH").
-InputRow = tuple[str, str, str, "str | None"]
 
 
 def combine_stage_hash(code_digest: str, inputs: Iterable[tuple[str, str, str]]) -> str:
@@ -83,8 +82,8 @@ def stage_hashes(
     With ``undeclared_inputs="track"``, a stage's hash also answers for the files it was
     seen reading (`lwdp.hashing.tracked`): one catalog query for the whole pipeline."""
     raw = raw_input_digests(stages, memos, settings)
-    recorded = memos.tracked_inputs([stage.name for stage in stages]) if settings.undeclared_inputs == "track" else NO_TRACKED_READS
-    now = current_digests([row for rows in recorded.by_hash.values() for row in rows], memos) if recorded.by_hash else {}
+    recorded = memos.tracked_inputs([stage.name for stage in stages]) if settings.undeclared_inputs == "track" else None
+    now = current_digests([row for rows in recorded.by_hash.values() for row in rows], memos) if recorded else {}
     packages: list[InputRow] = [
         (f"package {name}", "package", xxhash.xxh3_128_hexdigest(version.encode()), version)
         for name, version in settings.package_versions().items()
@@ -104,9 +103,12 @@ def stage_hashes(
         rows += [env_row(name) for name in stage.env]
         rows += packages
         declared = [(n, k, d) for n, k, d, _ in rows]
+        if recorded is None:
+            hashes[stage], inputs[stage] = combine_stage_hash(stage.code_digest, declared), rows
+            continue
         hashes[stage], tracked = resolved_hash(
             combine_stage_hash(stage.code_digest, declared),
-            lambda extra: combine_stage_hash(stage.code_digest, declared + [(n, k, d) for n, k, d, _ in extra]),  # noqa: B023 (used at once)
+            lambda extra: combine_stage_hash(stage.code_digest, declared + extra),  # noqa: B023 (used at once)
             recorded, stage.name, now,
         )
         inputs[stage] = rows + tracked

@@ -22,24 +22,27 @@ from .raw_files import digest_files
 
 if TYPE_CHECKING:
     from .raw_files import MemoStore
-    from .stage_hash import InputRow
+
+InputRow = tuple[str, str, str, "str | None"]  # as `lwdp.hashing.stage_hash` names it
 
 TRACKED_FILE = "tracked"  # a file read: its content counts
 TRACKED_LISTING = "listing"  # a directory listed: its entries' names count
 TRACKED_KINDS = (TRACKED_FILE, TRACKED_LISTING)
+WATCHED = "watched"
+# In an input key (`lwdp.run.cutoff`) in "track" mode, never recorded: early cutoff then
+# reuses only results computed watched, from files with the same contents.
+WATCHED_ROW: InputRow = ("lwdp watched", WATCHED, "", None)  # no input's name has a space
+_UNVERIFIED = ("lwdp undeclared inputs", WATCHED, "unverified")
 MISSING = "missing"
 _MAX_STEPS = 8  # a stage whose reads change at every run stops moving here
 
 
 class TrackedReads(NamedTuple):
-    """Tracked reads as the catalog has them, as input rows: by stage hash, and each
-    stage's most recently recorded ones."""
+    """Tracked reads as the catalog has them, as input rows: by stage hash (every hash of
+    an artifact computed watched has an entry, if empty), and each stage's latest."""
 
     by_hash: dict[str, list[InputRow]]
     latest: dict[str, list[InputRow]]
-
-
-NO_TRACKED_READS = TrackedReads({}, {})
 
 
 class TrackedStore(Protocol):
@@ -48,10 +51,10 @@ class TrackedStore(Protocol):
     def tracked_inputs(self, stages: list[str]) -> TrackedReads: ...
 
 
-def shown_path(path: str) -> str:
-    """A path as lwdp records and shows it: relative to the working directory when under
-    it (as raw inputs are written, so a project that moves keeps its hashes)."""
-    relative = os.path.relpath(path)
+def shown_path(path: str, cwd: str) -> str:
+    """A path as lwdp records and shows it: relative to the working directory ``cwd`` when
+    under it (as raw inputs are written, so a project that moves keeps its hashes)."""
+    relative = os.path.relpath(path, cwd)
     return path if relative.startswith(os.pardir) else relative
 
 
@@ -84,31 +87,48 @@ def current_digests(rows: list[InputRow], memos: MemoStore) -> dict[tuple[str, s
 
 
 def resolved_hash(
-    declared_hash: str, rehash: Callable[[list[InputRow]], str], recorded: TrackedReads, stage: str,
+    declared_hash: str, rehash: Callable[[list[tuple[str, str, str]]], str], recorded: TrackedReads, stage: str,
     now: dict[tuple[str, str], str],
 ) -> tuple[str, list[InputRow]]:
-    """(the stage's hash, its tracked rows now): its declared hash while what was recorded
-    read under it is unchanged, else ``rehash`` of those reads' digests now, checked the
-    same way in turn (a result computed there may have read more).
+    """(the stage's hash, its tracked rows now), in "track" mode.
 
-    A declared hash with nothing recorded (the stage's code or an upstream changed) gets
-    the stage's latest tracked reads as rows, with their digests now: they don't change
-    its hash, but they enter its input key, so that early cutoff finds an earlier result
-    only if it was computed from files with these very contents (`lwdp.run.cutoff`)."""
-    stage_hash = declared_hash
-    reads = recorded.by_hash.get(stage_hash)
+    Its declared hash, while what was recorded read under it is unchanged; else ``rehash``
+    of those reads' digests now, checked the same way in turn (a result computed there may
+    have read more). A declared hash never computed watched (a new one, or one computed
+    with "ignore") can't vouch for its result: the stage's latest tracked reads, with their
+    digests now, then make its hash (so that early cutoff, through the input key, reuses
+    only a result computed from files with these very contents). Where records disagree
+    with the hash they are under (a file changed while the stage read it), the answer is a
+    hash nothing was stored under."""
+    reads = recorded.by_hash.get(declared_hash)
     if reads is None:
-        return stage_hash, _now(recorded.latest.get(stage, []), now)
-    for _ in range(_MAX_STEPS):
-        rows = _now(reads, now)
-        if rows == reads:
-            break
-        stage_hash = rehash(rows)
+        rows = _now(recorded.latest.get(stage, []), now)
+        stage_hash = rehash([*_triples(rows), _UNVERIFIED])
         reads = recorded.by_hash.get(stage_hash)
         if reads is None:
+            return stage_hash, rows
+    else:
+        stage_hash = declared_hash
+    seen = {stage_hash}
+    for _ in range(_MAX_STEPS):
+        rows = _now(reads, now)
+        if rows[:-1] == reads:
+            return stage_hash, rows
+        stage_hash = rehash(_triples(rows))
+        if stage_hash in seen:
             break
-    return stage_hash, rows
+        seen.add(stage_hash)
+        reads = recorded.by_hash.get(stage_hash)
+        if reads is None:
+            return stage_hash, rows
+    return rehash([*_triples(rows), _UNVERIFIED]), rows
 
 
 def _now(reads: list[InputRow], now: dict[tuple[str, str], str]) -> list[InputRow]:
-    return [tracked_row(kind, path, now[kind, path]) for _, kind, _, path in reads if path is not None]
+    """The reads with their digests now, and the "watched" mark: in an input key it keeps
+    early cutoff from reusing a result computed unwatched."""
+    return [*(tracked_row(kind, path, now[kind, path]) for _, kind, _, path in reads if path is not None), WATCHED_ROW]
+
+
+def _triples(rows: list[InputRow]) -> list[tuple[str, str, str]]:
+    return [(name, kind, digest) for name, kind, digest, _ in rows if kind != WATCHED]

@@ -17,7 +17,7 @@ from ..store.cache import ResultCache
 from ..store.catalog import open_catalog
 from ..store.records import LineageRow, utcnow
 from ..store.writer import ArtifactWriter
-from .undeclared import resume_watching, suspend_watching
+from .watch import resume_watching, suspend_watching
 
 logger = logging.getLogger("lwdp")
 

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import LwdpError
 from ..formats import choose_format
-from ..graph import dependency_order
+from ..graph import NodeT, dependency_order
 from ..hashing.manifest import stage_manifest
+from ..hashing.tracked import WATCHED
 from ..hashing.stage_hash import stage_hashes
 from ..store.cache import Hit, Loadable, Miss
 from ..store.records import LineageRow
@@ -82,6 +83,7 @@ class PipelineRun:
             LineageRow(self.hashes[stage], stage.name, name, kind, digest, path)
             for stage in self.order
             for name, kind, digest, path in self.inputs[stage]
+            if kind != WATCHED  # a mark for early cutoff, not an input
         )
         self.results: dict[Stage, Any] = {}
         self.resolved: set[Stage] = set()  # loaded, computed or reused
@@ -268,7 +270,7 @@ class PipelineRun:
         return self.arguments(stage, lambda up: view(self.results[up]))
 
     @staticmethod
-    def arguments(stage: Stage, upstream: Callable[[Stage], Any]) -> dict[str, Any]:
+    def arguments(stage: NodeT, upstream: Callable[[NodeT], Any]) -> dict[str, Any]:
         """The keyword arguments of ``stage``: ``upstream(stage)`` for an upstream's result, a
         private copy of each parameter, and raw paths as written."""
         return {

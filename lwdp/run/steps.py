@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..formats import PANDAS_MAJOR, Format, FormatChoice
+from ..hashing.tracked import TRACKED_KINDS
 from ..store.cache import Hit, Miss, ResultCache
 from .events import StageEvent, log_event
-from .undeclared import Undeclared, judge, saved_with, undeclared, watched
+from .undeclared import Undeclared, judge, saved_with, undeclared
+from .watch import Watch
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -65,7 +67,7 @@ def call_stage(stage: StageNode, kwargs: dict[str, Any], settings: Settings) -> 
     """
     use_the_system_allocator_for_arrow()
     try:
-        with watched(settings) as reads:
+        with Watch(settings.undeclared_inputs != "ignore") as reads:
             result = stage.func(**kwargs)
     except Exception as exc:
         note = f"raised in lwdp stage '{stage.name}'"
@@ -128,7 +130,7 @@ def computed_uncached(
     """The event of an uncached stage computed; in "track" mode what it read is recorded
     with its hash, which its consumers' hashes cover (`lwdp.hashing.tracked`)."""
     _, _, tracked = saved_with(stage, rows, {}, found, cache.settings, cache.catalog)
-    if tracked is not None:
+    if tracked or any(kind in TRACKED_KINDS for _, kind, _, _ in rows):  # else nothing to record or clear
         cache.catalog.record_tracked(stage_hash, stage.name, tracked)
     return StageEvent(stage.name, stage_hash, "computed-uncached", seconds, None, miss_reason)
 
@@ -143,9 +145,7 @@ def save(
     (`lwdp.hashing.tracked`); the event says how long computing and writing took, and how
     many bytes were cached."""
     written = time.perf_counter()
-    if tracked is not None:  # first: a result recorded without them would be served unchecked
-        cache.catalog.record_tracked(stage_hash, stage.name, tracked)
-    size = cache.save(stage.name, stage_hash, result, choice, seconds, manifest, input_key())
+    size = cache.save(stage.name, stage_hash, result, choice, seconds, manifest, input_key(), tracked)
     return StageEvent(stage.name, stage_hash, "computed", seconds + time.perf_counter() - written, size, miss_reason)
 
 

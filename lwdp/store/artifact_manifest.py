@@ -58,6 +58,7 @@ def record_from_manifest(manifest: dict[str, Any], stage_hash: str | None = None
         lwdp_version=field_of("lwdp_version", str, optional=True),
         pandas_version=field_of("pandas_version", str, optional=True),
         input_key=_input_key(field_of("input_key", str, optional=True)),
+        watched=manifest.get("watched") is True,
     )
 
 

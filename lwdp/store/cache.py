@@ -31,6 +31,7 @@ from .records import ArtifactRecord, utcnow
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..hashing.tracked import InputRow
     from .catalog import Catalog
     from .remote import RemoteArtifactStore
     from .shared_copies import SharedCopies
@@ -171,12 +172,14 @@ class ResultCache:
 
     def save(
         self, stage_name: str, stage_hash: str, result: Any, choice: FormatChoice, seconds: float,
-        stage_manifest: dict[str, Any] | None = None, input_key: str | None = None,
+        stage_manifest: dict[str, Any] | None = None, input_key: str | None = None, tracked: list[InputRow] | None = None,
     ) -> int:
         """Write and record ``result`` in the chosen format (`lwdp.formats.choose_format`), or
         its fallback if that format's writer refuses it, with what went into its hash,
         ``stage_manifest``, in the catalog and beside the file; return its size in bytes.
-        ``input_key``: what early cutoff will find it by (`ArtifactRecord.input_key`).
+        ``input_key``: what early cutoff will find it by (`ArtifactRecord.input_key`);
+        ``tracked``: what computing it read undeclared (`lwdp.hashing.tracked`), recorded
+        in place of what its hash had (unwatched: an empty list clears them).
 
         :raises ResultNotStorableError: the format's writer refused ``result`` (no fallback).
         :raises ArtifactWriteError: the disk refused (full, I/O error); nothing is published.
@@ -195,8 +198,9 @@ class ResultCache:
             hash=stage_hash, stage=stage_name, format=fmt.name, size=size, checksum=checksum,
             read_options=options, created_at=now, last_access=now, compute_seconds=seconds,
             lwdp_version=__version__, pandas_version=pd.__version__, input_key=input_key,
+            watched=self.settings.undeclared_inputs != "ignore",
         )
-        self._publish(record, stage_manifest)
+        self._publish(record, stage_manifest, tracked)
         return size
 
     def reuse(self, stage_name: str, stage_hash: str, earlier: ArtifactRecord, stage_manifest: dict[str, Any]) -> ArtifactRecord | None:
@@ -225,7 +229,7 @@ class ResultCache:
         self._publish(record, stage_manifest)
         return record
 
-    def _publish(self, record: ArtifactRecord, stage_manifest: dict[str, Any] | None) -> None:
+    def _publish(self, record: ArtifactRecord, stage_manifest: dict[str, Any] | None, tracked: list[InputRow] | None = None) -> None:
         """The manifest beside the written file, the shared store's copy, then the catalog
         row (and the file of the hash's previous format, if any, removed)."""
         previous = self.catalog.lookup_artifact(record.hash)
@@ -238,7 +242,7 @@ class ResultCache:
             raise _write_failed(record.stage, "manifest", exc) from exc
         if self.shared is not None:
             record = self.shared.publish(record, manifest)
-        self.catalog.record_artifact(record, stage_manifest)
+        self.catalog.record_artifact(record, stage_manifest, tracked)
         if previous is not None and FORMATS[previous.format].suffix != suffix:
             self.store.path_for(record.hash, FORMATS[previous.format].suffix).unlink(missing_ok=True)
         if previous is not None and previous.format == record.format and previous.checksum != record.checksum:

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..config import Settings
 from ..hashing.raw_files import DigestMemo, FileState
-from ..hashing.tracked import TRACKED_KINDS, TrackedReads
+from ..hashing.tracked import TRACKED_KINDS, InputRow, TrackedReads
 from .connections import on_close, on_fork
 from .database import Database, Session, chunks, in_list
 from .sqlite_db import open_sqlite
@@ -156,13 +156,22 @@ class Catalog:
                     break
         return victims
 
-    def record_artifact(self, record: ArtifactRecord, stage_manifest: dict[str, Any] | None = None) -> None:
+    def record_artifact(
+        self, record: ArtifactRecord, stage_manifest: dict[str, Any] | None = None, tracked: list[InputRow] | None = None,
+    ) -> None:
         """Insert or replace an artifact's row and, when given, its stage hash's manifest
-        (`lwdp.hashing.manifest`), in one transaction."""
-        self.record_artifacts([record], {record.hash: stage_manifest} if stage_manifest else None)
+        (`lwdp.hashing.manifest`) and what its computation read (`record_tracked`), in one
+        transaction."""
+        self.record_artifacts(
+            [record], {record.hash: stage_manifest} if stage_manifest else None,
+            {record.hash: (record.stage, tracked)} if tracked is not None else None,
+        )
 
-    def record_artifacts(self, records: Iterable[ArtifactRecord], stage_manifests_by_hash: dict[str, dict[str, Any]] | None = None) -> None:
-        """Insert or replace artifact rows and stage manifests, in one transaction."""
+    def record_artifacts(
+        self, records: Iterable[ArtifactRecord], stage_manifests_by_hash: dict[str, dict[str, Any]] | None = None,
+        tracked: dict[str, tuple[str, list[InputRow]]] | None = None,
+    ) -> None:
+        """Insert or replace artifact rows, stage manifests and tracked reads, in one transaction."""
         values = _in_key_order([artifact_values(record) for record in records], "hash")
         if not values:
             return
@@ -176,6 +185,8 @@ class Catalog:
             s.run_many(_UPSERT_ARTIFACT, values)
             if manifests:
                 s.run_many(_UPSERT_MANIFEST, manifests)
+            if tracked:
+                _replace_tracked(s, tracked)
 
     def last_access(self, stage_hash: str) -> dt.datetime | None:
         """When the artifact was last used (naive UTC), or None without a row."""
@@ -208,22 +219,15 @@ class Catalog:
             with self.db.write() as s:
                 s.run_many(_UPSERT_LINEAGE, values)
 
-    def record_tracked(self, stage_hash: str, stage: str, rows: list[tuple[str, str, str, str | None]]) -> None:
+    def record_tracked(self, stage_hash: str, stage: str, rows: list[InputRow]) -> None:
         """Make ``rows`` (`lwdp.hashing.tracked`: what a computation of ``stage_hash`` read
-        undeclared) the only tracked reads of that hash, in one transaction."""
-        now = utcnow()
-        values = sorted(
-            ({"hash": stage_hash, "stage": stage, "input_name": name, "input_kind": kind, "input_hash": digest,
-              "input_path": path, "recorded_at": now} for name, kind, digest, path in rows),
-            key=lambda v: str(v["input_name"]),
-        )
+        undeclared) the only ones recorded for that hash."""
         with self.db.write() as s:
-            s.run(f"DELETE FROM lineage WHERE hash = :hash AND input_kind IN {_TRACKED_KINDS}", {"hash": stage_hash})
-            if values:
-                s.run_many(_UPSERT_LINEAGE, values)
+            _replace_tracked(s, {stage_hash: (stage, rows)})
 
     def tracked_inputs(self, stages: list[str]) -> TrackedReads:
-        """The tracked reads of every hash of these stages, and each stage's latest."""
+        """The tracked reads of every hash of these stages that has them, or was computed
+        watched (an empty list), and each stage's latest."""
         found = TrackedReads({}, {})
         latest: dict[str, tuple[Any, str]] = {}
         with self.db.read() as s:
@@ -237,6 +241,9 @@ class Catalog:
                     found.by_hash.setdefault(stage_hash, []).append((name, kind, digest, path))
                     if stage not in latest or (stored_naive(recorded_at), stage_hash) > latest[stage]:
                         latest[stage] = (stored_naive(recorded_at), stage_hash)
+                query = f"SELECT hash FROM artifacts WHERE watched AND stage IN {in_list(chunk, params)}"
+                for (stage_hash,) in s.rows(query, params):
+                    found.by_hash.setdefault(stage_hash, [])
         found.latest.update({stage: found.by_hash[stage_hash] for stage, (_, stage_hash) in latest.items()})
         return found
 
@@ -349,6 +356,20 @@ class Catalog:
         if values:
             with self.db.write() as s:
                 s.run_many(_UPSERT_MEMO, values)
+
+
+def _replace_tracked(s: Session, tracked: dict[str, tuple[str, list[InputRow]]]) -> None:
+    """Make these rows the only tracked reads recorded for each hash."""
+    now = utcnow()
+    for stage_hash, (stage, rows) in sorted(tracked.items()):
+        s.run(f"DELETE FROM lineage WHERE hash = :hash AND input_kind IN {_TRACKED_KINDS}", {"hash": stage_hash})
+        values = sorted(
+            ({"hash": stage_hash, "stage": stage, "input_name": name, "input_kind": kind, "input_hash": digest,
+              "input_path": path, "recorded_at": now} for name, kind, digest, path in rows),
+            key=lambda v: str(v["input_name"]),
+        )
+        if values:
+            s.run_many(_UPSERT_LINEAGE, values)
 
 
 def _first(session: Session, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:

@@ -54,6 +54,7 @@ class ArtifactRecord:
     lwdp_version: str | None = None
     pandas_version: str | None = None
     input_key: str | None = None  # code and inputs, upstreams by content: what early cutoff finds it by
+    watched: bool = False  # its computation was watched for undeclared inputs (`lwdp.hashing.tracked`)
 
 
 class UsageRow(NamedTuple):
@@ -87,6 +88,7 @@ def record_from_row(row: tuple[Any, ...]) -> ArtifactRecord:
     values["read_options"] = json.loads(values["read_options"] or "{}")
     values["created_at"] = aware(stored_naive(values["created_at"]))
     values["last_access"] = aware(stored_naive(values["last_access"]))
+    values["watched"] = bool(values["watched"])
     return ArtifactRecord(**values)
 
 

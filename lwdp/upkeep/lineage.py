@@ -16,6 +16,7 @@ import pandas as pd
 
 from .. import config
 from ..errors import UnknownStageError
+from ..hashing.tracked import TRACKED_KINDS
 from ..store.records import ArtifactRecord, LineageRow
 
 from ..store.catalog import Catalog, open_catalog
@@ -66,7 +67,7 @@ def resolve_hash(catalog: Catalog, stage_or_hash: str) -> tuple[str, str]:
 class LineageNode:
     """A stage hash and its inputs, or an input leaf (raw file or parameter)."""
 
-    kind: str  # "stage" | "raw" | "param"
+    kind: str  # "stage" | "raw" | "param" | "env" | "package" | "tracked" | "listing"
     digest: str  # stage hash, raw digest or parameter digest
     stage: str | None = None
     input_name: str | None = None  # how the consumer named this input
@@ -82,6 +83,8 @@ class LineageNode:
             label = f"{named}{self.stage} {self.digest[:12]}"
         elif self.kind == "raw":
             label = f"{named}raw {self.path} {self.digest[:12]}"
+        elif self.kind in TRACKED_KINDS:
+            label = f"{self.kind} {self.path} {self.digest[:12]}"  # read undeclared (`lwdp.hashing.tracked`)
         else:
             label = f"{named}param {self.digest[:12]}"
         lines = [first + label]

@@ -27,6 +27,7 @@ from ..graph import dependency_order, registered
 from ..hashing.stage_hash import stage_hashes
 from ..run.context import RunContext
 from ..run.cutoff import value_content
+from ..run.serial import PipelineRun
 from ..run.steps import call_stage
 from ..store.cache import Hit
 
@@ -72,31 +73,31 @@ def find_stage(name: str) -> StageNode:
             continue
         found = registered(name)
         if found is not None:
+            found.refresh()  # a partitioned stage lists its files
             return found
     raise UnknownStageError(f"no stage named {name!r}: run from the pipeline's directory, so that its module imports")
 
 
 def recompute_cached(names: list[str], count: int, catalog_names: list[str]) -> list[Reproduction]:
-    """Recompute the stages named, or else ``count`` stages chosen at random among those of
-    ``catalog_names`` that are cached at their current hash, and compare."""
-    stages = [find_stage(name) for name in names]
-    stages = [part for stage in stages for part in (stage.partitions or (stage,))]
-    if not names:
-        candidates = []
-        for name in catalog_names:
-            try:
-                candidates.append(find_stage(name))
-            except UnknownStageError:
-                continue
-        random.shuffle(candidates)
-        stages = candidates
+    """Recompute the stages named (each partition of a partitioned one), or else ``count``
+    stages chosen at random among those of ``catalog_names`` that are cached at their
+    current hash, and compare."""
+    if names:
+        return [reproduce(part) for name in names for part in (find_stage(name).partitions or (find_stage(name),))]
+    candidates = []
+    for name in catalog_names:
+        try:
+            candidates.append(find_stage(name))
+        except UnknownStageError:
+            continue
+    random.shuffle(candidates)
     results: list[Reproduction] = []
-    for stage in stages:
+    for stage in candidates:
         found = reproduce(stage)
-        if names or found.outcome != "skipped":
+        if found.outcome != "skipped":
             results.append(found)
-        if not names and len(results) == count:
-            break
+            if len(results) == count:
+                break
     return results
 
 
@@ -113,33 +114,44 @@ def reproduce(stage: StageNode) -> Reproduction:
         record = cache.catalog.lookup_artifact(stage_hash)
         if not isinstance(cached, Hit) or record is None:
             return Reproduction(stage.name, stage_hash, "skipped", "not cached at its current hash: run it first")
-        values: dict[StageNode, Any] = {}
-        for node in order[:-1]:
-            value = _value(cache, node, hashes[node], values)
-            if value is None:
-                return Reproduction(stage.name, stage_hash, "skipped", f"its upstream {node.name} is not cached")
-            values[node] = value[0]
-        result, _ = call_stage(stage, _arguments(stage, values), context.settings)
+        try:
+            result = _computed(stage, _Upstreams(cache, hashes))
+        except _NotCached as gone:
+            return Reproduction(stage.name, stage_hash, "skipped", f"its upstream {gone} is not cached")
+        except Exception as exc:
+            return Reproduction(stage.name, stage_hash, "skipped", f"computing it again raised {type(exc).__name__}: {exc}")
         again = _through_format(result, record.format)
     difference = first_difference(cached.value, again)
     return Reproduction(stage.name, stage_hash, "differs" if difference else "reproduced", difference or "")
 
 
-def _value(cache: ResultCache, stage: StageNode, stage_hash: str, values: dict[StageNode, Any]) -> tuple[Any] | None:
-    """(the result of an upstream,) from the cache, or computed in memory if it is not cached."""
-    if stage.cache:
-        found = cache.peek(stage.name, stage_hash)
-        return (found.value,) if isinstance(found, Hit) else None
-    result, _ = call_stage(stage, _arguments(stage, values), cache.settings)
-    return (result,)
+class _NotCached(Exception):
+    """An upstream the stage needs has no readable artifact: nothing to recompute from."""
 
 
-def _arguments(stage: StageNode, values: dict[StageNode, Any]) -> dict[str, Any]:
-    return {
-        inp.name: values[inp.value] if inp.kind == "stage" else inp.value
-        for inp in stage.inputs
-        if inp.name in stage.passed_inputs
-    }
+class _Upstreams:
+    """The results a recomputation needs, read from the cache (never marked used) or, for
+    an uncached upstream, computed in memory; each once."""
+
+    def __init__(self, cache: ResultCache, hashes: dict[StageNode, str]) -> None:
+        self.cache, self.hashes = cache, hashes
+        self.values: dict[StageNode, Any] = {}
+
+    def __call__(self, stage: StageNode) -> Any:
+        if stage not in self.values:
+            if stage.cache:
+                found = self.cache.peek(stage.name, self.hashes[stage])
+                if not isinstance(found, Hit):
+                    raise _NotCached(stage.name)
+                self.values[stage] = found.value
+            else:
+                self.values[stage] = _computed(stage, self)
+        return self.values[stage]
+
+
+def _computed(stage: StageNode, upstreams: _Upstreams) -> Any:
+    result, _ = call_stage(stage, PipelineRun.arguments(stage, upstreams), upstreams.cache.settings)
+    return result
 
 
 def _through_format(result: Any, format_name: str) -> Any:
@@ -159,20 +171,14 @@ def first_difference(cached: Any, again: Any) -> str | None:
             return f"columns {list(cached.columns)} cached, {list(again.columns)} now"
         if len(cached) != len(again):
             return f"{len(cached):,} rows cached, {len(again):,} now"
-        for column in cached.columns:
-            said = _series_difference(cached[column], again[column], f"column `{column}`")
+        for position, column in enumerate(cached.columns):
+            said = _series_difference(cached.iloc[:, position], again.iloc[:, position], f"column `{column}`")
             if said:
                 return said
-        if not cached.index.equals(again.index):
-            return "the index differs"
-        return None
+        return None if cached.index.equals(again.index) else "the index differs"
     if isinstance(cached, pd.Series) and isinstance(again, pd.Series):
         return _series_difference(cached, again, "the series")
-    try:
-        same = bool(cached == again)
-    except Exception:  # arrays and the like: compare what they pickle to
-        same = value_content(cached) == value_content(again) is not None
-    return None if same else f"the value differs: {_short(cached)} cached, {_short(again)} now"
+    return None if _same(cached, again) else f"the value differs: {_short(cached)} cached, {_short(again)} now"
 
 
 def _series_difference(cached: pd.Series, again: pd.Series, what: str) -> str | None:
@@ -181,12 +187,30 @@ def _series_difference(cached: pd.Series, again: pd.Series, what: str) -> str | 
     if len(cached) != len(again):
         return f"{what}: {len(cached):,} values cached, {len(again):,} now"
     left, right = cached.reset_index(drop=True), again.reset_index(drop=True)
-    both_missing = left.isna() & right.isna()
-    equal = (left == right).fillna(False).astype(bool) | both_missing
-    if bool(equal.all()):
-        return None
-    row = int((~equal).to_numpy().argmax())
-    return f"{what} differs first at row {row}: {_short(left.iloc[row])} cached, {_short(right.iloc[row])} now"
+    equal: Any
+    try:
+        equal = ((left == right).fillna(False).astype(bool) | (left.isna() & right.isna())).to_numpy()
+    except (TypeError, ValueError):  # cells that don't compare as a whole (arrays, mixed objects)
+        equal = [_same(a, b) for a, b in zip(left, right)]
+    for row, same in enumerate(equal):
+        if not same and not _same(left.iloc[row], right.iloc[row]):
+            return f"{what} differs first at row {row}: {_short(left.iloc[row])} cached, {_short(right.iloc[row])} now"
+    return None
+
+
+def _same(cached: Any, again: Any) -> bool:
+    """Equal, or both missing, or pickling to the same bytes (arrays, nested values)."""
+    try:
+        if bool(cached == again):
+            return True
+    except (TypeError, ValueError):
+        pass
+    try:
+        if bool(pd.isna(cached)) and bool(pd.isna(again)):
+            return True
+    except (TypeError, ValueError):
+        pass
+    return value_content(cached) == value_content(again) is not None
 
 
 def _short(value: Any) -> str:
