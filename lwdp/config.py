@@ -9,7 +9,9 @@
 - ``executor`` (``LWDP_DASK_SCHEDULER=tcp://host:port``): where stages compute instead, a
   ``concurrent.futures.Executor`` or a Dask ``distributed.Client``;
 - ``undeclared_inputs`` (``LWDP_UNDECLARED_INPUTS``, else "warn"): what to do when a stage
-  reads a file it does not declare (`lwdp.run.undeclared`).
+  reads a file it does not declare (`lwdp.run.undeclared`);
+- ``max_cache_size`` (``LWDP_MAX_CACHE_SIZE``): the local cache's budget, kept at the end of
+  every run that wrote (`lwdp.store.quota`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InvalidSettingError, UnknownPackageError
+from .units import parse_size
 
 ENV_CACHE_DIR = "LWDP_CACHE_DIR"
 ENV_HASH_PACKAGES = "LWDP_HASH_PACKAGES"
@@ -30,6 +33,7 @@ ENV_TRUST_PICKLE = "LWDP_TRUST_PICKLE"
 ENV_JOBS = "LWDP_JOBS"
 ENV_DASK_SCHEDULER = "LWDP_DASK_SCHEDULER"
 ENV_UNDECLARED_INPUTS = "LWDP_UNDECLARED_INPUTS"
+ENV_MAX_CACHE_SIZE = "LWDP_MAX_CACHE_SIZE"
 UNDECLARED_INPUT_MODES = ("warn", "track", "error", "ignore")
 DEFAULT_CACHE_DIR = ".lwdp"
 _CONFIGURED_PACKAGES = "lwdp.configure(hash_packages=...)"  # where packages were named, for errors
@@ -54,6 +58,7 @@ class Settings:
     executor: Any = field(default=None, compare=False, repr=False)  # a live object: never sent to workers
     dask_scheduler: str | None = None
     undeclared_inputs: str = "warn"  # one of UNDECLARED_INPUT_MODES
+    max_cache_size: int | None = None  # bytes
 
     @property
     def parallel(self) -> bool:
@@ -91,6 +96,8 @@ def settings(cache_dir_override: str | os.PathLike[str] | None = None) -> Settin
         dask_scheduler=None if "executor" in _configured else env.get(ENV_DASK_SCHEDULER) or None,
         undeclared_inputs=_configured.get("undeclared_inputs")
         or _undeclared_inputs(env.get(ENV_UNDECLARED_INPUTS, "").strip() or "warn", ENV_UNDECLARED_INPUTS),
+        max_cache_size=_configured["max_cache_size"] if "max_cache_size" in _configured
+        else _size(env.get(ENV_MAX_CACHE_SIZE, "").strip() or None, ENV_MAX_CACHE_SIZE),
     )
 
 
@@ -105,6 +112,7 @@ def configure(
     jobs: int | str | None = _UNCHANGED,
     executor: Any = _UNCHANGED,
     undeclared_inputs: str | None = _UNCHANGED,
+    max_cache_size: int | str | None = _UNCHANGED,
 ) -> None:
     """Set process-wide options; an option not passed keeps its value, and ``None`` goes
     back to the environment/default rule.
@@ -141,10 +149,19 @@ def configure(
     dependency files are for ``make``), ``"error"`` (the call fails, nothing is cached) or
     ``"ignore"``.
 
+    ``max_cache_size``: the local cache's budget (bytes, or ``"20GB"``): a run that wrote
+    ends by evicting what costs least to have again until the cache fits, never what it
+    produced or loaded (`lwdp.store.eviction`).
+
     :raises UnknownPackageError: a name in ``hash_packages`` is not installed.
-    :raises InvalidSettingError: ``jobs`` is not a positive number or ``"auto"``, or
-        ``undeclared_inputs`` is not one of the four modes.
+    :raises InvalidSettingError: ``jobs`` is not a positive number or ``"auto"``,
+        ``undeclared_inputs`` is not one of the four modes, or ``max_cache_size`` is not a size.
     """
+    if max_cache_size is not _UNCHANGED:
+        if max_cache_size is None:
+            _configured.pop("max_cache_size", None)
+        else:
+            _configured["max_cache_size"] = _size(max_cache_size, "lwdp.configure(max_cache_size=...)")
     if undeclared_inputs is not _UNCHANGED:
         _configured["undeclared_inputs"] = None if undeclared_inputs is None else _undeclared_inputs(
             undeclared_inputs, "lwdp.configure(undeclared_inputs=...)"
@@ -203,6 +220,15 @@ def _jobs(value: int | str, where: str) -> int:
     if jobs < 1 or isinstance(value, (bool, float)):
         raise InvalidSettingError(f"{where}: jobs must be a positive whole number or \"auto\", not {value!r}")
     return jobs
+
+
+def _size(value: int | str | None, where: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise InvalidSettingError(f"{where}: {exc}") from None
 
 
 def _undeclared_inputs(value: str, where: str) -> str:

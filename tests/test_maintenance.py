@@ -948,7 +948,7 @@ def test_a_bare_name_two_stages_share_is_ambiguous_and_the_qualified_name_works(
 
 ARTIFACT_COLUMNS = [
     "hash", "stage", "format", "size", "checksum", "read_options", "created_at", "last_access",
-    "compute_seconds", "lwdp_version", "pandas_version", "input_key", "watched",
+    "compute_seconds", "lwdp_version", "pandas_version", "input_key", "watched", "hits",
 ]
 
 

@@ -60,6 +60,8 @@ def _run_once(target: Stage, forced: frozenset[Stage]) -> Any:
 
             run = ParallelRun(run, context)
         result = run.result(target)
+        if run.reasons:  # it computed: the cache's budget is kept when the run ends, with its results
+            context.kept = frozenset(run.hashes[stage] for stage in run.resolved)
     run.log_not_needed()
     return result
 

@@ -15,6 +15,7 @@ from types import TracebackType
 from .. import config
 from ..store.cache import ResultCache
 from ..store.catalog import open_catalog
+from ..store.quota import bring_under_budget
 from ..store.records import LineageRow, utcnow
 from ..store.writer import ArtifactWriter
 from .watch import resume_watching, suspend_watching
@@ -41,6 +42,7 @@ class RunContext:
         self.cache = ResultCache(self.settings, self.catalog)
         self.writer = ArtifactWriter()
         self._evaluated: set[str] = set()
+        self.kept: frozenset[str] | None = None  # the run's results, once it has them: the budget keeps them
 
     def __enter__(self) -> RunContext:
         return self
@@ -54,6 +56,9 @@ class RunContext:
             raise
         else:
             self._mark_used(raising=not failing)
+            budget = self.settings.max_cache_size
+            if budget is not None and self.kept is not None and not failing:
+                bring_under_budget(self.cache, budget, self.kept)
         finally:
             resume_watching(self._watched)
 

@@ -1,7 +1,7 @@
 """Where results live: the catalog (SQL) and the artifact store (files).
 
 ``lwdp.store`` is also where users find upkeep (`gc`, `verify`, `lineage`, `artifacts`,
-`dependents`), defined in `lwdp.upkeep`, which sits above the store: those names are
+`dependents`, `du`), defined in `lwdp.upkeep`, which sits above the store: those names are
 imported when first used, so a run, which needs none of them, never loads them.
 """
 
@@ -14,13 +14,15 @@ from .connections import close
 if TYPE_CHECKING:
     from ..upkeep.gc import GcReport, Removal, gc
     from ..upkeep.lineage import ArtifactList, Dependent, Dependents, LineageNode, artifacts, dependents, lineage
+    from ..upkeep.usage import StageUsage, Usage, du
     from ..upkeep.verify import Problem, VerifyReport, verify
 
 _GC = {"gc", "GcReport", "Removal"}
 _VERIFY = {"verify", "Problem", "VerifyReport"}
 _LINEAGE = {"lineage", "artifacts", "dependents", "ArtifactList", "Dependent", "Dependents", "LineageNode"}
+_USAGE = {"du", "StageUsage", "Usage"}
 
-__all__ = ["close", *sorted(_GC | _VERIFY | _LINEAGE)]
+__all__ = ["close", *sorted(_GC | _VERIFY | _LINEAGE | _USAGE)]
 
 
 def __getattr__(name: str) -> Any:
@@ -36,6 +38,10 @@ def __getattr__(name: str) -> Any:
         from ..upkeep import lineage as lineage_module
 
         return _keep(name, lineage_module)
+    if name in _USAGE:
+        from ..upkeep import usage as usage_module
+
+        return _keep(name, usage_module)
     raise AttributeError(f"module 'lwdp.store' has no attribute {name!r}")
 
 

@@ -19,6 +19,7 @@ def manifest_of(record: ArtifactRecord, stage_manifest: dict[str, Any] | None = 
     went into its hash when known."""
     manifest = dict(record.__dict__)
     manifest.pop("last_access")
+    manifest.pop("hits")  # use, not content: it starts again at 0 wherever the file is adopted
     manifest["created_at"] = record.created_at.isoformat()
     if stage_manifest is not None:
         manifest["stage_manifest"] = stage_manifest

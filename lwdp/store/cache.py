@@ -10,6 +10,7 @@ reason (`outcomes`), so the stage is recomputed and its artifact replaced.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import logging
 from collections.abc import Iterator
@@ -225,7 +226,7 @@ class ResultCache:
             self.store.delete(stage_hash, suffix)
             return None
         now = utcnow()
-        record = dataclasses.replace(earlier, hash=stage_hash, created_at=now, last_access=now)
+        record = dataclasses.replace(earlier, hash=stage_hash, created_at=now, last_access=now, hits=0)
         self._publish(record, stage_manifest)
         return record
 
@@ -248,6 +249,27 @@ class ResultCache:
         if previous is not None and previous.format == record.format and previous.checksum != record.checksum:
             self._drop_derived(record)
 
+    def evict(
+        self, stage_hash: str, suffix: str, selected_at: dt.datetime | None = None, dry_run: bool = False,
+        shared: RemoteArtifactStore | None = None,
+    ) -> bool:
+        """Remove an artifact (its row, then its files; its object in ``shared`` too), or in
+        a ``dry_run`` only say it could be; False when it is busy: another process holds its
+        lock (computing or reading it), or it was read since ``selected_at``."""
+        with self.locks.try_hold(stage_hash, remove=not dry_run, create=not dry_run) as free:
+            if not free:
+                return False
+            if selected_at is not None:
+                last_access = self.catalog.last_access(stage_hash)
+                if last_access is not None and last_access >= selected_at:
+                    return False
+            if not dry_run:
+                self.catalog.delete_artifact(stage_hash)
+                self.store.delete(stage_hash, suffix)
+                if shared is not None:
+                    shared.delete(stage_hash, suffix)
+        return True
+
     def _drop_derived(self, changed: ArtifactRecord) -> None:
         """Remove the artifacts computed from an earlier result of ``changed``'s hash, at any
         depth: the hash now has another result (a forced recompute, or a stage that is not
@@ -256,16 +278,8 @@ class ResultCache:
         ones). An artifact another process is reading or computing right now is left alone."""
         for stage_hash, stage_name, _ in self.catalog.descendants(self.catalog.consumers(changed.hash)):
             record = self.catalog.lookup_artifact(stage_hash)
-            if record is None:
+            if record is None or not self.evict(stage_hash, FORMATS[record.format].suffix, shared=self.remote):
                 continue
-            with self.locks.try_hold(stage_hash, remove=True) as free:
-                if not free:
-                    continue
-                suffix = FORMATS[record.format].suffix
-                self.catalog.delete_artifact(stage_hash)
-                self.store.delete(stage_hash, suffix)
-                if self.remote is not None:
-                    self.remote.delete(stage_hash, suffix)
             logger.info(
                 "stage %s: artifact %s removed: it was computed from the result of stage %s before that changed",
                 stage_name, stage_hash[:12], changed.stage,

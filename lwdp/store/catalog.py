@@ -24,6 +24,7 @@ from ..hashing.raw_files import DigestMemo, FileState
 from ..hashing.tracked import TRACKED_KINDS, InputRow, TrackedReads
 from .connections import on_close, on_fork
 from .database import Database, Session, chunks, in_list
+from .eviction import Candidate, Policy, eviction_order, recompute_seconds
 from .sqlite_db import open_sqlite
 from .records import (
     ARTIFACT_COLUMNS, LINEAGE_COLUMNS, ArtifactRecord, LineageRow, UsageRow, artifact_values, naive_utc, record_from_row,
@@ -108,6 +109,12 @@ class Catalog:
         with self.db.read() as s:
             return {h: fmt for h, fmt in s.rows("SELECT hash, format FROM artifacts")}
 
+    def total_size(self) -> int:
+        """The bytes of every artifact row."""
+        with self.db.read() as s:
+            (total,), = s.rows("SELECT COALESCE(SUM(size), 0) FROM artifacts")
+        return int(total)
+
     def usage_rows(self, hashes: Iterable[str]) -> list[UsageRow]:
         """The rows of these hashes, as gc reports them."""
         rows: list[UsageRow] = []
@@ -118,16 +125,18 @@ class Catalog:
         return rows
 
     def eviction_victims(
-        self, expired_before: dt.datetime | None, budget: int | None, ignore: set[str]
+        self, expired_before: dt.datetime | None, budget: int | None, ignore: set[str],
+        policy: Policy = "lru", keep: frozenset[str] = frozenset(),
     ) -> list[tuple[UsageRow, str]]:
-        """The rows gc evicts, and why: "expired" (last used before ``expired_before``), then
-        "lru": while the others exceed ``budget`` bytes, the least recently used of them
-        (strict LRU: what stays is the most recently used run of rows that fits). Rows in
-        ``ignore`` neither go nor count.
+        """The rows gc evicts, and why: "expired" (last used before ``expired_before``), then,
+        while the others exceed ``budget`` bytes, those the ``policy`` gives up first
+        (`lwdp.store.eviction`), the reason naming it. Rows in ``ignore`` neither go nor
+        count; rows in ``keep`` count and never go.
 
-        The cost grows with the victims, not with the catalog: one SUM over the recency
-        index, then a walk of it from the oldest row (it covers every column read) that
-        stops once enough bytes are freed (listing all million rows took 9 s).
+        With "lru" the cost grows with the victims, not with the catalog: one SUM over the
+        recency index, then a walk of it from the oldest row (it covers every column read)
+        that stops once enough bytes are freed (listing all million rows took 9 s). "cost"
+        weighs every row, so it reads them all, and the lineage of their stages.
         """
         cutoff = {"cutoff": naive_utc(expired_before)} if expired_before is not None else {}
         kept = "last_access >= :cutoff" if cutoff else "1 = 1"
@@ -135,7 +144,7 @@ class Catalog:
         with self.db.read() as s:
             if cutoff:
                 expired = s.rows(f"SELECT {_USAGE} FROM artifacts WHERE last_access < :cutoff", cutoff)
-                victims += [(UsageRow._make(row), "expired") for row in expired if row[0] not in ignore]
+                victims += [(UsageRow._make(row), "expired") for row in expired if row[0] not in ignore | keep]
             if budget is None:
                 return victims
             (total,), = s.rows(f"SELECT COALESCE(SUM(size), 0) FROM artifacts WHERE {kept}", cutoff)
@@ -147,14 +156,44 @@ class Catalog:
                 excess -= int(ignored)
             if excess <= 0:
                 return victims
-            for row in s.rows(f"SELECT {_USAGE} FROM artifacts WHERE {kept} ORDER BY last_access ASC", cutoff, stream=True):
-                if row[0] in ignore:
+            if policy == "lru":
+                order: Iterable[UsageRow] = (
+                    UsageRow._make(row)
+                    for row in s.rows(f"SELECT {_USAGE} FROM artifacts WHERE {kept} ORDER BY last_access ASC", cutoff, stream=True)
+                )
+            else:
+                order = (
+                    UsageRow(c.hash, c.stage, c.format, c.size)
+                    for c in eviction_order(self._candidates(s, kept, cutoff), policy, naive_utc(utcnow()))
+                )
+            for row in order:
+                if row.hash in ignore or row.hash in keep:
                     continue
-                victims.append((UsageRow._make(row), "lru"))
-                excess -= row[3]
+                victims.append((row, policy))
+                excess -= row.size
                 if excess <= 0:
                     break
         return victims
+
+    def _candidates(self, s: Session, kept: str, params: dict[str, Any]) -> list[Candidate]:
+        """Every artifact row, weighed as the cost policy weighs it: its compute seconds and
+        those of the ancestors that would have to run again (lineage), each stage's typical
+        time standing in for an ancestor that has no artifact."""
+        rows = list(s.rows(f"SELECT hash, stage, format, size, hits, last_access, compute_seconds FROM artifacts WHERE {kept}", params))
+        own = {row[0]: row[6] for row in rows}
+        inputs: dict[str, list[str]] = {}
+        stage_of: dict[str, str] = {}
+        for stage_hash, stage, upstream in s.rows("SELECT hash, stage, input_hash FROM lineage WHERE input_kind = 'stage'"):
+            inputs.setdefault(stage_hash, []).append(upstream)
+            stage_of[stage_hash] = stage
+        typical = {stage: float(seconds) for stage, seconds in s.rows(
+            "SELECT stage, AVG(compute_seconds) FROM artifacts WHERE compute_seconds IS NOT NULL GROUP BY stage"
+        )}
+        costs = recompute_seconds(own, inputs, stage_of, typical)
+        return [
+            Candidate(stage_hash, stage, fmt, int(size), int(hits), stored_naive(last_access), costs[stage_hash])
+            for stage_hash, stage, fmt, size, hits, last_access, _ in rows
+        ]
 
     def record_artifact(
         self, record: ArtifactRecord, stage_manifest: dict[str, Any] | None = None, tracked: list[InputRow] | None = None,
@@ -195,14 +234,17 @@ class Catalog:
         return None if found is None else stored_naive(found[0])
 
     def mark_used(self, used: Iterable[str], evaluated: Iterable[str], now: dt.datetime) -> None:
-        """One write transaction: the artifacts read get ``now`` as last access, and the
-        lineage of the stage hashes evaluated becomes the most recent of their stages."""
+        """One write transaction: the artifacts read get ``now`` as last access and one more
+        hit, and the lineage of the stage hashes evaluated becomes the most recent of their
+        stages."""
         now = naive_utc(now)
         with self.db.write() as s:
-            for table, column, hashes in (("artifacts", "last_access", used), ("lineage", "recorded_at", evaluated)):
+            for table, moved, hashes in (
+                ("artifacts", "last_access = :now, hits = hits + 1", used), ("lineage", "recorded_at = :now", evaluated),
+            ):
                 for chunk in chunks(sorted(hashes)):
                     params: dict[str, Any] = {"now": now}
-                    s.run(f"UPDATE {table} SET {column} = :now WHERE hash IN {in_list(chunk, params)}", params)
+                    s.run(f"UPDATE {table} SET {moved} WHERE hash IN {in_list(chunk, params)}", params)
 
     def delete_artifact(self, stage_hash: str) -> None:
         with self.db.write() as s:

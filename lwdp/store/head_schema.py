@@ -30,7 +30,7 @@ HEAD_SCHEMA = (
 	checksum VARCHAR(32) NOT NULL, 
 	read_options TEXT, 
 	created_at DATETIME NOT NULL, 
-	last_access DATETIME NOT NULL, compute_seconds FLOAT, lwdp_version VARCHAR(32), pandas_version VARCHAR(32), input_key VARCHAR(32), watched BOOLEAN DEFAULT 0 NOT NULL, 
+	last_access DATETIME NOT NULL, compute_seconds FLOAT, lwdp_version VARCHAR(32), pandas_version VARCHAR(32), input_key VARCHAR(32), watched BOOLEAN DEFAULT 0 NOT NULL, hits INTEGER DEFAULT '0' NOT NULL, 
 	PRIMARY KEY (hash)
 )""",
     """CREATE INDEX ix_artifacts_stage ON artifacts (stage)""",

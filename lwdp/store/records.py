@@ -55,6 +55,7 @@ class ArtifactRecord:
     pandas_version: str | None = None
     input_key: str | None = None  # code and inputs, upstreams by content: what early cutoff finds it by
     watched: bool = False  # its computation was watched for undeclared inputs (`lwdp.hashing.tracked`)
+    hits: int = 0  # how many times it was loaded (`lwdp.store.eviction` weighs it)
 
 
 class UsageRow(NamedTuple):

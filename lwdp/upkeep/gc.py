@@ -19,12 +19,14 @@ import datetime as dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .. import config
 from ..formats import FORMATS
 from ..store.adoption import adopt, adoptable
+from ..errors import InvalidSettingError
 from ..store.cache import ResultCache
+from ..store.eviction import POLICIES, Policy
 from ..store.catalog import open_catalog
 from ..store.records import utcnow
 from ..units import human_size, parse_duration, parse_size
@@ -40,7 +42,7 @@ class Removal:
     hash: str  # "" for a stray file
     stage: str | None
     size: int
-    reason: str  # "expired" | "lru" | "dangling" | "orphan" | "stray"
+    reason: str  # "expired" | "lru" | "cost" | "dangling" | "orphan" | "stray"
     path: str | None = None  # a stray file's path or URL
 
 
@@ -84,12 +86,18 @@ def gc(
     max_size: int | float | str | None = None,
     dry_run: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
+    policy: str = "lru",
 ) -> GcReport:
-    """Remove artifacts not used within ``max_age``, then the least recently used beyond
-    ``max_size`` bytes, and everything the catalog and the store don't agree on.
+    """Remove artifacts not used within ``max_age``, then, beyond ``max_size`` bytes, those
+    the ``policy`` gives up first: "lru" the least recently used, "cost" those that cost
+    least to have again per byte (`lwdp.store.eviction`); and everything the catalog and
+    the store don't agree on.
 
     :raises UnitError: ``max_age`` or ``max_size`` can't be understood (a ValueError).
+    :raises InvalidSettingError: ``policy`` is neither "lru" nor "cost" (a ValueError).
     """
+    if policy not in POLICIES:
+        raise InvalidSettingError(f"gc: policy must be \"lru\" or \"cost\", not {policy!r}")
     age = parse_duration(max_age) if max_age is not None else None
     budget = parse_size(max_size) if max_size is not None else None
     settings = config.settings(cache_dir)
@@ -104,7 +112,7 @@ def gc(
     theirs = placement.teammates_rows(listed, stored)
     dangling = {h for h, fmt in listed.items() if h not in theirs and canonical.get(h) != FORMATS[fmt].suffix}
     victims = [(row, "dangling") for row in cache.catalog.usage_rows(dangling)]
-    victims += cache.catalog.eviction_victims(started - age if age is not None else None, budget, dangling | theirs)
+    victims += cache.catalog.eviction_victims(started - age if age is not None else None, budget, dangling | theirs, cast(Policy, policy))
     for row, reason in victims:
         _remove(cache, report, row.hash, row.stage, FORMATS[row.format].suffix, row.size, reason, started, shared)
     for orphan in cache.store.unlisted_files(set(listed), stored):
@@ -133,18 +141,7 @@ def _remove(
     cache: ResultCache, report: GcReport, stage_hash: str, stage: str | None, suffix: str, size: int,
     reason: str, selected_at: dt.datetime | None, shared: RemoteArtifactStore | None = None,
 ) -> None:
-    with cache.locks.try_hold(stage_hash, remove=not report.dry_run, create=not report.dry_run) as free:
-        if not free:
-            report.in_use.append(stage_hash)
-            return
-        if selected_at is not None:
-            last_access = cache.catalog.last_access(stage_hash)
-            if last_access is not None and last_access >= selected_at:
-                report.in_use.append(stage_hash)  # read since gc started: no longer a victim
-                return
-        if not report.dry_run:
-            cache.catalog.delete_artifact(stage_hash)
-            cache.store.delete(stage_hash, suffix)
-            if shared is not None:
-                shared.delete(stage_hash, suffix)
+    if cache.evict(stage_hash, suffix, selected_at, report.dry_run, shared):
         report.removed.append(Removal(stage_hash, stage, size, reason))
+    else:
+        report.in_use.append(stage_hash)
