@@ -22,17 +22,16 @@ logger = logging.getLogger("lwdp")
 def bring_under_budget(cache: ResultCache, budget: int, keep: frozenset[str]) -> None:
     """Evict the cache's artifacts the cost policy gives up first until it fits ``budget``
     bytes, keeping those in ``keep``."""
-    if cache.settings.catalog_url is not None:
+    if cache.settings.catalog_url is not None or cache.catalog.total_size() <= budget:
         return
     victims = cache.catalog.eviction_victims(None, budget, set(), "cost", keep)
-    if not victims:
-        return
     removed = [row for row, _ in victims if cache.evict(row.hash, FORMATS[row.format].suffix)]
     total = cache.catalog.total_size()
-    logger.info(
-        "cache over its budget of %s: removed %d artifacts (%s) that cost least to have again; %s now",
-        human_size(budget), len(removed), human_size(sum(row.size for row in removed)), human_size(total),
-    )
+    if removed:
+        logger.info(
+            "cache over its budget of %s: removed %d artifacts (%s) that cost least to have again; %s now",
+            human_size(budget), len(removed), human_size(sum(row.size for row in removed)), human_size(total),
+        )
     if total > budget:
         logger.warning(
             "the cache holds %s, over its budget of %s (max_cache_size): what this run produced and loaded, and "
