@@ -10,8 +10,9 @@
   ``concurrent.futures.Executor`` or a Dask ``distributed.Client``;
 - ``undeclared_inputs`` (``LWDP_UNDECLARED_INPUTS``, else "warn"): what to do when a stage
   reads a file it does not declare (`lwdp.run.undeclared`);
-- ``max_cache_size`` (``LWDP_MAX_CACHE_SIZE``): the local cache's budget, kept at the end of
-  every run that wrote (`lwdp.store.quota`).
+- ``max_cache_size`` (``LWDP_MAX_CACHE_SIZE``), ``max_store_size`` (``LWDP_MAX_STORE_SIZE``):
+  the budgets of the local cache and of the shared store, kept at the end of every run
+  that computed (`lwdp.store.quota`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ ENV_JOBS = "LWDP_JOBS"
 ENV_DASK_SCHEDULER = "LWDP_DASK_SCHEDULER"
 ENV_UNDECLARED_INPUTS = "LWDP_UNDECLARED_INPUTS"
 ENV_MAX_CACHE_SIZE = "LWDP_MAX_CACHE_SIZE"
+ENV_MAX_STORE_SIZE = "LWDP_MAX_STORE_SIZE"
 UNDECLARED_INPUT_MODES = ("warn", "track", "error", "ignore")
 DEFAULT_CACHE_DIR = ".lwdp"
 _CONFIGURED_PACKAGES = "lwdp.configure(hash_packages=...)"  # where packages were named, for errors
@@ -59,6 +61,7 @@ class Settings:
     dask_scheduler: str | None = None
     undeclared_inputs: str = "warn"  # one of UNDECLARED_INPUT_MODES
     max_cache_size: int | None = None  # bytes
+    max_store_size: int | None = None  # bytes
 
     @property
     def parallel(self) -> bool:
@@ -98,6 +101,8 @@ def settings(cache_dir_override: str | os.PathLike[str] | None = None) -> Settin
         or _undeclared_inputs(env.get(ENV_UNDECLARED_INPUTS, "").strip() or "warn", ENV_UNDECLARED_INPUTS),
         max_cache_size=_configured["max_cache_size"] if "max_cache_size" in _configured
         else _size(env.get(ENV_MAX_CACHE_SIZE, "").strip() or None, ENV_MAX_CACHE_SIZE),
+        max_store_size=_configured["max_store_size"] if "max_store_size" in _configured
+        else _size(env.get(ENV_MAX_STORE_SIZE, "").strip() or None, ENV_MAX_STORE_SIZE),
     )
 
 
@@ -113,6 +118,7 @@ def configure(
     executor: Any = _UNCHANGED,
     undeclared_inputs: str | None = _UNCHANGED,
     max_cache_size: int | str | None = _UNCHANGED,
+    max_store_size: int | str | None = _UNCHANGED,
 ) -> None:
     """Set process-wide options; an option not passed keeps its value, and ``None`` goes
     back to the environment/default rule.
@@ -149,19 +155,21 @@ def configure(
     dependency files are for ``make``), ``"error"`` (the call fails, nothing is cached) or
     ``"ignore"``.
 
-    ``max_cache_size``: the local cache's budget (bytes, or ``"20GB"``): a run that wrote
-    ends by evicting what costs least to have again until the cache fits, never what it
-    produced or loaded (`lwdp.store.eviction`).
+    ``max_cache_size``: the local cache's budget (bytes, or ``"20GB"``): a run that
+    computed ends by evicting what costs least to have again until the cache fits, never
+    what it produced or loaded (`lwdp.store.eviction`); with a shared store, local copies.
+    ``max_store_size``: the same for the shared store, with a shared catalog (whose
+    record of use is the team's).
 
     :raises UnknownPackageError: a name in ``hash_packages`` is not installed.
     :raises InvalidSettingError: ``jobs`` is not a positive number or ``"auto"``,
-        ``undeclared_inputs`` is not one of the four modes, or ``max_cache_size`` is not a size.
+        ``undeclared_inputs`` is not one of the four modes, or a budget is not a size.
     """
-    if max_cache_size is not _UNCHANGED:
-        if max_cache_size is None:
-            _configured.pop("max_cache_size", None)
-        else:
-            _configured["max_cache_size"] = _size(max_cache_size, "lwdp.configure(max_cache_size=...)")
+    for name, size in (("max_cache_size", max_cache_size), ("max_store_size", max_store_size)):
+        if size is None:
+            _configured.pop(name, None)
+        elif size is not _UNCHANGED:
+            _configured[name] = _size(size, f"lwdp.configure({name}=...)")
     if undeclared_inputs is not _UNCHANGED:
         _configured["undeclared_inputs"] = None if undeclared_inputs is None else _undeclared_inputs(
             undeclared_inputs, "lwdp.configure(undeclared_inputs=...)"

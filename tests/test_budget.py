@@ -173,3 +173,43 @@ def test_du_lists_stages_with_what_the_budget_gives_up_first(project):
     assert as_json["policy"] == "lru"
     assert {s["stage"]: s["artifacts"] for s in as_json["stages"]} == {"pipeline.stg_big": 4, "pipeline.stg_slow": 4}
     assert sum(s["bytes"] for s in as_json["stages"]) == _total(project)
+
+
+def test_store_budget_with_the_shared_store_and_postgres_catalog(project, s3_server, bucket, pg_url):
+    """``max_store_size`` evicts from the team's store and catalog; ``max_cache_size`` then
+    only removes local copies (a later run downloads what it needs again)."""
+    project.write("pipeline.py", PIPELINE)
+    team = {**s3_server.env, "LWDP_STORE_URL": f"s3://{bucket}/lwdp", "LWDP_CATALOG_URL": pg_url}
+    for n in (1, 2, 3, 4):
+        project.run("pipeline.py", str(n), env=_env(**team))
+    store = s3_server.filesystem()
+
+    def objects() -> int:
+        return sum(1 for path in store.find(f"{bucket}/lwdp") if not path.endswith(".json"))
+
+    assert objects() == 8
+    run = project.run("pipeline.py", "5", env=_env(**team, LWDP_MAX_STORE_SIZE="2.5MB"))
+    assert "shared store over its budget of 2.5 MB: removed" in run.stderr
+    assert objects() < 10  # the four older large frames went from the store...
+    rows = _pg_rows(pg_url, "SELECT stage, COUNT(*) FROM artifacts GROUP BY stage ORDER BY stage")
+    assert rows == [("pipeline.stg_big", 1), ("pipeline.stg_slow", 5)]  # ...and from the team's catalog
+
+    local = project.run("pipeline.py", "6", env=_env(**team, LWDP_MAX_CACHE_SIZE="2.5MB"))
+    assert "cache over its budget of 2.5 MB: removed" in local.stderr and "local copies" in local.stderr
+    big = {h for (h,) in _pg_rows(pg_url, "SELECT hash FROM artifacts WHERE stage = 'pipeline.stg_big'")}
+    assert len(big) == 2  # copies only: the rows stay
+    local_copies = {p.name.split(".")[0] for p in (project.cache_dir / "artifacts").rglob("*") if p.is_file() and ".manifest" not in p.name}
+    assert len(big - local_copies) == 1  # the older frame's local copy went; it stays in the store
+    again = project.run("pipeline.py", "5", env=_env(**team))
+    assert again.ran() == set()
+
+
+def _pg_rows(url: str, query: str) -> list[tuple]:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(sa.text(query))]
+    finally:
+        engine.dispose()

@@ -15,7 +15,7 @@ from types import TracebackType
 from .. import config
 from ..store.cache import ResultCache
 from ..store.catalog import open_catalog
-from ..store.quota import bring_under_budget
+from ..store.quota import keep_budgets
 from ..store.records import LineageRow, utcnow
 from ..store.writer import ArtifactWriter
 from .watch import resume_watching, suspend_watching
@@ -56,9 +56,8 @@ class RunContext:
             raise
         else:
             self._mark_used(raising=not failing)
-            budget = self.settings.max_cache_size
-            if budget is not None and self.kept is not None and not failing:
-                bring_under_budget(self.cache, budget, self.kept)
+            if self.kept is not None and not failing:
+                keep_budgets(self.cache, self.kept)
         finally:
             resume_watching(self._watched)
 

@@ -251,10 +251,11 @@ class ResultCache:
 
     def evict(
         self, stage_hash: str, suffix: str, selected_at: dt.datetime | None = None, dry_run: bool = False,
-        shared: RemoteArtifactStore | None = None,
+        shared: RemoteArtifactStore | None = None, copy_only: bool = False,
     ) -> bool:
-        """Remove an artifact (its row, then its files; its object in ``shared`` too), or in
-        a ``dry_run`` only say it could be; False when it is busy: another process holds its
+        """Remove an artifact (its row, then its files; its object in ``shared`` too; only
+        the local file when it is a ``copy_only`` of the shared store's), or in a
+        ``dry_run`` only say it could be; False when it is busy: another process holds its
         lock (computing or reading it), or it was read since ``selected_at``."""
         with self.locks.try_hold(stage_hash, remove=not dry_run, create=not dry_run) as free:
             if not free:
@@ -264,7 +265,8 @@ class ResultCache:
                 if last_access is not None and last_access >= selected_at:
                     return False
             if not dry_run:
-                self.catalog.delete_artifact(stage_hash)
+                if not copy_only:
+                    self.catalog.delete_artifact(stage_hash)
                 self.store.delete(stage_hash, suffix)
                 if shared is not None:
                     shared.delete(stage_hash, suffix)

@@ -109,10 +109,14 @@ class Catalog:
         with self.db.read() as s:
             return {h: fmt for h, fmt in s.rows("SELECT hash, format FROM artifacts")}
 
-    def total_size(self) -> int:
-        """The bytes of every artifact row."""
+    def total_size(self, excluding: Iterable[str] = ()) -> int:
+        """The bytes of every artifact row but those of ``excluding``."""
         with self.db.read() as s:
             (total,), = s.rows("SELECT COALESCE(SUM(size), 0) FROM artifacts")
+            for chunk in chunks(sorted(excluding)):
+                params: dict[str, Any] = {}
+                (excluded,), = s.rows(f"SELECT COALESCE(SUM(size), 0) FROM artifacts WHERE hash IN {in_list(chunk, params)}", params)
+                total -= excluded
         return int(total)
 
     def usage_rows(self, hashes: Iterable[str]) -> list[UsageRow]:

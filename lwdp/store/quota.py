@@ -1,11 +1,17 @@
-"""The cache's budget (``max_cache_size``), kept at the end of every run that wrote.
+"""The cache's budgets, kept at the end of every run that computed: ``max_cache_size`` for
+this machine's cache directory, ``max_store_size`` for a team's shared store.
 
-A run that wrote artifacts ends by bringing the cache under its budget: one SUM over an
-index when nothing must go, else the cost policy's victims (`lwdp.store.eviction`),
-never what the run produced or loaded (``keep``), nor what another process is reading or
-computing (its lock). When what the run itself needs exceeds the budget, it keeps it and
-says so once. With a shared catalog, the team's rows are not this cache's to remove: the
-budget then applies to the shared store (``max_store_size``).
+One SUM over an index when nothing must go; else the cost policy's victims
+(`lwdp.store.eviction`), never what the run produced or loaded (``keep``), nor what
+another process is reading or computing (its lock). When what must stay exceeds a
+budget, the run keeps it and says so once.
+
+Where an artifact lives decides what a budget removes (`lwdp.store.placement`). Without a
+shared store, the local budget removes artifacts. With one, local files are copies: the
+local budget removes copies only (a later run downloads again), and the store's budget,
+kept only with a shared catalog (whose use times are the team's), removes artifacts from
+the store and the catalog. With a shared catalog and no store, the local budget weighs
+this member's own artifacts, never a teammate's rows.
 """
 
 from __future__ import annotations
@@ -19,22 +25,37 @@ from .cache import ResultCache
 logger = logging.getLogger("lwdp")
 
 
-def bring_under_budget(cache: ResultCache, budget: int, keep: frozenset[str]) -> None:
-    """Evict the cache's artifacts the cost policy gives up first until it fits ``budget``
-    bytes, keeping those in ``keep``."""
-    if cache.settings.catalog_url is not None or cache.catalog.total_size() <= budget:
+def keep_budgets(cache: ResultCache, keep: frozenset[str]) -> None:
+    """Bring the cache, then the shared store, under their budgets, keeping ``keep``."""
+    settings, placement = cache.settings, cache.placement
+    if settings.max_cache_size is not None:
+        # Alone, every row is a local file (one SUM); shared, only the rows of local files count.
+        shared = placement.local_copy_optional or placement.shared_catalog
+        others = set(cache.catalog.listed_formats()) - set(cache.store.artifacts()) if shared else set()
+        _bring_under(cache, settings.max_cache_size, "max_cache_size", keep, others, copies=placement.local_copy_optional)
+    if settings.max_store_size is not None and placement.evicts_from_shared_store:
+        _bring_under(cache, settings.max_store_size, "max_store_size", keep, set(), copies=False)
+
+
+def _bring_under(cache: ResultCache, budget: int, setting: str, keep: frozenset[str], others: set[str], copies: bool) -> None:
+    """Evict what the cost policy gives up first until the artifacts not in ``others`` fit
+    ``budget`` bytes: their local ``copies`` only, or the artifacts (from the shared store
+    too when the budget is the store's)."""
+    if cache.catalog.total_size(others) <= budget:
         return
-    victims = cache.catalog.eviction_victims(None, budget, set(), "cost", keep)
-    removed = [row for row, _ in victims if cache.evict(row.hash, FORMATS[row.format].suffix)]
-    total = cache.catalog.total_size()
+    where = "shared store" if setting == "max_store_size" else "cache"
+    victims = cache.catalog.eviction_victims(None, budget, others, "cost", keep)
+    shared = cache.remote if setting == "max_store_size" else None
+    removed = [row for row, _ in victims if cache.evict(row.hash, FORMATS[row.format].suffix, shared=shared, copy_only=copies)]
     if removed:
         logger.info(
-            "cache over its budget of %s: removed %d artifacts (%s) that cost least to have again; %s now",
-            human_size(budget), len(removed), human_size(sum(row.size for row in removed)), human_size(total),
+            "%s over its budget of %s: removed %d %s (%s) that cost least to have again", where, human_size(budget),
+            len(removed), "local copies" if copies else "artifacts", human_size(sum(row.size for row in removed)),
         )
-    if total > budget:
+    left = cache.catalog.total_size(others | {row.hash for row in removed} if copies else others)
+    if left > budget:
         logger.warning(
-            "the cache holds %s, over its budget of %s (max_cache_size): what this run produced and loaded, and "
-            "what other processes are using, is kept; raise the budget or run fewer stages at once",
-            human_size(total), human_size(budget),
+            "the %s holds %s, over its budget of %s (%s): what this run produced and loaded, and what other "
+            "processes are using, is kept; raise the budget or run fewer stages at once",
+            where, human_size(left), human_size(budget), setting,
         )
