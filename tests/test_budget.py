@@ -87,6 +87,9 @@ def test_gc_cost_policy_gives_up_large_cheap_results_before_small_costly_ones(pr
 
     with pytest.raises(InvalidSettingError, match='policy must be "lru" or "cost"'):
         lwdp.store.gc(max_size=budget, policy="newest")
+    dry = subprocess.run([sys.executable, "-m", "lwdp", "gc", "--max-size", "0", "--policy", "cost", "--dry-run"],
+                         cwd=project.root, env=_env(), capture_output=True, text=True, check=True)
+    assert "would remove 6 artifacts" in dry.stdout and dry.stdout.count("  cost ") == 6
 
 
 def test_gc_lru_policy_still_evicts_the_oldest_first(project):
@@ -125,20 +128,21 @@ import sys, time
 from pathlib import Path
 from lwdp.store.locks import LockDir
 
-with LockDir(Path(sys.argv[1])).hold(sys.argv[2], "x", shared=True):
-    print("reading", flush=True)
+with LockDir(Path(sys.argv[1])).hold(sys.argv[2], "x", shared=sys.argv[3] == "reading"):
+    print(sys.argv[3], flush=True)
     time.sleep(120)
 '''
 
 
-def test_the_budget_leaves_alone_what_another_process_is_reading(project):
+@pytest.mark.parametrize("doing", ["reading", "computing"])
+def test_the_budget_leaves_alone_what_another_process_is_reading_or_computing(project, doing):
     _four_versions(project)
     read = project.sql("SELECT hash FROM artifacts WHERE stage = 'pipeline.stg_big' ORDER BY created_at LIMIT 1")[0][0]
-    reader = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(project.cache_dir / "locks"), read],
+    reader = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(project.cache_dir / "locks"), read, doing],
                               env=_env(), stdout=subprocess.PIPE, text=True)
     try:
         ready, _, _ = select.select([reader.stdout], [], [], 60)
-        assert ready and reader.stdout.readline().strip() == "reading"
+        assert ready and reader.stdout.readline().strip() == doing
         project.run("pipeline.py", "5", env=_env(LWDP_MAX_CACHE_SIZE="1"))
         remaining = {h for (h,) in project.sql("SELECT hash FROM artifacts WHERE stage = 'pipeline.stg_big'")}
         assert read in remaining and len(remaining) == 2  # the one being read, and this run's own
