@@ -293,8 +293,29 @@ def _show(args: argparse.Namespace) -> int:
         with pd.option_context("display.width", WIDTH, "display.max_columns", 20):
             print(value.head(args.rows).to_string(max_colwidth=20))
     else:
-        print(f"{type(value).__qualname__}: {repr(value)[:2000]}")
+        print(_described(value, args.rows))
     return 0
+
+
+def _described(value: Any, rows: int) -> str:
+    """Shape, schema and first rows of a polars, Arrow or NumPy result; a short repr else."""
+    from .formats import native
+
+    kind = native.kind_of(value)
+    if kind == native.POLARS_LAZY:
+        value, kind = value.head(rows).collect(), native.POLARS_FRAME
+        shape = f"shape: (lazy) {len(value.columns)} columns; the first {rows} rows:"
+    elif kind in (native.POLARS_FRAME, native.ARROW_TABLE, native.ARROW_BATCH):
+        shape = f"shape: {value.shape[0]:,} rows x {value.shape[1]} columns"
+    if kind in (native.POLARS_FRAME, native.POLARS_SERIES):
+        schema = value.schema if kind == native.POLARS_FRAME else {value.name: value.dtype}
+        shape = shape if kind == native.POLARS_FRAME else f"shape: {len(value):,} values"
+        return "\n".join([shape, *(f"{name}  {dtype}" for name, dtype in schema.items()), str(value.head(rows))])
+    if kind in (native.ARROW_TABLE, native.ARROW_BATCH):
+        return "\n".join([shape, str(value.schema), str(value.slice(0, rows).to_pydict())])
+    if kind == native.NUMPY_ARRAY:
+        return f"shape: {value.shape}, dtype {value.dtype}\n{value[:rows]!r}"
+    return f"{type(value).__qualname__}: {repr(value)[:2000]}"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import xxhash
 
 from . import config
+from .formats.native import POLARS_FRAME, POLARS_LAZY, POLARS_SERIES, kind_of
 from .graph import Input, StageNode
 from .hashing.code import CodeDigest
 from .hashing.params import param_digest
@@ -90,11 +91,17 @@ def combination_inputs(partitions: tuple[Partition, ...]) -> tuple[Input, ...]:
 
 def combine(**parts: Any) -> Any:
     """The partitioned stage's result: its partitions' results concatenated in sorted path
-    order when all are DataFrames or Series, else ``{path: result}``."""
+    order when all are pandas DataFrames or Series (or all polars DataFrames, Series or
+    LazyFrames), else ``{path: result}``."""
     import pandas as pd
 
     ordered = {path: parts[path] for path in sorted(parts)}
     if ordered and all(isinstance(part, (pd.DataFrame, pd.Series)) for part in ordered.values()):
         return pd.concat(ordered.values())
+    kinds = {kind_of(part) for part in ordered.values()}
+    if ordered and len(kinds) == 1 and kinds <= {POLARS_FRAME, POLARS_SERIES, POLARS_LAZY}:
+        import polars
+
+        return polars.concat(list(ordered.values()))
     return ordered
 

@@ -32,7 +32,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
-from lwdp.formats import FORMATS
+from lwdp.formats import FORMATS, FRAME_FORMATS
 
 PANDAS_3 = int(pd.__version__.split(".")[0]) >= 3
 STRING_DTYPE = "str" if PANDAS_3 else object
@@ -476,7 +476,7 @@ def _wide_frame(index: pd.Index | None = None) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("indexed", [False, True], ids=["default_index", "named_index"])
-@pytest.mark.parametrize("name", list(FORMATS))
+@pytest.mark.parametrize("name", FRAME_FORMATS)
 def test_wide_frames_round_trip(name, indexed):
     df = _wide_frame(pd.Index([3, 1, 2], name="key") if indexed else None)
     assert check_refused_or_equal(name, df, record=False), f"{name} refuses a plain 200-column frame"

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from lwdp import stage
 from lwdp.errors import LwdpError, ResultNotStorableError, UnknownFormatError
-from lwdp.formats import FORMATS, available_formats
+from lwdp.formats import FORMATS, FRAME_FORMATS, available_formats
 
 PANDAS_3 = int(pd.__version__.split(".")[0]) >= 3
 STRING_DTYPE = "str" if PANDAS_3 else object
@@ -136,7 +136,7 @@ def _no_unnamed_columns(df: pd.DataFrame) -> None:
     assert not [c for c in df.columns if str(c).startswith("Unnamed")], list(df.columns)
 
 
-@pytest.mark.parametrize("fmt", list(FORMATS))
+@pytest.mark.parametrize("fmt", FRAME_FORMATS)
 def test_format_round_trips_through_cold_and_warm_runs(project, fmt):
     names = FRAME_NAMES + (OBJECT_NAMES if fmt == "pickle" else [])
     project.write("pipeline.py", _pipeline(fmt))
@@ -208,7 +208,7 @@ def _warnings(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("WARNING:lwdp:")]
 
 
-def test_default_format_is_parquet_for_frames_pickle_otherwise_with_fallback(project):
+def test_default_format_is_parquet_for_frames_json_for_plain_values_pickle_otherwise_with_fallback(project):
     project.write("pipeline.py", DEFAULT_FORMAT_PIPELINE)
     cold = project.run("pipeline.py", "cold.pkl")
     warm = project.run("pipeline.py", "warm.pkl")
@@ -217,11 +217,11 @@ def test_default_format_is_parquet_for_frames_pickle_otherwise_with_fallback(pro
     assert warm.outcomes() == dict.fromkeys(["plain_frame", "plain_dict", "mixed_objects"], "hit")
     assert dict(project.sql("select stage, format from artifacts")) == {
         "pipeline.plain_frame": "parquet",
-        "pipeline.plain_dict": "pickle",
+        "pipeline.plain_dict": "json-value",
         "pipeline.mixed_objects": "pickle",
     }
     # One file per stage: the failed parquet attempt left nothing behind.
-    assert sorted(p.suffix for p in _artifact_files(project)) == [".parquet", ".pkl", ".pkl"]
+    assert sorted(p.suffix for p in _artifact_files(project)) == [".json", ".parquet", ".pkl"]
 
     fallback = _warnings(cold.stderr)
     assert len(fallback) == 1, cold.stderr

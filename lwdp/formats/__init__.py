@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import FormatUnavailableError, ResultNotStorableError, UnknownFormatError
-from . import checks, files
+from . import checks, files, native
 from .codec import from_cells, missing_marker, object_kind, restore_missing, to_cells
 
 logger = logging.getLogger("lwdp")
@@ -45,12 +45,25 @@ class Format:
     frames_only: bool = True
     requires: tuple[str, ...] = field(default=())
     checks: tuple[FrameCheck, ...] = field(default=())
+    # Formats of results that are not pandas objects (`lwdp.formats.native`): the kinds
+    # they store, the family a user names them by (cache_format="parquet" for a polars
+    # frame is "polars-parquet"), and why one would not come back unchanged.
+    kinds: tuple[str, ...] = ()
+    family: str = ""
+    refuses: Callable[[Any], str | None] | None = None
+
+    @property
+    def named(self) -> str:
+        """What a user calls it in ``cache_format``."""
+        return self.family or self.name
 
     def missing_modules(self) -> list[str]:
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
 
     def why_cannot_store(self, result: Any) -> str | None:
         """Why this format would not give ``result`` back unchanged, or None if it would."""
+        if self.refuses is not None:
+            return self.refuses(result)
         if not self.frames_only:
             return None
         if not isinstance(result, pd.DataFrame):
@@ -457,10 +470,36 @@ FORMATS: dict[str, Format] = {
             (checks.plain_unique_labels, checks.stata_types, checks.ints_fit_doubles, checks.no_missing_text,
              checks.text_without("\x00", "Stata ends text at a NUL character"), checks.whole_milliseconds),
         ),
+        *(
+            Format(f"polars-{writer}", suffix, native.write_polars(writer), native.read_polars(writer), frames_only=False,
+                   requires=("polars",), kinds=(native.POLARS_FRAME, native.POLARS_SERIES), family=family,
+                   refuses=native.polars_refusal((native.POLARS_FRAME, native.POLARS_SERIES)))
+            for writer, suffix, family in (("parquet", "pl.parquet", "parquet"), ("ipc", "pl.arrow", "feather"))
+        ),
+        *(
+            Format(f"lazy-{writer}", suffix, native.write_polars(writer), native.read_polars(writer, lazy=True),
+                   frames_only=False, requires=("polars",), kinds=(native.POLARS_LAZY,), family=family,
+                   refuses=native.polars_refusal((native.POLARS_LAZY,)))
+            for writer, suffix, family in (("parquet", "lz.parquet", "parquet"), ("ipc", "lz.arrow", "feather"))
+        ),
+        Format("arrow-parquet", "pa.parquet", native.write_arrow("parquet"), lambda b, o: native.arrow_result(_read_parquet(b), o),
+               frames_only=False, kinds=(native.ARROW_TABLE, native.ARROW_BATCH), family="parquet", refuses=native.arrow_refusal),
+        Format("arrow-feather", "pa.arrow", native.write_arrow("feather"), lambda b, o: native.arrow_result(_read_feather(b), o),
+               frames_only=False, kinds=(native.ARROW_TABLE, native.ARROW_BATCH), family="feather", refuses=native.arrow_refusal),
+        Format("npy", "npy", native.write_npy, native.read_npy, frames_only=False, kinds=(native.NUMPY_ARRAY,),
+               refuses=native.npy_refusal),
+        Format("json-value", "value.json", native.write_json_value, native.read_json_value, frames_only=False,
+               kinds=(native.JSON_VALUE,), family="json", refuses=native.json_refusal),
     )
 }
 DEFAULT_FRAME_FORMAT = "parquet"
 DEFAULT_OBJECT_FORMAT = "pickle"
+# The format of each kind of result that is not a pandas object, unless a stage names another.
+_NATIVE_DEFAULTS = {
+    native.POLARS_FRAME: "polars-parquet", native.POLARS_SERIES: "polars-parquet", native.POLARS_LAZY: "lazy-parquet",
+    native.ARROW_TABLE: "arrow-parquet", native.ARROW_BATCH: "arrow-parquet", native.NUMPY_ARRAY: "npy",
+    native.JSON_VALUE: "json-value",
+}
 
 
 def get_format(name: str) -> Format:
@@ -482,14 +521,49 @@ def get_format(name: str) -> Format:
     return fmt
 
 
+FRAME_FORMATS = [name for name, fmt in FORMATS.items() if not fmt.kinds]  # pandas' (and pickle)
+
+
 def available_formats() -> list[str]:
-    """Formats whose dependencies are installed."""
-    return [name for name, fmt in FORMATS.items() if not fmt.missing_modules()]
+    """The names a stage may give ``cache_format`` whose dependencies are installed (a
+    family's name covers its polars and Arrow formats)."""
+    return list(dict.fromkeys(fmt.named for fmt in FORMATS.values() if not fmt.missing_modules()))
 
 
 def default_format_for(result: Any) -> Format:
-    """parquet for DataFrames, pickle for anything else."""
-    return FORMATS[DEFAULT_FRAME_FORMAT if isinstance(result, pd.DataFrame) else DEFAULT_OBJECT_FORMAT]
+    """parquet for DataFrames (pandas' and polars'), Arrow tables and LazyFrames, npy for
+    NumPy arrays, JSON for plain values of JSON types, pickle for anything else."""
+    if isinstance(result, pd.DataFrame):
+        return FORMATS[DEFAULT_FRAME_FORMAT]
+    kind = native.kind_of(result)
+    if kind is None or kind == native.JSON_VALUE and native.json_refusal(result) is not None:
+        return FORMATS[DEFAULT_OBJECT_FORMAT]  # a value JSON would change is pickled, as ever: nothing to warn of
+    return FORMATS[_NATIVE_DEFAULTS[kind]]
+
+
+def _for_kind(stage_name: str, wanted: Format, result: Any) -> Format:
+    """The format of ``wanted``'s family for ``result``'s kind (cache_format="parquet" of a
+    polars frame: "polars-parquet"), or ``wanted`` itself.
+
+    :raises ResultNotStorableError: the result is of a kind no format of that family stores.
+    """
+    kind = native.kind_of(result)
+    if kind is None or kind in wanted.kinds or wanted.name == DEFAULT_OBJECT_FORMAT:
+        return wanted
+    found = next((fmt for fmt in FORMATS.values() if kind in fmt.kinds and fmt.named == wanted.named), None)
+    if found is None:
+        named = sorted({fmt.named for fmt in FORMATS.values() if kind in fmt.kinds} | {DEFAULT_OBJECT_FORMAT})
+        raise ResultNotStorableError(
+            f"stage '{stage_name}': cache format {wanted.name!r} cannot store the {type(result).__qualname__} it "
+            f"returned (a {kind}); give cache_format one of the formats for it: {', '.join(named)}"
+        )
+    return found or wanted
+
+
+def stored_as(stored: str, wanted: Format) -> bool:
+    """Whether an artifact stored in format ``stored`` is in the format a stage names
+    (``cache_format="parquet"`` names polars' parquet too)."""
+    return stored == wanted.name or stored in FORMATS and FORMATS[stored].named == wanted.named
 
 
 @dataclass(frozen=True)
@@ -507,8 +581,8 @@ def choose_format(stage_name: str, result: Any, wanted: Format | None) -> Format
 
     :raises ResultNotStorableError: ``wanted`` would not give ``result`` back unchanged.
     """
-    fmt = wanted or default_format_for(result)
-    lwdp_chose = wanted is None and fmt.name == DEFAULT_FRAME_FORMAT
+    fmt = _for_kind(stage_name, wanted, result) if wanted is not None else default_format_for(result)
+    lwdp_chose = wanted is None and fmt.name != DEFAULT_OBJECT_FORMAT
     pickled = FORMATS[DEFAULT_OBJECT_FORMAT]
     why_not = fmt.why_cannot_store(result)
     if why_not is None:

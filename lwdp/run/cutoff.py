@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import xxhash
 
+from ..formats import stored_as
 from ..hashing.stage_hash import combine_stage_hash
 from .events import StageEvent
 
@@ -114,7 +115,7 @@ def reuse(
     (``why``: why the upstream of that input name reran in this call, if it did)."""
     started = time.perf_counter()
     for earlier in cache.catalog.with_input_key(stage.name, key):
-        if earlier.hash == stage_hash or (stage.format is not None and earlier.format != stage.format.name):
+        if earlier.hash == stage_hash or (stage.format is not None and not stored_as(earlier.format, stage.format)):
             continue
         before = {name: entry.get("digest") for name, entry in (cache.catalog.stage_manifest(earlier.hash) or {}).get("inputs", {}).items()}
         changed = [

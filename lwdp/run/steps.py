@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..formats import PANDAS_MAJOR, Format, FormatChoice
+from ..formats.native import is_immutable
 from ..hashing.tracked import TRACKED_KINDS
 from ..store.cache import Hit, Miss, ResultCache
 from .events import StageEvent, log_event
@@ -50,7 +51,7 @@ def view(value: Any) -> Any:
     if isinstance(value, pd.Series):
         series = value.copy(deep=not _COPY_ON_WRITE)
         return series.map(copy.deepcopy) if _holds_mutable_objects(series) else series
-    if isinstance(value, (pd.Index, *_IMMUTABLE)):
+    if isinstance(value, (pd.Index, *_IMMUTABLE)) or is_immutable(value):  # polars and Arrow objects are
         return value
     return copy.deepcopy(value)
 

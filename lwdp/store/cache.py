@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..errors import ArtifactWriteError, LwdpError, ResultNotStorableError
-from ..formats import FORMATS, Format, FormatChoice, warn_falling_back
+from ..formats import FORMATS, Format, FormatChoice, stored_as, warn_falling_back
 from ..version import __version__
 from .adoption import adopt, adoptable
 from .artifact_manifest import manifest_of
@@ -102,7 +102,9 @@ class ResultCache:
             record, source = adoptable(self.store, stage_hash), Source.UNLISTED
             if record is None:
                 return Miss(MissReason.NEVER_COMPUTED)
-        if wanted is not None and record.format != wanted.name:
+        if record.format not in FORMATS:  # written by another version of lwdp
+            return Miss(MissReason.FORMAT_CHANGED, f"{record.format} is not a format this lwdp {__version__} reads")
+        if wanted is not None and not stored_as(record.format, wanted):
             return Miss(MissReason.FORMAT_CHANGED, f"{record.format} -> {wanted.name}")
         suffix = FORMATS[record.format].suffix
         data = self.store.get(stage_hash, suffix) if keep_bytes else None

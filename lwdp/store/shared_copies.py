@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreUnavailableError
-from ..formats import FORMATS, Format
+from ..formats import FORMATS, Format, stored_as
 from .artifact_manifest import record_from_manifest, stage_manifest_in
 from .artifact_store import MANIFEST_SUFFIX, LocalArtifactStore, bytes_match
 from .outcomes import Hit, Loadable, Miss, MissReason, Source, damage, parsed, unavailable, warn_once
@@ -43,7 +43,7 @@ class SharedCopies:
         except ValueError as exc:
             where = self.remote.describe(stage_hash, MANIFEST_SUFFIX)
             return Miss(MissReason.SHARED_MANIFEST_INVALID, warning=f"stage '{stage_name}': ignoring {where} ({exc}); recomputing")
-        if wanted is not None and record.format != wanted.name:
+        if wanted is not None and not stored_as(record.format, wanted):
             return Miss(MissReason.FORMAT_CHANGED, f"{record.format} -> {wanted.name}")
         if record.format == "pickle" and not self.trust_pickle:
             return Miss(MissReason.PICKLE_NOT_TRUSTED, warning=(
