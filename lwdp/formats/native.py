@@ -54,14 +54,15 @@ def is_immutable(result: Any) -> bool:
 
 def write_polars(writer: str) -> Any:
     """A writer of a polars DataFrame, Series (as a one-column frame) or LazyFrame
-    (collected) with ``DataFrame.write_<writer>``."""
+    (collected) with ``DataFrame.write_<writer>``, LZ4-compressed: on the polars DAG it
+    writes in ~half zstd's time for 1.8x the bytes (benchmarks/RESULTS.md)."""
 
     def write(result: Any, path: str) -> ReadOptions:
         kind = kind_of(result)
         if kind == POLARS_LAZY:
             result = result.collect()
         frame = result.to_frame() if kind == POLARS_SERIES else result
-        getattr(frame, f"write_{writer}")(path)
+        getattr(frame, f"write_{writer}")(path, compression="lz4")
         return {"series": True} if kind == POLARS_SERIES else {}
 
     return write
