@@ -226,3 +226,35 @@ def test_polars_partitions_combine_into_one_polars_frame_in_a_parallel_run(proje
     assert sorted(name for name, _ in project.sql("SELECT stage, format FROM artifacts WHERE format = 'polars-parquet'")) == [
         "pipeline.stg_parts[raw/a.csv]", "pipeline.stg_parts[raw/b.csv]", "pipeline.stg_parts[raw/b.csv]",
     ]
+
+
+SHUFFLED = '''
+import polars as pl
+from lwdp import stage
+
+
+@stage(n=50, cache=True)
+def stg_rows(n):
+    return pl.DataFrame({"x": range(n), "y": [i * 0.5 for i in range(n)]}).sample(fraction=1.0, shuffle=True)
+
+
+@stage(n=5, cache=True)
+def stg_steady(n):
+    return pl.DataFrame({"x": range(n)}).lazy()
+
+
+if __name__ == "__main__":
+    stg_rows(), stg_steady()
+'''
+
+
+def test_verify_recompute_compares_polars_results_and_names_rows_in_another_order(project):
+    project.write("pipeline.py", SHUFFLED)
+    project.run()
+    found = subprocess.run([sys.executable, "-m", "lwdp", "verify", "--recompute", "pipeline.stg_rows", "pipeline.stg_steady"],
+                           cwd=project.root, capture_output=True, text=True)
+    assert found.returncode == 1, found.stderr
+    rows, steady = found.stdout.splitlines()
+    assert rows.startswith("DIFFERS     pipeline.stg_rows ") and "column `x` differs first at row " in rows
+    assert "(the same rows in another order: a join or group_by without maintain_order=True?)" in rows
+    assert steady.startswith("reproduced  pipeline.stg_steady ")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 from ..errors import UnknownStageError
-from ..formats import FORMATS
+from ..formats import FORMATS, native
 from ..graph import dependency_order, registered
 from ..hashing.stage_hash import stage_hashes
 from ..run.context import RunContext
@@ -166,6 +166,10 @@ def _through_format(result: Any, format_name: str) -> Any:
 
 def first_difference(cached: Any, again: Any) -> str | None:
     """Where ``again`` first differs from ``cached``, in words; None when they are equal."""
+    if native.kind_of(cached) == native.POLARS_LAZY:
+        cached, again = cached.collect(), again.collect()
+    if native.kind_of(cached) == native.POLARS_FRAME and native.kind_of(again) == native.POLARS_FRAME:
+        return _polars_difference(cached, again)
     if isinstance(cached, pd.DataFrame) and isinstance(again, pd.DataFrame):
         if list(cached.columns) != list(again.columns):
             return f"columns {list(cached.columns)} cached, {list(again.columns)} now"
@@ -179,6 +183,28 @@ def first_difference(cached: Any, again: Any) -> str | None:
     if isinstance(cached, pd.Series) and isinstance(again, pd.Series):
         return _series_difference(cached, again, "the series")
     return None if _same(cached, again) else f"the value differs: {_short(cached)} cached, {_short(again)} now"
+
+
+def _polars_difference(cached: Any, again: Any) -> str | None:
+    if cached.columns != again.columns:
+        return f"columns {cached.columns} cached, {again.columns} now"
+    if cached.height != again.height:
+        return f"{cached.height:,} rows cached, {again.height:,} now"
+    for name in cached.columns:
+        left, right = cached.get_column(name), again.get_column(name)
+        if left.dtype != right.dtype:
+            return f"column `{name}`: dtype {left.dtype} cached, {right.dtype} now"
+        if left.equals(right):
+            continue
+        row = next(i for i, (a, b) in enumerate(zip(left.to_list(), right.to_list())) if not _same(a, b))
+        said = f"column `{name}` differs first at row {row}: {_short(left[row])} cached, {_short(right[row])} now"
+        try:
+            if cached.sort(cached.columns).equals(again.sort(again.columns)):
+                said += " (the same rows in another order: a join or group_by without maintain_order=True?)"
+        except Exception:  # columns polars can't sort by (nested types)
+            pass
+        return said
+    return None
 
 
 def _series_difference(cached: pd.Series, again: pd.Series, what: str) -> str | None:
