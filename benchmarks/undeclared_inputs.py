@@ -28,8 +28,7 @@ import workload
 
 MICRO = r'''
 import json, os, sys, tempfile, time
-import lwdp.config
-from lwdp.run import undeclared
+from lwdp.run.watch import Watch
 
 mode = sys.argv[1]
 path = os.path.join(tempfile.mkdtemp(), "small.txt")
@@ -49,14 +48,14 @@ def opens(n=20_000):
         open(path).close()
     return (time.perf_counter_ns() - started) / n
 
-settings = lwdp.config.settings()
 if mode == "none":
     result = {"frame": frames(), "open": opens()}
 elif mode == "outside":
-    undeclared._install()
+    with Watch(True):  # a stage watched once: the hook stays, as after a run's first stage
+        pass
     result = {"frame": frames(), "open": opens()}
 else:
-    with undeclared.watched(settings):
+    with Watch(True):
         result = {"frame": frames(), "open": opens()}
 print(json.dumps(result))
 '''
