@@ -22,13 +22,9 @@ with bytecode caching on, as on users' machines.
 
 from __future__ import annotations
 
-import argparse
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,26 +44,13 @@ def refactor(script: Path, pristine: str, round_no: int) -> None:
     script.write_text(text)
 
 
-def timed(root: Path, script: str, cache: Path, out: Path) -> float:
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, f"pipeline/{script}", str(cache), str(out)], cwd=root,
-                          env=scenarios.runner_env(), capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{script} failed:\n{done.stderr[-3000:]}")
-    return time.perf_counter() - started
-
-
 def change_file(root: Path, round_no: int, files: int, rows: int) -> None:
     """New contents for one CSV (another each round)."""
     workload.write_orders(root, round_no % files, rows, variant=round_no + 1)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--files", type=int, default=25)
-    parser.add_argument("--rows", type=int, default=100_000)
-    args = parser.parse_args()
+    args = scenarios.dag_arguments(__doc__.split("\n\n")[0])
     print("| scenario | plain pandas | lwdp | ratio | target |")
     print("| --- | --- | --- | --- | --- |")
     for label, script, target, change in (
@@ -89,13 +72,13 @@ def scenario(script: str, change: Callable[[Path, int, str], None], files: int, 
         (root / "out").mkdir()
         cache = root / "cache"
         pristine = (root / "pipeline" / script).read_text()
-        timed(root, script, cache, root / "out" / "lwdp.pkl")  # the cache a user has
+        scenarios.run_timed(root, script, cache, root / "out" / "lwdp.pkl")  # the cache a user has
         ratios, seconds = [], []
         for round_no in range(rounds):
             change(root, round_no, pristine)
             runs = {}
             for runner in (("plain", "lwdp") if round_no % 2 == 0 else ("lwdp", "plain")):
-                runs[runner] = timed(root, "plain_dag.py" if runner == "plain" else script, cache, root / "out" / f"{runner}.pkl")
+                runs[runner] = scenarios.run_timed(root, "plain_dag.py" if runner == "plain" else script, cache, root / "out" / f"{runner}.pkl")[0]
             pd.testing.assert_frame_equal(pd.read_pickle(root / "out" / "lwdp.pkl"), pd.read_pickle(root / "out" / "plain.pkl"), check_exact=True)
             ratios.append(runs["lwdp"] / runs["plain"])
             seconds.append((runs["plain"], runs["lwdp"]))

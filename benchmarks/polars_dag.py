@@ -12,14 +12,10 @@ plain polars'. The pickles are of the very results lwdp cached, read back from i
 
 from __future__ import annotations
 
-import argparse
 import pickle
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import polars as pl
@@ -29,15 +25,6 @@ import scenarios
 import workload
 
 
-def timed(root: Path, script: str, cache: Path, out: Path) -> float:
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, f"pipeline/{script}", str(cache), str(out)], cwd=root,
-                          env=scenarios.runner_env(), capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{script} failed:\n{done.stderr[-3000:]}")
-    return time.perf_counter() - started
-
-
 def pickled_size(cache: Path) -> int:
     """Bytes of the cached results, each pickled."""
     return sum(len(pickle.dumps(pl.read_parquet(path), protocol=pickle.HIGHEST_PROTOCOL))
@@ -45,11 +32,7 @@ def pickled_size(cache: Path) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--files", type=int, default=25)
-    parser.add_argument("--rows", type=int, default=100_000)
-    args = parser.parse_args()
+    args = scenarios.dag_arguments(__doc__.split("\n\n")[0])
     seconds: dict[str, list[float]] = {"plain": [], "cold": [], "warm": []}
     with tempfile.TemporaryDirectory(prefix="lwdp-polars-") as folder:
         root = Path(folder)
@@ -59,10 +42,10 @@ def main() -> None:
             order = ["plain", "lwdp"] if round_no % 2 == 0 else ["lwdp", "plain"]
             for runner in order:
                 if runner == "plain":
-                    seconds["plain"].append(timed(root, "plain_polars_dag.py", cache, root / "plain.parquet"))
+                    seconds["plain"].append(scenarios.run_timed(root, "plain_polars_dag.py", cache, root / "plain.parquet")[0])
                 else:
-                    seconds["cold"].append(timed(root, "lwdp_polars_dag.py", cache, root / "cold.parquet"))
-                    seconds["warm"].append(timed(root, "lwdp_polars_dag.py", cache, root / "warm.parquet"))
+                    seconds["cold"].append(scenarios.run_timed(root, "lwdp_polars_dag.py", cache, root / "cold.parquet")[0])
+                    seconds["warm"].append(scenarios.run_timed(root, "lwdp_polars_dag.py", cache, root / "warm.parquet")[0])
             expected = pl.read_parquet(root / "plain.parquet")
             for name in ("cold", "warm"):
                 assert_frame_equal(pl.read_parquet(root / f"{name}.parquet"), expected, check_exact=True)

@@ -11,6 +11,7 @@ result must equal.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -56,6 +57,29 @@ def runner_env() -> dict[str, str]:
     without PYTHONDONTWRITEBYTECODE: these machines set it, users don't, and a process
     that recompiles every module it imports pays ~15-20 ms more for lwdp's alone."""
     return {k: v for k, v in os.environ.items() if not k.startswith("LWDP_") and k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def run_timed(root: Path, script: str, cache: Path, out: Path, **settings: str) -> tuple[float, str]:
+    """(wall seconds, stderr) of ``python pipeline/SCRIPT CACHE OUT`` in a fresh process in
+    the work directory ``root``, with lwdp ``settings`` as environment variables.
+
+    :raises RuntimeError: the script failed (the end of its stderr says how).
+    """
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, f"pipeline/{script}", str(cache), str(out)], cwd=root,
+                          env={**runner_env(), **settings}, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{script} failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started, done.stderr
+
+
+def dag_arguments(description: str) -> argparse.Namespace:
+    """``--rounds`` (5), ``--files`` (25) and ``--rows`` (100,000) of a DAG benchmark."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--files", type=int, default=25)
+    parser.add_argument("--rows", type=int, default=100_000)
+    return parser.parse_args()
 
 
 def disk_mib(path: Path) -> float:

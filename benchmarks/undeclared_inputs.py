@@ -14,13 +14,11 @@ fresh processes with bytecode caching on; medians over rounds.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import scenarios
@@ -74,15 +72,10 @@ def micro(rounds: int) -> dict[str, dict[str, float]]:
 
 
 def timed(root: Path, cache: Path, mode: str) -> float:
-    env = {**scenarios.runner_env(), "LWDP_UNDECLARED_INPUTS": mode}
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "pipeline/lwdp_dag.py", str(cache), str(root / "out.pkl")], cwd=root, env=env,
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"lwdp_dag.py ({mode}) failed:\n{done.stderr[-3000:]}")
-    if "WARNING" in done.stderr:
-        raise RuntimeError(f"the DAG read something undeclared:\n{done.stderr[-3000:]}")
-    return time.perf_counter() - started
+    seconds, stderr = scenarios.run_timed(root, "lwdp_dag.py", cache, root / "out.pkl", LWDP_UNDECLARED_INPUTS=mode)
+    if "WARNING" in stderr:
+        raise RuntimeError(f"the DAG read something undeclared:\n{stderr[-3000:]}")
+    return seconds
 
 
 def dag(files: int, rows: int, rounds: int) -> dict[tuple[str, str], float]:
@@ -100,11 +93,7 @@ def dag(files: int, rows: int, rounds: int) -> dict[tuple[str, str], float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--files", type=int, default=25)
-    parser.add_argument("--rows", type=int, default=100_000)
-    args = parser.parse_args()
+    args = scenarios.dag_arguments(__doc__.split("\n\n")[0])
     calls = micro(args.rounds)
     print("| audited call | no hook | hook, outside a stage | hook, inside a watched stage |")
     print("| --- | --- | --- | --- |")
