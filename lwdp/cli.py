@@ -303,19 +303,22 @@ def _described(value: Any, rows: int) -> str:
 
     kind = native.kind_of(value)
     if kind == native.POLARS_LAZY:
-        value, kind = value.head(rows).collect(), native.POLARS_FRAME
-        shape = f"shape: (lazy) {len(value.columns)} columns; the first {rows} rows:"
-    elif kind in (native.POLARS_FRAME, native.ARROW_TABLE, native.ARROW_BATCH):
-        shape = f"shape: {value.shape[0]:,} rows x {value.shape[1]} columns"
-    if kind in (native.POLARS_FRAME, native.POLARS_SERIES):
-        schema = value.schema if kind == native.POLARS_FRAME else {value.name: value.dtype}
-        shape = shape if kind == native.POLARS_FRAME else f"shape: {len(value):,} values"
-        return "\n".join([shape, *(f"{name}  {dtype}" for name, dtype in schema.items()), str(value.head(rows))])
+        head = value.head(rows).collect()
+        return _lines(f"shape: (lazy) {len(head.columns)} columns; the first {rows} rows:", head.schema, head)
+    if kind == native.POLARS_FRAME:
+        return _lines(f"shape: {value.height:,} rows x {value.width} columns", value.schema, value.head(rows))
+    if kind == native.POLARS_SERIES:
+        return _lines(f"shape: {len(value):,} values", {value.name: value.dtype}, value.head(rows))
     if kind in (native.ARROW_TABLE, native.ARROW_BATCH):
-        return "\n".join([shape, str(value.schema), str(value.slice(0, rows).to_pydict())])
+        return "\n".join([f"shape: {value.num_rows:,} rows x {value.num_columns} columns", str(value.schema),
+                          str(value.slice(0, rows).to_pydict())])
     if kind == native.NUMPY_ARRAY:
         return f"shape: {value.shape}, dtype {value.dtype}\n{value[:rows]!r}"
     return f"{type(value).__qualname__}: {repr(value)[:2000]}"
+
+
+def _lines(shape: str, schema: Any, head: Any) -> str:
+    return "\n".join([shape, *(f"{name}  {dtype}" for name, dtype in schema.items()), str(head)])
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -156,7 +156,7 @@ def expand_raw_input(
     if os.path.isfile(text):
         return {"": os.path.abspath(text)}
     if os.path.isdir(text):
-        files = {name: path for name, path in _walk_files(text) if not _is_under(path, exclude)}
+        files = {name: path for name, path in _walk_files(text) if not is_under(path, exclude)}
         if not files:
             raise RawInputNotFoundError(
                 f"{where}: directory {text!r} contains no files (cwd {os.getcwd()}); "
@@ -165,7 +165,7 @@ def expand_raw_input(
         return dict(sorted(files.items()))
     if _has_glob_magic(text):
         matched = sorted(
-            p for p in glob.glob(text, recursive=True) if os.path.isfile(p) and not _is_under(os.path.abspath(p), exclude)
+            p for p in glob.glob(text, recursive=True) if os.path.isfile(p) and not is_under(os.path.abspath(p), exclude)
         )
         if not matched:
             raise RawInputNotFoundError(
@@ -214,8 +214,9 @@ def _walk_files(top: str) -> list[tuple[str, str]]:
     return found
 
 
-def _is_under(path: str, directory: Path | None) -> bool:
-    return directory is not None and (path + os.sep).startswith(str(directory) + os.sep)
+def is_under(path: str, directory: str | Path | None) -> bool:
+    """Whether the absolute ``path`` is ``directory`` or lies below it."""
+    return directory is not None and (path + os.sep).startswith(str(directory).rstrip(os.sep) + os.sep)
 
 
 def combine_set_digest(file_digests: Mapping[str, str]) -> str:

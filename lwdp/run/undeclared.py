@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from ..errors import UndeclaredInputError
 from ..hashing.manifest import stage_manifest
-from ..hashing.raw_files import is_file_set, literal_root
+from ..hashing.raw_files import is_file_set, is_under, literal_root
 from ..hashing.stage_hash import InputRow
 from ..hashing.tracked import (
     TRACKED_FILE, TRACKED_KINDS, TRACKED_LISTING, WATCHED, WATCHED_ROW, current_digests, shown_path, tracked_row,
@@ -152,7 +152,7 @@ def _local_store(store_url: str | None) -> tuple[str, ...]:
 
 
 def _under(path: str, roots: tuple[str, ...]) -> bool:
-    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+    return any(is_under(path, root) for root in roots)
 
 
 def judge(stage: StageNode, found: Undeclared, settings: Settings) -> None:

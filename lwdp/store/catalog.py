@@ -112,12 +112,7 @@ class Catalog:
     def total_size(self, excluding: Iterable[str] = ()) -> int:
         """The bytes of every artifact row but those of ``excluding``."""
         with self.db.read() as s:
-            (total,), = s.rows("SELECT COALESCE(SUM(size), 0) FROM artifacts")
-            for chunk in chunks(sorted(excluding)):
-                params: dict[str, Any] = {}
-                (excluded,), = s.rows(f"SELECT COALESCE(SUM(size), 0) FROM artifacts WHERE hash IN {in_list(chunk, params)}", params)
-                total -= excluded
-        return int(total)
+            return _total_size(s, "1 = 1", {}, excluding)
 
     def usage_rows(self, hashes: Iterable[str]) -> list[UsageRow]:
         """The rows of these hashes, as gc reports them."""
@@ -151,13 +146,7 @@ class Catalog:
                 victims += [(UsageRow._make(row), "expired") for row in expired if row[0] not in ignore | keep]
             if budget is None:
                 return victims
-            (total,), = s.rows(f"SELECT COALESCE(SUM(size), 0) FROM artifacts WHERE {kept}", cutoff)
-            excess = int(total) - budget
-            for chunk in chunks(sorted(ignore)):
-                params: dict[str, Any] = dict(cutoff)
-                query = f"SELECT COALESCE(SUM(size), 0) FROM artifacts WHERE {kept} AND hash IN {in_list(chunk, params)}"
-                (ignored,), = s.rows(query, params)
-                excess -= int(ignored)
+            excess = _total_size(s, kept, cutoff, ignore) - budget
             if excess <= 0:
                 return victims
             if policy == "lru":
@@ -402,6 +391,17 @@ class Catalog:
         if values:
             with self.db.write() as s:
                 s.run_many(_UPSERT_MEMO, values)
+
+
+def _total_size(s: Session, where: str, params: dict[str, Any], excluding: Iterable[str]) -> int:
+    """The bytes of the artifact rows ``where`` selects, but those of ``excluding``: one
+    SUM over the recency index, less the excluded rows', chunk by chunk."""
+    (total,), = s.rows(f"SELECT COALESCE(SUM(size), 0) FROM artifacts WHERE {where}", params)
+    for chunk in chunks(sorted(excluding)):
+        chunk_params = dict(params)
+        (excluded,), = s.rows(f"SELECT COALESCE(SUM(size), 0) FROM artifacts WHERE {where} AND hash IN {in_list(chunk, chunk_params)}", chunk_params)
+        total -= excluded
+    return int(total)
 
 
 def _replace_tracked(s: Session, tracked: dict[str, tuple[str, list[InputRow]]]) -> None:
