@@ -3,7 +3,6 @@ says what failed, where (stage, path or value) and what to do, and leaves no hal
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import inspect
 import logging
@@ -26,7 +25,7 @@ from lwdp.errors import (
     StageNameCollisionError,
     UnknownFormatError,
 )
-from lwdp.formats import FORMATS, available_formats
+from lwdp.formats import FORMATS, available_formats, frames
 
 SUFFIX = {"parquet": "parquet", "csv": "csv", "pickle": "pkl"}
 
@@ -474,14 +473,14 @@ def _disk_full_at_fsync(monkeypatch):
 
 
 def _disk_full_while_writing(monkeypatch):
-    real = FORMATS["parquet"]
+    real = frames.HANDLERS["parquet"]
 
     def half_write(df, path):
         with open(path, "wb") as f:
             f.write(b"PAR1 partial")
         _enospc()
 
-    monkeypatch.setitem(FORMATS, "parquet", dataclasses.replace(real, write=half_write))
+    monkeypatch.setitem(frames.HANDLERS, "parquet", real._replace(write=half_write))
 
 
 @pytest.mark.parametrize("fail", [_disk_full_at_fsync, _disk_full_while_writing], ids=["fsync", "writer"])

@@ -4,7 +4,6 @@ threads. What ran is asserted from events and catalog rows, never from timings."
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import sqlite3
@@ -25,7 +24,7 @@ import test_catalog
 from lwdp import stage
 from lwdp.hashing.raw_files import RACY_WINDOW_NS, FileState, digest_files
 from lwdp.errors import ArtifactWriteError, RawInputChangedError
-from lwdp.formats import FORMATS
+from lwdp.formats import frames
 from lwdp.store.migrate import migrations_dir
 from lwdp.config import settings
 from lwdp.store.catalog import open_catalog
@@ -102,7 +101,7 @@ def test_a_warm_run_on_an_older_catalog_migrates_it_through_the_full_catalog(pro
 
 
 def test_a_failed_background_write_is_raised_after_the_run_and_leaves_no_row(project, monkeypatch, stage_events):
-    real = FORMATS["parquet"]
+    real = frames.HANDLERS["parquet"]
 
     def full_disk_for_wide_frames(df, path):
         if "wide" in df.columns:
@@ -118,7 +117,7 @@ def test_a_failed_background_write_is_raised_after_the_run_and_leaves_no_row(pro
         return pd.DataFrame({"total": [int(df["wide"].sum())]})
 
     with monkeypatch.context() as patched:
-        patched.setitem(FORMATS, "parquet", dataclasses.replace(real, write=full_disk_for_wide_frames))
+        patched.setitem(frames.HANDLERS, "parquet", real._replace(write=full_disk_for_wide_frames))
         with pytest.raises(ArtifactWriteError, match="stg_wide.*No space left on device.*nothing was cached"):
             stg_narrow()
     stages = dict(project.sql("SELECT stage, format FROM artifacts"))

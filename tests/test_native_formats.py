@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lwdp.errors import ResultNotStorableError
 from lwdp.formats import FORMATS, choose_format, default_format_for
@@ -52,6 +53,58 @@ def test_polars_frames_come_back_exactly(name, frame):
     assert_series_equal(_round_trip(name, series), series, check_exact=True)
 
 
+# What each text format must give back, never refuse (values of JSON floats aside).
+TEXT_KEEPS = {
+    "polars-csv": [pl.Int8, pl.UInt64, pl.Float32, pl.Float64, pl.Boolean, pl.String, pl.Date, pl.Time,
+                   pl.Datetime("us"), pl.Datetime("ns", "Europe/Paris"), pl.Decimal(12, 3), pl.Categorical,
+                   pl.Enum(["lo", "mid", "hi"]), pl.Null],
+    "polars-json": [pl.Int8, pl.UInt64, pl.Boolean, pl.String, pl.Date, pl.Datetime("us"),
+                    pl.Datetime("ns", "Europe/Paris"), pl.Categorical, pl.Enum(["lo", "mid", "hi"]),
+                    pl.List(pl.Int32), pl.List(pl.String), pl.Struct({"a": pl.Int64, "b": pl.List(pl.String)}), pl.Null],
+}
+
+
+@pytest.mark.parametrize("name", ["polars-csv", "polars-json"])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(frame=dataframes(allowed_dtypes=POLARS_DTYPES, max_cols=6, max_size=12, allow_null=True))
+def test_polars_text_formats_give_frames_back_exactly_or_refuse_them(name, frame):
+    """The promise of pandas' formats: what is read back equals what was returned, or a
+    reason before anything is written."""
+    if FORMATS[name].why_cannot_store(frame) is None:
+        assert_frame_equal(_round_trip(name, frame), frame, check_exact=True)
+    else:
+        assert any(dtype not in TEXT_KEEPS[name] for dtype in frame.dtypes) or name == "polars-json"
+
+
+@pytest.mark.parametrize("name", ["polars-csv", "polars-json"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_polars_text_formats_never_refuse_the_dtypes_they_keep(name, data):
+    frame = data.draw(dataframes(allowed_dtypes=TEXT_KEEPS[name], max_cols=6, max_size=12, allow_null=True))
+    assert FORMATS[name].why_cannot_store(frame) is None
+    assert_frame_equal(_round_trip(name, frame), frame, check_exact=True)
+    series = frame.to_series(0) if frame.width else pl.Series("empty", [], dtype=pl.Int64)
+    assert_series_equal(_round_trip(name, series), series, check_exact=True)
+
+
+def test_polars_text_formats_name_what_they_refuse_and_keep_odd_names():
+    frame = pl.DataFrame({"": [1, None, 3], "a,b\n\"c": ["\\N", None, ""], " x ": [-0.0, float("nan"), float("-inf")],
+                          "when": pl.Series([-1861920000000000000, None, 0], dtype=pl.Datetime("ns", "Europe/Paris"))})
+    assert_frame_equal(_round_trip("polars-csv", frame), frame, check_exact=True)  # names and a \N cell kept
+    assert FORMATS["polars-json"].why_cannot_store(frame) == (
+        "column ' x ' holds NaN or infinity, which JSON cannot (polars writes null)")
+    durations = pl.DataFrame({"wait": pl.Series([1], dtype=pl.Duration("ms")), "tags": [["a"]]})
+    assert FORMATS["polars-csv"].why_cannot_store(durations) == (
+        "column 'wait' is Duration(time_unit='ms'), which a polars csv file does not give back")
+    assert FORMATS["polars-csv"].why_cannot_store(durations.drop("wait")) == (
+        "column 'tags' is List(String), which a polars csv file does not give back")
+    lazy = _round_trip("lazy-json", frame.drop(" x ").lazy())
+    assert isinstance(lazy, pl.LazyFrame)
+    assert_frame_equal(lazy.collect(), frame.drop(" x "), check_exact=True)
+    with tempfile.TemporaryDirectory() as folder, pytest.raises(ValueError, match="holds NaN or infinity"):
+        FORMATS["lazy-json"].write(frame.lazy(), os.path.join(folder, "a.lz.json"))  # its values, once collected
+
+
 def test_each_kind_gets_its_own_format_and_a_stage_names_the_family():
     frame = pl.DataFrame({"x": [1, 2]})
     assert default_format_for(frame).name == "polars-parquet"
@@ -66,9 +119,11 @@ def test_each_kind_gets_its_own_format_and_a_stage_names_the_family():
     assert choose_format("s", frame.lazy(), FORMATS["parquet"]).format.name == "lazy-parquet"
     assert choose_format("s", frame.to_arrow(), FORMATS["feather"]).format.name == "arrow-feather"
     assert choose_format("s", {"a": 1}, FORMATS["json"]).format.name == "json-value"
+    assert choose_format("s", frame, FORMATS["csv"]).format.name == "polars-csv"
+    assert choose_format("s", frame.lazy(), FORMATS["json"]).format.name == "lazy-json"
     with pytest.raises(ResultNotStorableError, match=r"cannot store the DataFrame it returned \(a polars DataFrame\); "
-                                                      r"give cache_format one of the formats for it: feather, parquet, pickle"):
-        choose_format("s", frame, FORMATS["csv"])
+                                                      r"give cache_format one of the formats for it: csv, feather, json, parquet, pickle"):
+        choose_format("s", frame, FORMATS["excel"])
 
 
 def test_arrow_tables_and_batches_come_back_equal_with_their_metadata():
@@ -155,6 +210,58 @@ def test_a_polars_pipeline_with_a_lazyframe_in_fresh_processes(project):
     }
     warm = project.run()
     assert warm.ran() == set() and warm.stdout.splitlines()[-3:] == first.stdout.splitlines()[-3:]
+
+
+POLARS_ONLY = '''
+import sys
+
+import polars as pl
+from lwdp import stage
+
+
+@stage(orders="raw/orders.csv", cache=True)
+def stg_orders(orders):
+    return pl.scan_csv(orders)
+
+
+@stage(orders=stg_orders, cache=True, cache_format="csv")
+def stg_big(orders):
+    return orders.filter(pl.col("qty") > 1).collect()
+
+
+@stage(big=stg_big, cache=True, cache_format="json")
+def stg_qty(big):
+    return big["qty"]
+
+
+@stage(big=stg_big, factor=2, cache=True)
+def stg_total(big, factor):
+    return {"total": int(big["qty"].sum()) * factor, "products": big["product"].unique().sort().to_list()}
+
+
+print("BEFORE", sorted(m for m in ("pandas", "pyarrow", "numpy", "polars") if m in sys.modules))
+print("TOTAL", stg_total())
+print("QTY", stg_qty().to_list())
+print("AFTER", sorted(m for m in ("pandas", "pyarrow", "numpy") if m in sys.modules))
+'''
+
+
+def test_a_polars_pipeline_never_imports_pandas_pyarrow_or_numpy(project):
+    """They cost a polars script ~0.3 s of imports it would not otherwise make."""
+    project.write("raw/orders.csv", "product,qty\na,1\nb,2\nc,3\nb,5\n")
+    project.write("pipeline.py", POLARS_ONLY)
+    for run in (project.run(), project.run()):  # cold, then warm
+        assert "BEFORE ['polars']" in run.stdout and "AFTER []" in run.stdout, run.stdout
+        assert "TOTAL {'total': 20, 'products': ['b', 'c']}" in run.stdout and "QTY [2, 3, 5]" in run.stdout
+    assert dict(project.sql("SELECT stage, format FROM artifacts")) == {
+        "pipeline.stg_orders": "lazy-parquet", "pipeline.stg_big": "polars-csv", "pipeline.stg_total": "json-value",
+        "pipeline.stg_qty": "polars-json",
+    }
+    assert project.sql("SELECT DISTINCT pandas_version FROM artifacts") == [(None,)]
+    bare = subprocess.run([sys.executable, "-c", "import sys, lwdp\n"
+                           "print(sorted(m for m in ('pandas', 'pyarrow', 'numpy', 'polars') if m in sys.modules))"],
+                          capture_output=True, text=True, check=True)
+    assert bare.stdout.strip() == "[]"
 
 
 def test_lwdp_show_describes_polars_arrow_and_numpy_results(project):

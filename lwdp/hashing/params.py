@@ -14,10 +14,10 @@ import fractions
 import math
 import pathlib
 import struct
+import sys
 from functools import singledispatch
 from typing import Any
 
-import numpy as np
 import xxhash
 
 
@@ -26,7 +26,25 @@ def param_digest(value: Any) -> str:
 
     :raises TypeError: the value (or something inside it) has no stable encoding.
     """
+    if not _numpy_known and "numpy" in sys.modules:
+        _know_numpy()
     return xxhash.xxh3_128_hexdigest(encode_param(value))
+
+
+_numpy_known = False
+
+
+def _know_numpy() -> None:
+    """Encode NumPy scalars as themselves (np.float64 is a float too: its own encoding
+    keeps its dtype), registered once NumPy is imported, as no value can be one before;
+    so hashing parameters never imports NumPy."""
+    global _numpy_known
+
+    @encode_param.register(sys.modules["numpy"].generic)
+    def _(value: Any) -> bytes:
+        return _frame(b"n", str(value.dtype).encode() + b"\0" + encode_param(value.item()))
+
+    _numpy_known = True
 
 
 def _frame(tag: bytes, payload: bytes) -> bytes:
@@ -115,11 +133,6 @@ def _(value: enum.Enum) -> bytes:
     cls = type(value)
     name = f"{cls.__module__}.{cls.__qualname__}.{value.name}".encode()
     return _frame(b"e", name + encode_param(value.value))
-
-
-@encode_param.register(np.generic)
-def _(value: np.generic) -> bytes:
-    return _frame(b"n", str(value.dtype).encode() + b"\0" + encode_param(value.item()))
 
 
 @encode_param.register(list)

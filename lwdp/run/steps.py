@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import time
 from contextlib import ExitStack
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from ..formats import PANDAS_MAJOR, Format, FormatChoice
-from ..formats.native import is_immutable
+from ..formats import Format, FormatChoice
+from ..formats.native import is_immutable, is_pandas
 from ..hashing.tracked import TRACKED_KINDS
 from ..store.cache import Hit, Miss, ResultCache
 from .events import StageEvent, log_event
@@ -24,12 +23,13 @@ from .watch import Watch
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    import pandas as pd
+
     from ..config import Settings
     from ..graph import StageNode
     from ..hashing.stage_hash import InputRow
     from ..store.writer import ArtifactWriter
 
-_COPY_ON_WRITE = PANDAS_MAJOR >= 3
 _IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, frozenset)
 _IMMUTABLE_KINDS = frozenset(
     {"string", "bytes", "empty", "integer", "floating", "mixed-integer-float", "decimal", "boolean", "date", "datetime", "time", "timedelta"}
@@ -42,22 +42,28 @@ def view(value: Any) -> Any:
     pandas never copies the Python objects inside object columns, so cells holding lists,
     dicts or other mutable objects are deep-copied one by one.
     """
-    if isinstance(value, pd.DataFrame):
-        frame = value.copy(deep=not _COPY_ON_WRITE)
+    if isinstance(value, _IMMUTABLE) or is_immutable(value):  # polars and Arrow objects are
+        return value
+    if is_pandas(value, "DataFrame"):
+        frame = value.copy(deep=not _copy_on_write())
         for position, dtype in enumerate(frame.dtypes):
             if dtype == object and _holds_mutable_objects(column := frame.iloc[:, position]):
                 frame.isetitem(position, column.map(copy.deepcopy).to_numpy())
         return frame
-    if isinstance(value, pd.Series):
-        series = value.copy(deep=not _COPY_ON_WRITE)
+    if is_pandas(value, "Series"):
+        series = value.copy(deep=not _copy_on_write())
         return series.map(copy.deepcopy) if _holds_mutable_objects(series) else series
-    if isinstance(value, (pd.Index, *_IMMUTABLE)) or is_immutable(value):  # polars and Arrow objects are
+    if is_pandas(value, "Index"):
         return value
     return copy.deepcopy(value)
 
 
+def _copy_on_write() -> bool:
+    return int(sys.modules["pandas"].__version__.split(".")[0]) >= 3
+
+
 def _holds_mutable_objects(values: pd.Series) -> bool:
-    return values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) not in _IMMUTABLE_KINDS
+    return values.dtype == object and sys.modules["pandas"].api.types.infer_dtype(values, skipna=True) not in _IMMUTABLE_KINDS
 
 
 def call_stage(stage: StageNode, kwargs: dict[str, Any], settings: Settings) -> tuple[Any, Undeclared]:
@@ -83,20 +89,21 @@ def call_stage(stage: StageNode, kwargs: dict[str, Any], settings: Settings) -> 
 
 
 def use_the_system_allocator_for_arrow() -> None:
-    """Once per process that computes, unless the user chose with ARROW_DEFAULT_MEMORY_POOL.
+    """Once per process that computes with Arrow loaded, unless the user chose with
+    ARROW_DEFAULT_MEMORY_POOL.
 
     Arrow's default allocator (mimalloc) gives freed memory back to the kernel and faults
     it in again, zeroing whole huge pages for small allocations: measured on the cold
     30-stage DAG, most runs with ``jobs=2`` spent 2 s more in the kernel (3.6 s against
     2.4 s wall) and one in six with ``jobs=1`` 0.6 s more. The C library's allocator,
-    which pandas' own arrays use, never did (benchmarks/RESULTS.md, "Parallel runs")."""
+    which pandas' own arrays use, never did (benchmarks/RESULTS.md, "Parallel runs").
+    pandas imports Arrow; a polars pipeline may never, and then is not made to."""
     global _ALLOCATOR_CHOSEN
-    if _ALLOCATOR_CHOSEN:
+    pyarrow = sys.modules.get("pyarrow")
+    if _ALLOCATOR_CHOSEN or pyarrow is None:
         return
     _ALLOCATOR_CHOSEN = True
     if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        import pyarrow  # type: ignore[import-untyped]
-
         pyarrow.set_memory_pool(pyarrow.system_memory_pool())
 
 

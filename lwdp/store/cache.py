@@ -13,11 +13,11 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 
 from ..errors import ArtifactWriteError, LwdpError, ResultNotStorableError
 from ..formats import FORMATS, Format, FormatChoice, stored_as, warn_falling_back
@@ -200,7 +200,7 @@ class ResultCache:
         record = ArtifactRecord(
             hash=stage_hash, stage=stage_name, format=fmt.name, size=size, checksum=checksum,
             read_options=options, created_at=now, last_access=now, compute_seconds=seconds,
-            lwdp_version=__version__, pandas_version=pd.__version__, input_key=input_key,
+            lwdp_version=__version__, pandas_version=_pandas_version(), input_key=input_key,
             watched=self.settings.undeclared_inputs != "ignore",
         )
         self._publish(record, stage_manifest, tracked)
@@ -306,3 +306,9 @@ class ResultCache:
 def _write_failed(stage_name: str, what: str, exc: OSError) -> ArtifactWriteError:
     detail = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     return ArtifactWriteError(f"stage '{stage_name}': writing its {what} failed ({detail}); nothing was cached", exc.errno)
+
+
+def _pandas_version() -> str | None:
+    """The version of pandas in this process, recorded with each artifact: None where none
+    was imported (a polars pipeline's), as no pandas object was then written."""
+    return getattr(sys.modules.get("pandas"), "__version__", None)  # None too while another thread imports it

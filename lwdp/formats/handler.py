@@ -1,0 +1,18 @@
+"""What a cache format does, whichever library does it: write a result to a path, read it
+back from bytes, and say beforehand why it would not give a result back unchanged."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+# What a file loses (dtypes, the index, labels) and its reader needs: JSON, kept in the
+# catalog beside the artifact.
+ReadOptions = dict[str, Any]
+
+
+class Handler(NamedTuple):
+    write: Callable[[Any, str], ReadOptions]
+    read: Callable[[io.BytesIO, ReadOptions], Any]
+    refuses: Callable[[Any], "str | None"]  # why the format would change the result; None: it would not
