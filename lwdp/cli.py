@@ -50,7 +50,7 @@ def _ls(args: argparse.Namespace) -> int:
 def _gc(args: argparse.Namespace) -> int:
     from .store import gc
 
-    report = gc(max_age=args.max_age, max_size=args.max_size, dry_run=args.dry_run, policy=args.policy)
+    report = gc(max_age=args.max_age, max_size=args.max_size, dry_run=args.dry_run, policy=args.policy, keep_runs=args.keep_runs)
     if args.json:
         print(json.dumps({**asdict(report), "temp_files": [str(p) for p in report.temp_files],
                           "bytes_freed": report.bytes_freed}, indent=2))
@@ -67,6 +67,14 @@ def _du(args: argparse.Namespace) -> int:
         print(json.dumps({"policy": usage.policy, "stages": [asdict(u) for u in usage]}, indent=2))
     else:
         print(repr(usage))
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from .store import history
+
+    runs = history(args.stage, limit=args.limit)
+    print(json.dumps(runs.to_json(), indent=2) if args.json else repr(runs))
     return 0
 
 
@@ -338,12 +346,16 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--max-age", help="remove what was not used for this long: 90s, 30m, 12h, 7d, 2w")
     gc.add_argument("--max-size", help="then keep the most recently used within this size: 500MB, 10GB, 1.5GiB")
     gc.add_argument("--dry-run", action="store_true", help="report what would go; change nothing")
+    gc.add_argument("--keep-runs", type=int, default=1000, help="the run history keeps this many newest runs (default 1000)")
     gc.add_argument(
         "--policy", choices=["lru", "cost"], default="lru",
         help="beyond --max-size, evict the least recently used (lru) or what costs least to have again per byte (cost)",
     )
     du = command("du", _du, "bytes by stage: artifacts, hits, compute seconds, and what a budget would evict first")
     du.add_argument("--policy", choices=["cost", "lru"], default="cost", help="the eviction order shown (default: cost)")
+    history = command("history", _history, "recent runs, or one stage's outcomes and times; notes stages markedly slower or larger than usual")
+    history.add_argument("stage", metavar="STAGE", nargs="?", help="only the runs of this stage (module.stage, or its name)")
+    history.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
     verify = command("verify", _verify, "check every artifact's file and checksum")
     verify.add_argument("--repair", action="store_true", help="drop damaged artifacts, adopt or remove unlisted files")
     verify.add_argument(

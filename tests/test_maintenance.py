@@ -1000,7 +1000,8 @@ def test_readme_sql_recipes_and_views_run_as_written(diamond):
     ancestry_sql, derived_sql = one("ancestry("), one("derived(")
     closure_sql, descendants_sql = one("FROM lineage_closure"), one("FROM raw_descendants")
     parameters_sql = one("FROM stage_manifests")
-    assert len(statements) == 5
+    history_sql = one("FROM run_stages")
+    assert len(statements) == 6
 
     def run(sql: str, **params: str) -> list[tuple]:
         with closing(sqlite3.connect(diamond.root / ".lwdp" / "catalog.sqlite")) as conn:
@@ -1035,6 +1036,8 @@ def test_readme_sql_recipes_and_views_run_as_written(diamond):
     assert run(derived_sql, path="raw/nothing.csv") == run(descendants_sql, path="raw/nothing.csv") == []
     parameters = run(parameters_sql, stage="pipeline.stg_b", param="x")
     assert [(h, value) for h, _, value in parameters] == [(diamond.h2["stg_b"], "2"), (diamond.h1["stg_b"], "2")]
+    computations = {stage: count for stage, count, _, largest in run(history_sql) if largest > 0}
+    assert {stage: computations[f"pipeline.{stage}"] for stage in DIAMOND_STAGES} == dict.fromkeys(DIAMOND_STAGES, 2)  # V1, V2
 
 
 # ---------------------------------------------------------------------------------------

@@ -275,7 +275,7 @@ def test_migrations_go_up_down_and_up_on_postgres_to_the_sqlite_schema(pg_url, t
     sqlite = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
     command.upgrade(_alembic(sqlite), "head")
     expected = _schema(sqlite)
-    assert set(expected["tables"]) == {"alembic_version", "artifacts", "lineage", "raw_files", "stage_manifests"}
+    assert set(expected["tables"]) == {"alembic_version", "artifacts", "lineage", "raw_files", "stage_manifests", "runs", "run_stages"}
     assert expected["views"] == ["lineage_closure", "raw_descendants"]
 
     command.upgrade(_alembic(pg_url), "head")

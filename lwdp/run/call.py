@@ -53,8 +53,9 @@ def _refuse_while_a_worker_starts(target: Stage) -> None:
 
 
 def _run_once(target: Stage, forced: frozenset[Stage]) -> Any:
-    with RunContext() as context:
+    with RunContext(target.name) as context:
         run = PipelineRun(target, context, forced)
+        context.hashes = {stage.name: stage_hash for stage, stage_hash in run.hashes.items()}
         if context.settings.parallel and not forced and not run.loadable(target):
             from .parallel import ParallelRun  # only runs that compute: a warm one never starts a worker
 

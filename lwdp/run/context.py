@@ -8,16 +8,22 @@ one transaction; background writes of artifacts are waited for then too.
 
 from __future__ import annotations
 
+import getpass
 import logging
+import socket
+import uuid
 from collections.abc import Iterable
+from contextlib import ExitStack
 from types import TracebackType
 
 from .. import config
 from ..store.cache import ResultCache
 from ..store.catalog import open_catalog
 from ..store.quota import keep_budgets
-from ..store.records import LineageRow, utcnow
+from ..store.records import LineageRow, RunRecord, RunStage, utcnow
 from ..store.writer import ArtifactWriter
+from ..version import __version__
+from .events import StageEvent, raising_stage, recording
 from .watch import resume_watching, suspend_watching
 
 logger = logging.getLogger("lwdp")
@@ -31,7 +37,9 @@ class RunContext:
     fails, the marks are still written and the write's error is raised.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, target: str | None = None) -> None:
+        """``target``: the stage a run was called for, which the run history records (none
+        for work that only hashes or explains)."""
         self.settings = config.settings()
         self._watched = suspend_watching()  # a stage called inside a stage: lwdp's reads are not the outer one's
         try:
@@ -43,6 +51,10 @@ class RunContext:
         self.writer = ArtifactWriter()
         self._evaluated: set[str] = set()
         self.kept: frozenset[str] | None = None  # the run's results, once it has them: the budget keeps them
+        self._target, self._started = target, utcnow()
+        self.hashes: dict[str, str] = {}  # each stage's hash, by name, once the run has them
+        self._recorder = ExitStack()
+        self._events = self._recorder.enter_context(recording()) if target is not None else None
 
     def __enter__(self) -> RunContext:
         return self
@@ -51,14 +63,15 @@ class RunContext:
         failing = kind is not None
         try:
             self.writer.finish(raising=not failing)
-        except BaseException:
-            self._mark_used(raising=False)
+        except BaseException as write_error:
+            self._mark_used(raising=False, error=error or write_error)
             raise
         else:
-            self._mark_used(raising=not failing)
+            self._mark_used(raising=not failing, error=error)
             if self.kept is not None and not failing:
                 keep_budgets(self.cache, self.kept)
         finally:
+            self._recorder.close()
             resume_watching(self._watched)
 
     def record_lineage(self, rows: Iterable[LineageRow]) -> None:
@@ -73,15 +86,17 @@ class RunContext:
             self.catalog.record_lineage(new)
         self._evaluated.update(known)
 
-    def _mark_used(self, raising: bool) -> None:
+    def _mark_used(self, raising: bool, error: BaseException | None) -> None:
         used, evaluated = self.cache.used, self._evaluated
+        run = self._run_record(error)
         if not self.catalog.is_current():  # found damaged and moved aside: its rows are gone
             used.clear()
             evaluated.clear()
-        if not (used or evaluated):
+            run = None
+        if not (used or evaluated or run):
             return
         try:
-            self.catalog.mark_used(used, evaluated, utcnow())
+            self.catalog.mark_used(used, evaluated, utcnow(), run)
         except Exception as exc:
             if raising:
                 raise
@@ -89,3 +104,30 @@ class RunContext:
         finally:
             used.clear()
             evaluated.clear()
+
+    def _run_record(self, error: BaseException | None) -> RunRecord | None:
+        """The run for the history: how it ended, and each stage's outcome (the stage whose
+        function raised, "failed")."""
+        if self._events is None:
+            return None
+        events: dict[str, StageEvent] = dict(self._events)
+        failed = raising_stage(error) if error is not None else None
+        stages = [RunStage(e.stage, e.hash, e.outcome, e.seconds, e.bytes, e.reason) for e in events.values() if e.stage != failed]
+        if failed is not None:
+            stages.append(RunStage(failed, self.hashes.get(failed, ""), "failed", None, None, _described(error)))
+        outcome = "succeeded" if error is None else "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        return RunRecord(
+            uuid.uuid4().hex, self._target or "", self._started, utcnow(), outcome,
+            _described(error) if error is not None else None, socket.gethostname(), _user(), __version__, tuple(stages),
+        )
+
+
+def _described(error: BaseException | None) -> str:
+    return f"{type(error).__name__}: {error}"[:2000]
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return None

@@ -1,10 +1,14 @@
 """What happened to each stage of a call, as one INFO line on the ``lwdp`` logger each; the
 record carries the `StageEvent` itself (``record.lwdp_event``) for programs that watch a
-run (``lwdp run``'s progress display, the tests)."""
+run (``lwdp run``'s progress display, the tests). The run in progress keeps each stage's
+last event for its history (`recording`), whatever the logger's level."""
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..store.outcomes import MissReason
@@ -28,7 +32,46 @@ class StageEvent:
     reason: str | None = None  # why a cached stage was computed or reused; where a hit came from
 
 
+_RECORDING: list[dict[str, StageEvent]] = []  # the runs in progress in this process, innermost last
+
+
+@contextmanager
+def recording() -> Iterator[dict[str, StageEvent]]:
+    """Each stage's outcome in the run this block is (its first event), by stage name, in
+    the order they came (a stage called inside a stage is a run of its own)."""
+    events: dict[str, StageEvent] = {}
+    _RECORDING.append(events)
+    try:
+        yield events
+    finally:
+        _RECORDING.remove(events)
+
+
+def note(event: StageEvent) -> None:
+    """Keep ``event`` for the history of the run in progress (a worker's too, once received)."""
+    if _RECORDING and event.outcome != "started":
+        _RECORDING[-1].setdefault(event.stage, event)  # computed by a worker, then read back here: computed
+
+
+_STAGE_NOTE = "raised in lwdp stage '{}'"
+
+
+def stage_note(stage: str) -> str:
+    """The note an exception gets when a stage's function raised it."""
+    return _STAGE_NOTE.format(stage)
+
+
+def raising_stage(error: BaseException) -> str | None:
+    """The stage whose function raised ``error``, from its note (a worker's survives pickling)."""
+    pattern = re.escape(_STAGE_NOTE).replace(r"\{\}", "(.+)")
+    for text in getattr(error, "__notes__", ()):
+        if (found := re.fullmatch(pattern, str(text))) is not None:
+            return found.group(1)
+    return None
+
+
 def log_event(event: StageEvent) -> None:
+    note(event)
     short = event.hash[:12]
     if event.outcome == "started":
         logger.debug("stage %s: started %s", event.stage, short, extra={"lwdp_event": event})

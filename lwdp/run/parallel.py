@@ -34,7 +34,7 @@ from ..graph import StageNode
 from ..store.writer import ArtifactWriter
 from .serial import PipelineRun, needed_upstreams
 from .context import RunContext
-from .events import StageEvent, log_event
+from .events import StageEvent, log_event, note
 from .executors import ProcessWorkers, Workers, workers_for
 from .steps import view
 from .worker import MEMORY, CachedInput, StageRef, StageTask, TaskOutcome, compute
@@ -266,6 +266,8 @@ class ParallelRun(PipelineRun):
                 return
             if stage is not None:
                 self.resolved.add(stage)
+        if event is not None:
+            note(event)
         if logger.isEnabledFor(record.levelno):
             logger.handle(record)
 

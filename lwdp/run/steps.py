@@ -16,7 +16,7 @@ from ..formats import Format, FormatChoice
 from ..formats.native import is_immutable, is_pandas
 from ..hashing.tracked import TRACKED_KINDS
 from ..store.cache import Hit, Miss, ResultCache
-from .events import StageEvent, log_event
+from .events import StageEvent, log_event, stage_note
 from .undeclared import Undeclared, judge, saved_with, undeclared
 from .watch import Watch
 
@@ -77,7 +77,7 @@ def call_stage(stage: StageNode, kwargs: dict[str, Any], settings: Settings) -> 
         with Watch(settings.undeclared_inputs != "ignore") as reads:
             result = stage.func(**kwargs)
     except Exception as exc:
-        note = f"raised in lwdp stage '{stage.name}'"
+        note = stage_note(stage.name)
         if hasattr(exc, "add_note"):
             exc.add_note(note)
         else:  # Python 3.10: the same attribute PEP 678 defines, without the display

@@ -1,7 +1,7 @@
 """Where results live: the catalog (SQL) and the artifact store (files).
 
 ``lwdp.store`` is also where users find upkeep (`gc`, `verify`, `lineage`, `artifacts`,
-`dependents`, `du`), defined in `lwdp.upkeep`, which sits above the store: those names are
+`dependents`, `du`, `history`), defined in `lwdp.upkeep`, which sits above the store: those names are
 imported when first used, so a run, which needs none of them, never loads them.
 """
 
@@ -13,6 +13,7 @@ from .connections import close
 
 if TYPE_CHECKING:
     from ..upkeep.gc import GcReport, Removal, gc
+    from ..upkeep.history import Change, History, history
     from ..upkeep.lineage import ArtifactList, Dependent, Dependents, LineageNode, artifacts, dependents, lineage
     from ..upkeep.usage import StageUsage, Usage, du
     from ..upkeep.verify import Problem, VerifyReport, verify
@@ -21,28 +22,25 @@ _GC = {"gc", "GcReport", "Removal"}
 _VERIFY = {"verify", "Problem", "VerifyReport"}
 _LINEAGE = {"lineage", "artifacts", "dependents", "ArtifactList", "Dependent", "Dependents", "LineageNode"}
 _USAGE = {"du", "StageUsage", "Usage"}
+_HISTORY = {"history", "Change", "History"}
 
-__all__ = ["close", *sorted(_GC | _VERIFY | _LINEAGE | _USAGE)]
+__all__ = ["close", *sorted(_GC | _VERIFY | _LINEAGE | _USAGE | _HISTORY)]
 
 
 def __getattr__(name: str) -> Any:
     if name in _GC:
-        from ..upkeep import gc as gc_module
-
-        return _keep(name, gc_module)
-    if name in _VERIFY:
-        from ..upkeep import verify as verify_module
-
-        return _keep(name, verify_module)
-    if name in _LINEAGE:
-        from ..upkeep import lineage as lineage_module
-
-        return _keep(name, lineage_module)
-    if name in _USAGE:
-        from ..upkeep import usage as usage_module
-
-        return _keep(name, usage_module)
-    raise AttributeError(f"module 'lwdp.store' has no attribute {name!r}")
+        from ..upkeep import gc as module
+    elif name in _VERIFY:
+        from ..upkeep import verify as module  # type: ignore[no-redef]
+    elif name in _LINEAGE:
+        from ..upkeep import lineage as module  # type: ignore[no-redef]
+    elif name in _USAGE:
+        from ..upkeep import usage as module  # type: ignore[no-redef]
+    elif name in _HISTORY:
+        from ..upkeep import history as module  # type: ignore[no-redef]
+    else:
+        raise AttributeError(f"module 'lwdp.store' has no attribute {name!r}")
+    return _keep(name, module)
 
 
 def _keep(name: str, module: Any) -> Any:

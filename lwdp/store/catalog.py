@@ -27,8 +27,8 @@ from .database import Database, Session, chunks, in_list
 from .eviction import Candidate, Policy, eviction_order, recompute_seconds
 from .sqlite_db import open_sqlite
 from .records import (
-    ARTIFACT_COLUMNS, LINEAGE_COLUMNS, ArtifactRecord, LineageRow, UsageRow, artifact_values, naive_utc, record_from_row,
-    stored_naive, utcnow,
+    ARTIFACT_COLUMNS, LINEAGE_COLUMNS, RUN_COLUMNS, ArtifactRecord, LineageRow, RunRecord, RunStage, UsageRow,
+    artifact_values, naive_utc, record_from_row, run_from_row, stored_naive, utcnow,
 )
 
 __all__ = ["ArtifactRecord", "Catalog", "LineageRow", "UsageRow", "open_catalog", "utcnow"]
@@ -51,6 +51,12 @@ _UPSERT_ARTIFACT = _upsert("artifacts", ARTIFACT_COLUMNS, ["hash"])
 _UPSERT_MANIFEST = _upsert("stage_manifests", ["hash", "stage", "manifest", "recorded_at"], ["hash"], ["manifest", "recorded_at"])
 _UPSERT_LINEAGE = _upsert("lineage", [*LINEAGE_COLUMNS, "recorded_at"], ["hash", "input_name"], ["recorded_at"])
 _UPSERT_MEMO = _upsert("raw_files", _MEMO_COLUMNS, ["path"])
+_INSERT_RUN = f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join(':' + c for c in RUN_COLUMNS)})"
+_INSERT_RUN_STAGE = (
+    f"INSERT INTO run_stages (run_id, position, {', '.join(RunStage._fields)}) "
+    f"VALUES (:run_id, :position, {', '.join(':' + c for c in RunStage._fields)})"
+)
+_SELECT_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
 _SELECT_ARTIFACTS = f"SELECT {', '.join(ARTIFACT_COLUMNS)} FROM artifacts"
 _SELECT_LINEAGE = f"SELECT {', '.join(LINEAGE_COLUMNS)} FROM lineage"
 _TRACKED_KINDS = "('" + "', '".join(TRACKED_KINDS) + "')"
@@ -226,18 +232,74 @@ class Catalog:
             found = _first(s, "SELECT last_access FROM artifacts WHERE hash = :hash", {"hash": stage_hash})
         return None if found is None else stored_naive(found[0])
 
-    def mark_used(self, used: Iterable[str], evaluated: Iterable[str], now: dt.datetime) -> None:
+    def mark_used(self, used: Iterable[str], evaluated: Iterable[str], now: dt.datetime, run: RunRecord | None = None) -> None:
         """One write transaction: the artifacts read get ``now`` as last access and one more
-        hit, and the lineage of the stage hashes evaluated becomes the most recent of their
-        stages."""
+        hit, the lineage of the stage hashes evaluated becomes the most recent of their
+        stages, and the run goes into the history."""
         now = naive_utc(now)
         with self.db.write() as s:
+            if run is not None:
+                values = {c: getattr(run, c) for c in RUN_COLUMNS}
+                s.run(_INSERT_RUN, {**values, "started_at": naive_utc(run.started_at), "ended_at": naive_utc(run.ended_at)})
+                if run.stages:
+                    s.run_many(_INSERT_RUN_STAGE, [
+                        {"run_id": run.id, "position": position, **stage._asdict()} for position, stage in enumerate(run.stages)
+                    ])
             for table, moved, hashes in (
                 ("artifacts", "last_access = :now, hits = hits + 1", used), ("lineage", "recorded_at = :now", evaluated),
             ):
                 for chunk in chunks(sorted(hashes)):
                     params: dict[str, Any] = {"now": now}
                     s.run(f"UPDATE {table} SET {moved} WHERE hash IN {in_list(chunk, params)}", params)
+
+    def runs(self, limit: int, stage: str | None = None) -> list[RunRecord]:
+        """The newest ``limit`` runs, newest first, with their stages; those in which
+        ``stage`` was loaded or computed (and only its row), if given."""
+        params: dict[str, Any] = {"limit": limit}
+        query = _SELECT_RUNS
+        if stage is not None:
+            params["stage"] = stage
+            query += " WHERE id IN (SELECT run_id FROM run_stages WHERE stage = :stage)"
+        with self.db.read() as s:
+            found = list(s.rows(f"{query} ORDER BY started_at DESC, id LIMIT :limit", params))
+            stages: dict[str, list[RunStage]] = {}
+            for chunk in chunks([row[0] for row in found]):
+                chunk_params: dict[str, Any] = {}
+                where = f"run_id IN {in_list(chunk, chunk_params)}"
+                if stage is not None:
+                    chunk_params["stage"] = stage
+                    where += " AND stage = :stage"
+                for run_id, *values in s.rows(f"SELECT run_id, {', '.join(RunStage._fields)} FROM run_stages WHERE {where} ORDER BY run_id, position", chunk_params):
+                    stages.setdefault(run_id, []).append(RunStage(*values))
+        return [run_from_row(row, tuple(stages.get(row[0], ()))) for row in found]
+
+    def computations(self, stages: Sequence[str]) -> dict[str, list[tuple[float | None, int | None]]]:
+        """(seconds, bytes) of each time these stages were computed and cached, newest first."""
+        found: dict[str, list[tuple[float | None, int | None]]] = {}
+        with self.db.read() as s:
+            for chunk in chunks(sorted(set(stages))):
+                params: dict[str, Any] = {}
+                query = (
+                    "SELECT s.stage, s.seconds, s.bytes FROM run_stages AS s JOIN runs AS r ON r.id = s.run_id "
+                    f"WHERE s.outcome = 'computed' AND s.stage IN {in_list(chunk, params)} ORDER BY r.started_at DESC"
+                )
+                for stage, seconds, size in s.rows(query, params):
+                    found.setdefault(stage, []).append((seconds, size))
+        return found
+
+    def forget_runs(self, keep: int, dry_run: bool = False) -> int:
+        """Forget all but the newest ``keep`` runs; how many were (or would be) forgotten."""
+        older = "started_at <= (SELECT started_at FROM runs ORDER BY started_at DESC LIMIT 1 OFFSET :keep)"
+        with self.db.write() as s:
+            [(count,)] = s.rows(f"SELECT count(*) FROM runs WHERE {older}", {"keep": keep})
+            if count and not dry_run:
+                s.run(f"DELETE FROM run_stages WHERE run_id IN (SELECT id FROM runs WHERE {older})", {"keep": keep})
+                s.run(f"DELETE FROM runs WHERE {older}", {"keep": keep})
+        return int(count)
+
+    def run_stage_names(self) -> list[str]:
+        with self.db.read() as s:
+            return sorted(stage for (stage,) in s.rows("SELECT DISTINCT stage FROM run_stages"))
 
     def delete_artifact(self, stage_hash: str) -> None:
         with self.db.write() as s:

@@ -14,7 +14,7 @@ from ..errors import CacheDirError
 
 CATALOG_FILE = "catalog.sqlite"
 BUSY_TIMEOUT_MS = 60_000
-HEAD_REVISION = "0008"  # tests check this against the newest file in migrations/versions
+HEAD_REVISION = "0009"  # tests check this against the newest file in migrations/versions
 
 
 def enable_wal(execute: Callable[[str], Any]) -> None:

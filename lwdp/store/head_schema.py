@@ -83,6 +83,31 @@ HEAD_SCHEMA = (
     """CREATE INDEX ix_stage_manifests_stage_recorded_at ON stage_manifests (stage, recorded_at)""",
     """CREATE INDEX ix_artifacts_recency ON artifacts (last_access, size, hash, format, stage)""",
     """CREATE INDEX ix_artifacts_stage_input_key ON artifacts (stage, input_key)""",
+    """CREATE TABLE runs (
+	id VARCHAR(32) NOT NULL, 
+	target TEXT NOT NULL, 
+	started_at DATETIME NOT NULL, 
+	ended_at DATETIME NOT NULL, 
+	outcome VARCHAR(16) NOT NULL, 
+	error TEXT, 
+	host TEXT, 
+	user_name TEXT, 
+	lwdp_version VARCHAR(32), 
+	PRIMARY KEY (id)
+)""",
+    """CREATE INDEX ix_runs_started_at ON runs (started_at)""",
+    """CREATE TABLE run_stages (
+	run_id VARCHAR(32) NOT NULL, 
+	position INTEGER NOT NULL, 
+	stage TEXT NOT NULL, 
+	hash VARCHAR(32) NOT NULL, 
+	outcome VARCHAR(24) NOT NULL, 
+	seconds FLOAT, 
+	bytes BIGINT, 
+	reason TEXT, 
+	PRIMARY KEY (run_id, stage)
+)""",
+    """CREATE INDEX ix_run_stages_stage ON run_stages (stage)""",
 )
 
 

@@ -79,7 +79,35 @@ class LineageRow:
     input_path: str | None
 
 
+class RunStage(NamedTuple):
+    """What happened to one stage in one run (``run_stages``)."""
+
+    stage: str
+    hash: str
+    outcome: str  # a StageEvent's outcome, or "failed"
+    seconds: float | None
+    bytes: int | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run of a pipeline (``runs``), with its stages."""
+
+    id: str
+    target: str
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    outcome: str  # "succeeded" | "failed" | "interrupted"
+    error: str | None
+    host: str | None
+    user_name: str | None
+    lwdp_version: str | None
+    stages: tuple[RunStage, ...] = ()
+
+
 ARTIFACT_COLUMNS = tuple(field.name for field in fields(ArtifactRecord))
+RUN_COLUMNS = tuple(field.name for field in fields(RunRecord) if field.name != "stages")
 LINEAGE_COLUMNS = tuple(field.name for field in fields(LineageRow))  # and recorded_at
 
 
@@ -101,3 +129,11 @@ def artifact_values(record: ArtifactRecord) -> dict[str, Any]:
         "created_at": naive_utc(record.created_at),
         "last_access": naive_utc(record.last_access),
     }
+
+
+def run_from_row(row: tuple[Any, ...], stages: tuple[RunStage, ...]) -> RunRecord:
+    """The record of a ``runs`` row selected as `RUN_COLUMNS`."""
+    values = dict(zip(RUN_COLUMNS, row))
+    values["started_at"] = aware(stored_naive(values["started_at"]))
+    values["ended_at"] = aware(stored_naive(values["ended_at"]))
+    return RunRecord(**values, stages=stages)

@@ -54,6 +54,7 @@ class GcReport:
     removed: list[Removal] = field(default_factory=list)
     temp_files: list[Path] = field(default_factory=list)
     in_use: list[str] = field(default_factory=list)  # hashes kept because they were busy
+    runs_forgotten: int = 0  # runs of the history beyond the newest ``keep_runs``
 
     @property
     def count(self) -> int:
@@ -78,6 +79,8 @@ class GcReport:
             lines.append(f"  {len(self.temp_files)} temporary files of dead writers {verb}")
         if self.in_use:
             lines.append(f"  {len(self.in_use)} artifacts kept: in use by another process")
+        if self.runs_forgotten:
+            lines.append(f"  {self.runs_forgotten} older runs of the history {'would be ' if self.dry_run else ''}forgotten")
         return "\n".join(lines)
 
 
@@ -87,17 +90,20 @@ def gc(
     dry_run: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
     policy: str = "lru",
+    keep_runs: int = 1000,
 ) -> GcReport:
     """Remove artifacts not used within ``max_age``, then, beyond ``max_size`` bytes, those
     the ``policy`` gives up first: "lru" the least recently used, "cost" those that cost
     least to have again per byte (`lwdp.store.eviction`); and everything the catalog and
-    the store don't agree on.
+    the store don't agree on. The run history keeps its newest ``keep_runs`` runs.
 
     :raises UnitError: ``max_age`` or ``max_size`` can't be understood (a ValueError).
     :raises InvalidSettingError: ``policy`` is neither "lru" nor "cost" (a ValueError).
     """
     if policy not in POLICIES:
         raise InvalidSettingError(f"gc: policy must be \"lru\" or \"cost\", not {policy!r}")
+    if keep_runs < 0:
+        raise InvalidSettingError(f"gc: keep_runs must be 0 or more, not {keep_runs}")
     age = parse_duration(max_age) if max_age is not None else None
     budget = parse_size(max_size) if max_size is not None else None
     settings = config.settings(cache_dir)
@@ -127,6 +133,7 @@ def gc(
     if not dry_run:
         for path in report.temp_files:
             path.unlink(missing_ok=True)
+    report.runs_forgotten = cache.catalog.forget_runs(keep_runs, dry_run)
     return report
 
 
