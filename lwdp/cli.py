@@ -120,6 +120,12 @@ def _recompute(args: argparse.Namespace) -> int:
 
 
 def _lineage(args: argparse.Namespace) -> int:
+    if args.format == "openlineage":
+        from .upkeep.openlineage import openlineage_events
+
+        for event in openlineage_events(args.stage_or_hash, namespace=args.namespace):
+            print(json.dumps(event))
+        return 0
     from .store import lineage
 
     tree = lineage(args.stage_or_hash)
@@ -363,8 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="recompute N cached stages chosen at random (default 3), or the stages named, from their cached "
         "inputs, and compare with their artifacts (writes nothing; exit 1 when one differs)",
     )
-    command("lineage", _lineage, "where a stage's result came from, as a tree").add_argument(
-        "stage_or_hash", metavar="STAGE_OR_HASH")
+    lineage = command("lineage", _lineage, "where a stage's result came from, as a tree or as OpenLineage run events")
+    lineage.add_argument("stage_or_hash", metavar="STAGE_OR_HASH")
+    lineage.add_argument(
+        "--format", choices=["tree", "openlineage"], default="tree",
+        help="openlineage: one OpenLineage run event per stage evaluation, a JSON object per line (for Marquez, DataHub, ...)",
+    )
+    lineage.add_argument("--namespace", default="lwdp", help="the OpenLineage namespace of the jobs and stage datasets (default lwdp)")
     command("dependents", _dependents, "every stage derived from a raw file").add_argument("path", metavar="PATH")
     command("status", _status, "fresh, stale (and why) or never computed, for each stage").add_argument(
         "target", metavar="MODULE:STAGE")

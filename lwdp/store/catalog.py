@@ -28,7 +28,7 @@ from .eviction import Candidate, Policy, eviction_order, recompute_seconds
 from .sqlite_db import open_sqlite
 from .records import (
     ARTIFACT_COLUMNS, LINEAGE_COLUMNS, RUN_COLUMNS, ArtifactRecord, LineageRow, RunRecord, RunStage, UsageRow,
-    artifact_values, naive_utc, record_from_row, run_from_row, stored_naive, utcnow,
+    artifact_values, aware, naive_utc, record_from_row, run_from_row, stored_naive, utcnow,
 )
 
 __all__ = ["ArtifactRecord", "Catalog", "LineageRow", "UsageRow", "open_catalog", "utcnow"]
@@ -285,6 +285,20 @@ class Catalog:
                 )
                 for stage, seconds, size in s.rows(query, params):
                     found.setdefault(stage, []).append((seconds, size))
+        return found
+
+    def evaluations(self, hashes: Sequence[str]) -> dict[str, tuple[str, str | None, dt.datetime]]:
+        """The outcome, reason and end of the newest run that loaded or computed each hash."""
+        found: dict[str, tuple[str, str | None, dt.datetime]] = {}
+        with self.db.read() as s:
+            for chunk in chunks(sorted(set(hashes))):
+                params: dict[str, Any] = {}
+                query = (
+                    "SELECT s.hash, s.outcome, s.reason, r.ended_at FROM run_stages AS s JOIN runs AS r ON r.id = s.run_id "
+                    f"WHERE s.hash IN {in_list(chunk, params)} ORDER BY r.ended_at"
+                )
+                for stage_hash, outcome, reason, ended_at in s.rows(query, params):
+                    found[stage_hash] = (outcome, reason, aware(stored_naive(ended_at)))
         return found
 
     def forget_runs(self, keep: int, dry_run: bool = False) -> int:
