@@ -285,6 +285,16 @@ def _dot(statuses: list[Any], ids: dict[Any, str], raws: dict[str, str], edges: 
     return "\n".join(lines)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .run.report import pipeline_html
+
+    page = pipeline_html(_import_stage(args.target))
+    with open(args.output, "w", encoding="utf-8") as out:
+        out.write(page)
+    print(f"wrote {args.output} ({human_size(len(page.encode()))}): open it in a browser")
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -390,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     graph = command("graph", _graph, "the pipeline as a Mermaid or Graphviz graph", json_flag=False)
     graph.add_argument("target", metavar="MODULE:STAGE")
     graph.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    report = command("report", _report, "the pipeline as one self-contained HTML page: states, times, sizes, history", json_flag=False)
+    report.add_argument("target", metavar="MODULE:STAGE")
+    report.add_argument("-o", "--output", default="report.html", help="the file to write (default report.html)")
     show = command("show", _show, "shape, schema and first rows of an artifact", json_flag=False)
     show.add_argument("hash", metavar="HASH")
     show.add_argument("--rows", type=int, default=5)

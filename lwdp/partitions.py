@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import xxhash
 
 from . import config
-from .formats.native import POLARS_FRAME, POLARS_LAZY, POLARS_SERIES, kind_of
+from .formats.native import POLARS_FRAME, POLARS_LAZY, POLARS_SERIES, is_pandas, kind_of
 from .graph import Input, StageNode
 from .hashing.code import CodeDigest
 from .hashing.params import param_digest
@@ -93,10 +93,10 @@ def combine(**parts: Any) -> Any:
     """The partitioned stage's result: its partitions' results concatenated in sorted path
     order when all are pandas DataFrames or Series (or all polars DataFrames, Series or
     LazyFrames), else ``{path: result}``."""
-    import pandas as pd
-
     ordered = {path: parts[path] for path in sorted(parts)}
-    if ordered and all(isinstance(part, (pd.DataFrame, pd.Series)) for part in ordered.values()):
+    if ordered and all(is_pandas(part, "DataFrame") or is_pandas(part, "Series") for part in ordered.values()):
+        import pandas as pd
+
         return pd.concat(ordered.values())
     kinds = {kind_of(part) for part in ordered.values()}
     if ordered and len(kinds) == 1 and kinds <= {POLARS_FRAME, POLARS_SERIES, POLARS_LAZY}:

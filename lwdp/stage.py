@@ -175,6 +175,12 @@ class Stage(StageNode):
     def __repr__(self) -> str:
         return f"<lwdp stage {self.name}>"
 
+    def _repr_html_(self) -> str:
+        """In Jupyter: the picture of its pipeline (`lwdp.run.report`), as ``lwdp report`` draws it."""
+        from .run.report import pipeline_html
+
+        return pipeline_html(self, page=False)
+
 
 def stage(
     *, cache: bool = False, cache_format: str | None = None, version: str | None = None, partition_by: str | None = None,

@@ -234,6 +234,11 @@ def stg_qty(big):
     return big["qty"]
 
 
+@stage(part="raw/parts/*.csv", partition_by="part", cache=True)
+def stg_parts(part):
+    return pl.read_csv(part)
+
+
 @stage(big=stg_big, factor=2, cache=True)
 def stg_total(big, factor):
     return {"total": int(big["qty"].sum()) * factor, "products": big["product"].unique().sort().to_list()}
@@ -242,6 +247,7 @@ def stg_total(big, factor):
 print("BEFORE", sorted(m for m in ("pandas", "pyarrow", "numpy", "polars") if m in sys.modules))
 print("TOTAL", stg_total())
 print("QTY", stg_qty().to_list())
+print("PARTS", stg_parts()["v"].to_list())
 print("AFTER", sorted(m for m in ("pandas", "pyarrow", "numpy") if m in sys.modules))
 '''
 
@@ -249,13 +255,17 @@ print("AFTER", sorted(m for m in ("pandas", "pyarrow", "numpy") if m in sys.modu
 def test_a_polars_pipeline_never_imports_pandas_pyarrow_or_numpy(project):
     """They cost a polars script ~0.3 s of imports it would not otherwise make."""
     project.write("raw/orders.csv", "product,qty\na,1\nb,2\nc,3\nb,5\n")
+    project.write("raw/parts/a.csv", "v\n1\n")
+    project.write("raw/parts/b.csv", "v\n2\n")
     project.write("pipeline.py", POLARS_ONLY)
     for run in (project.run(), project.run()):  # cold, then warm
         assert "BEFORE ['polars']" in run.stdout and "AFTER []" in run.stdout, run.stdout
         assert "TOTAL {'total': 20, 'products': ['b', 'c']}" in run.stdout and "QTY [2, 3, 5]" in run.stdout
+        assert "PARTS [1, 2]" in run.stdout
     assert dict(project.sql("SELECT stage, format FROM artifacts")) == {
         "pipeline.stg_orders": "lazy-parquet", "pipeline.stg_big": "polars-csv", "pipeline.stg_total": "json-value",
-        "pipeline.stg_qty": "polars-json",
+        "pipeline.stg_qty": "polars-json", "pipeline.stg_parts[raw/parts/a.csv]": "polars-parquet",
+        "pipeline.stg_parts[raw/parts/b.csv]": "polars-parquet",
     }
     assert project.sql("SELECT DISTINCT pandas_version FROM artifacts") == [(None,)]
     bare = subprocess.run([sys.executable, "-c", "import sys, lwdp\n"

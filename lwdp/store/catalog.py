@@ -276,29 +276,29 @@ class Catalog:
     def computations(self, stages: Sequence[str]) -> dict[str, list[tuple[float | None, int | None]]]:
         """(seconds, bytes) of each time these stages were computed and cached, newest first."""
         found: dict[str, list[tuple[float | None, int | None]]] = {}
-        with self.db.read() as s:
-            for chunk in chunks(sorted(set(stages))):
-                params: dict[str, Any] = {}
-                query = (
-                    "SELECT s.stage, s.seconds, s.bytes FROM run_stages AS s JOIN runs AS r ON r.id = s.run_id "
-                    f"WHERE s.outcome = 'computed' AND s.stage IN {in_list(chunk, params)} ORDER BY r.started_at DESC"
-                )
-                for stage, seconds, size in s.rows(query, params):
-                    found.setdefault(stage, []).append((seconds, size))
+        for stage, seconds, size in self._run_stages("s.stage, s.seconds, s.bytes", "stage", stages, "r.started_at DESC",
+                                                     "s.outcome = 'computed'"):
+            found.setdefault(stage, []).append((seconds, size))
         return found
 
     def evaluations(self, hashes: Sequence[str]) -> dict[str, tuple[str, str | None, dt.datetime]]:
         """The outcome, reason and end of the newest run that loaded or computed each hash."""
-        found: dict[str, tuple[str, str | None, dt.datetime]] = {}
+        return {
+            stage_hash: (outcome, reason, aware(stored_naive(ended_at)))
+            for stage_hash, outcome, reason, ended_at in self._run_stages("s.hash, s.outcome, s.reason, r.ended_at", "hash",
+                                                                          hashes, "r.ended_at")
+        }
+
+    def _run_stages(self, columns: str, key: str, values: Sequence[str], order: str, where: str = "1 = 1") -> list[tuple[Any, ...]]:
+        """``columns`` of the run stages (``s``, with their run ``r``) whose ``key`` is one of ``values``."""
+        found: list[tuple[Any, ...]] = []
         with self.db.read() as s:
-            for chunk in chunks(sorted(set(hashes))):
+            for chunk in chunks(sorted(set(values))):
                 params: dict[str, Any] = {}
-                query = (
-                    "SELECT s.hash, s.outcome, s.reason, r.ended_at FROM run_stages AS s JOIN runs AS r ON r.id = s.run_id "
-                    f"WHERE s.hash IN {in_list(chunk, params)} ORDER BY r.ended_at"
+                found += s.rows(
+                    f"SELECT {columns} FROM run_stages AS s JOIN runs AS r ON r.id = s.run_id "
+                    f"WHERE {where} AND s.{key} IN {in_list(chunk, params)} ORDER BY {order}", params,
                 )
-                for stage_hash, outcome, reason, ended_at in s.rows(query, params):
-                    found[stage_hash] = (outcome, reason, aware(stored_naive(ended_at)))
         return found
 
     def forget_runs(self, keep: int, dry_run: bool = False) -> int:
