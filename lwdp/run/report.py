@@ -49,13 +49,13 @@ class _Node:
     row: float = 0.0
 
 
-def pipeline_html(target: Stage, page: bool = True, cache_dir: str | os.PathLike[str] | None = None) -> str:
+def pipeline_html(target: Stage, page: bool = True) -> str:
     """The picture of ``target``'s pipeline: a whole page, or (``page=False``) the block a
     notebook shows."""
     everything = pipeline_status(target)
     statuses = [s for s in everything if s.stage.partition is None]  # partitions: inside their stage
     partitions = {s.stage.name: s for s in everything if s.stage.partition is not None}
-    catalog = open_catalog(config.settings(cache_dir))
+    catalog = open_catalog(config.settings())
     computations = catalog.computations([s.stage.name for s in statuses])
     runs = [run for run in catalog.runs(100) if run.target == target.name][:20]
     nodes = _layout(statuses)
