@@ -18,7 +18,7 @@ import html
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .. import config
 from ..store.catalog import open_catalog
