@@ -4,7 +4,6 @@ the options each records to read them back as they were written; how Stata files
 from __future__ import annotations
 
 import io
-import itertools
 import math
 import warnings
 from typing import Any
@@ -12,13 +11,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .handler import missing_text
+
 Options = dict[str, Any]
 
 
 def _missing_token(cells: pd.DataFrame) -> str:
-    r"""The text for missing values: \N, or \N1, \N2, ... if the frame holds \N as text."""
-    tokens = ("\\N" + (str(n) if n else "") for n in itertools.count())
-    return next(t for t in tokens if not any((cells[c] == t).any() for c in cells.columns))
+    """The text for missing values: one no cell of the frame holds."""
+    return missing_text(lambda text: any((cells[c] == text).any() for c in cells.columns))
 
 
 def write_csv(cells: pd.DataFrame, path: str, options: Options) -> None:

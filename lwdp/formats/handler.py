@@ -4,6 +4,7 @@ back from bytes, and say beforehand why it would not give a result back unchange
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -16,3 +17,9 @@ class Handler(NamedTuple):
     write: Callable[[Any, str], ReadOptions]
     read: Callable[[io.BytesIO, ReadOptions], Any]
     refuses: Callable[[Any], "str | None"]  # why the format would change the result; None: it would not
+
+
+def missing_text(held: Callable[[str], bool]) -> str:
+    r"""The text a text file writes for a missing value: \N, or \N1, \N2, ... where a cell
+    holds that text (``held``), so no cell reads back as missing."""
+    return next(text for text in ("\\N" + (str(n) if n else "") for n in itertools.count()) if not held(text))

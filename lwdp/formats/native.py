@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from .handler import Handler, ReadOptions
+from .handler import Handler, ReadOptions, missing_text
 
 POLARS_FRAME, POLARS_SERIES, POLARS_LAZY = "polars DataFrame", "polars Series", "polars LazyFrame"
 ARROW_TABLE, ARROW_BATCH = "Arrow Table", "Arrow RecordBatch"
@@ -197,7 +197,7 @@ def write_polars_text(writer: str) -> Any:
         import polars
 
         frame, options = _as_frame(result)
-        if (why := refuses(frame)) is not None:  # a LazyFrame's values, now that they exist
+        if kind_of(result) == POLARS_LAZY and (why := refuses(frame)) is not None:  # its values exist only now
             raise ValueError(why)
         schema = io.BytesIO()
         frame.clear().write_ipc(schema)
@@ -226,8 +226,7 @@ def _missing_text(frame: Any) -> str:
 
     texts = [frame.get_column(n).cast(polars.String) for n, t in frame.schema.items()
              if t.base_type().__name__ in ("String", "Categorical", "Enum")]
-    tokens = ("\\N" + (str(n) if n else "") for n in itertools.count())
-    return next(t for t in tokens if not any((values == t).any() for values in texts))
+    return missing_text(lambda text: any((values == text).any() for values in texts))
 
 
 def read_polars_text(reader: str, lazy: bool = False) -> Any:

@@ -1,7 +1,7 @@
 """What happened to each stage of a call, as one INFO line on the ``lwdp`` logger each; the
 record carries the `StageEvent` itself (``record.lwdp_event``) for programs that watch a
 run (``lwdp run``'s progress display, the tests). The run in progress keeps each stage's
-last event for its history (`recording`), whatever the logger's level."""
+first outcome for its history (`recording`), whatever the logger's level."""
 
 from __future__ import annotations
 

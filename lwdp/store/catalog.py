@@ -262,15 +262,11 @@ class Catalog:
             query += " WHERE id IN (SELECT run_id FROM run_stages WHERE stage = :stage)"
         with self.db.read() as s:
             found = list(s.rows(f"{query} ORDER BY started_at DESC, id LIMIT :limit", params))
-            stages: dict[str, list[RunStage]] = {}
-            for chunk in chunks([row[0] for row in found]):
-                chunk_params: dict[str, Any] = {}
-                where = f"run_id IN {in_list(chunk, chunk_params)}"
-                if stage is not None:
-                    chunk_params["stage"] = stage
-                    where += " AND stage = :stage"
-                for run_id, *values in s.rows(f"SELECT run_id, {', '.join(RunStage._fields)} FROM run_stages WHERE {where} ORDER BY run_id, position", chunk_params):
-                    stages.setdefault(run_id, []).append(RunStage(*values))
+        columns = ", ".join(f"s.{field}" for field in RunStage._fields)
+        stages: dict[str, list[RunStage]] = {}
+        for run_id, *values in self._run_stages(f"s.run_id, {columns}", "run_id", [row[0] for row in found], "s.run_id, s.position"):
+            if stage is None or values[0] == stage:
+                stages.setdefault(run_id, []).append(RunStage(*values))
         return [run_from_row(row, tuple(stages.get(row[0], ()))) for row in found]
 
     def computations(self, stages: Sequence[str]) -> dict[str, list[tuple[float | None, int | None]]]:

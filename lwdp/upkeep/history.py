@@ -19,6 +19,7 @@ from ..errors import InvalidSettingError
 from ..store.catalog import Catalog, open_catalog
 from ..store.records import RunRecord
 from ..units import human_size
+from .lineage import stages_named
 
 SLOWER, LARGER = 2.0, 1.5  # what "markedly" means: times vary more than sizes
 _MIN_EARLIER = 3
@@ -88,8 +89,7 @@ def history(stage: str | None = None, limit: int = 20, cache_dir: str | os.PathL
 
 def _recorded_name(catalog: Catalog, stage: str) -> str:
     names = catalog.run_stage_names()
-    wanted = stage.replace(":", ".")
-    matches = [n for n in names if n == wanted] or [n for n in names if n.endswith("." + wanted)]
+    matches = stages_named(names, stage.replace(":", "."))
     if len(matches) == 1:
         return matches[0]
     if matches:

@@ -8,6 +8,7 @@ unambiguous in the catalog, by their function name (``stg_format_more``).
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable
 import os
 import re
 from dataclasses import dataclass, field
@@ -33,9 +34,7 @@ def resolve_stage(catalog: Catalog, name: str) -> str:
 
     :raises UnknownStageError: no such stage, or a bare name several stages share.
     """
-    if name in catalog.stage_names():
-        return name
-    matches = _bare_name_matches(catalog, name)
+    matches = stages_named(catalog.stage_names(), name)
     if len(matches) == 1:
         return matches[0]
     if matches:
@@ -43,8 +42,11 @@ def resolve_stage(catalog: Catalog, name: str) -> str:
     raise UnknownStageError(f"no stage named {name!r} in the catalog {catalog.path}")
 
 
-def _bare_name_matches(catalog: Catalog, name: str) -> list[str]:
-    return sorted(n for n in catalog.stage_names() if n.endswith("." + name))
+def stages_named(names: Iterable[str], name: str) -> list[str]:
+    """The stages of ``names`` that ``name`` means: itself where it is qualified, else every
+    stage whose function has that name."""
+    names = set(names)
+    return [name] if name in names else sorted(n for n in names if n.endswith("." + name))
 
 
 def resolve_hash(catalog: Catalog, stage_or_hash: str) -> tuple[str, str]:
@@ -55,7 +57,7 @@ def resolve_hash(catalog: Catalog, stage_or_hash: str) -> tuple[str, str]:
             return next(iter(found.items()))
         if len(found) > 1:
             raise UnknownStageError(f"hash prefix {stage_or_hash!r} is ambiguous ({len(found)} hashes); give more digits")
-    if stage_or_hash not in catalog.stage_names() and not _bare_name_matches(catalog, stage_or_hash):
+    if not stages_named(catalog.stage_names(), stage_or_hash):
         raise UnknownStageError(f"no stage or stage hash {stage_or_hash!r} in the catalog {catalog.path}")
     stage = resolve_stage(catalog, stage_or_hash)  # raises if the bare name is ambiguous
     stage_hash = catalog.latest_hash(stage)

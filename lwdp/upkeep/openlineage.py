@@ -22,7 +22,7 @@ from ..store.cache import Hit, ResultCache
 from ..store.catalog import open_catalog
 from ..store.records import aware, utcnow
 from ..version import __version__
-from .lineage import LineageNode, lineage, resolve_hash
+from .lineage import LineageNode, lineage
 
 SPEC = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
 PRODUCER = f"https://pypi.org/project/lwdp/{__version__}/"
@@ -49,7 +49,6 @@ def openlineage_events(stage_or_hash: str, namespace: str = "lwdp",
     """
     settings = config.settings(cache_dir)
     catalog = open_catalog(settings)
-    resolve_hash(catalog, stage_or_hash)  # the error names the catalog
     tree = lineage(stage_or_hash, cache_dir)
     nodes = list({node.digest: node for node in reversed(tree.walk()) if node.kind == "stage"}.values())
     evaluations = catalog.evaluations([node.digest for node in nodes])
