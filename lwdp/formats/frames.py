@@ -18,12 +18,13 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import checks, files, native
 from .checks import FrameCheck
 from .codec import from_cells, missing_marker, object_kind, restore_missing, to_cells
-from .handler import Handler, ReadOptions
+from .handler import Columns, Handler, ReadOptions
 
 
 def _refusal(*frame_checks: FrameCheck) -> Callable[[Any], "str | None"]:
@@ -364,13 +365,59 @@ def _from_text_cells(cells: pd.DataFrame, options: ReadOptions) -> pd.DataFrame:
     return _restore_attributes(_with_labels(df, options), options)
 
 
+# -- columns kept once (`lwdp.store.shared_columns`) ---------------------------------------
+
+
+def _column_names(df: Any) -> list[str] | None:
+    """A frame's columns where they can be told apart by name: unique text labels."""
+    if not isinstance(df, pd.DataFrame) or isinstance(df.columns, pd.MultiIndex) or not df.columns.is_unique:
+        return None
+    names = list(df.columns)
+    return names if all(type(name) is str for name in names) else None
+
+
+def _same_column(df: pd.DataFrame, name: str, other: Any, other_name: str) -> bool:
+    """Exactly the same column: dtype and bits (-0.0 is not 0.0; NaNs in the same places).
+    Only dtypes compared without Python objects: NumPy's, text and categoricals."""
+    a, b = df[name], other[other_name]
+    if len(a) != len(b) or a.dtype != b.dtype or str(a.dtype) != str(b.dtype):
+        return False
+    if isinstance(a.dtype, np.dtype):
+        return a.dtype.kind in "biufcmM" and _same_bits(a.to_numpy(), b.to_numpy())
+    if isinstance(a.dtype, pd.CategoricalDtype):
+        return _same_bits(a.cat.codes.to_numpy(), b.cat.codes.to_numpy())
+    return isinstance(a.dtype, pd.StringDtype) and bool(a.array.equals(b.array))
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    as_bits = f"u{a.itemsize}" if a.itemsize in (1, 2, 4, 8) else "u1"
+    return bool(np.array_equal(a.view(as_bits), b.view(as_bits)))
+
+
+def _combine(own: pd.DataFrame, order: list[str], pieces: dict[str, tuple[Any, str]]) -> pd.DataFrame:
+    """The frame again: its own file's columns and index, with the shared columns put back
+    in place (by position: a shared column's frame may have another index)."""
+    arrays = {name: own[name].array if name in own.columns else pieces[name][0][pieces[name][1]].array for name in order}
+    df = pd.DataFrame(arrays, index=own.index)
+    df.columns = pd.Index(order, dtype=own.columns.dtype, name=own.columns.name)
+    df.attrs = own.attrs
+    return df
+
+
+_COLUMNS = Columns(
+    _column_names, lambda df, name: int(df[name].nbytes), _same_column,
+    lambda df, names: df.drop(columns=names), _combine,
+)
+
+
 _TEXT = (checks.plain_unique_labels, checks.fits_text, checks.uniform_missing)
 # Characters XML 1.0 (xlsx files too) cannot hold, even escaped.
 _NOT_XML = "[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]"
 
 
 HANDLERS: dict[str, Handler] = {
-    "parquet": _arrow_handler(_write_parquet, native.read_parquet_table, (checks.plain_categories,)),
+    "parquet": _arrow_handler(_write_parquet, native.read_parquet_table, (checks.plain_categories,))._replace(columns=_COLUMNS),
     "feather": _arrow_handler(lambda df, p: df.to_feather(p), native.read_feather_table),
     "orc": _columns_handler(
         "orc", lambda df, p: df.to_orc(p), _read_orc,

@@ -13,10 +13,23 @@ from typing import Any, NamedTuple
 ReadOptions = dict[str, Any]
 
 
+class Columns(NamedTuple):
+    """How a frame format keeps a column once: a result column that is exactly an upstream
+    result's column is left out of the result's file and read from the file holding it
+    (`lwdp.store.shared_columns`)."""
+
+    names: Callable[[Any], "list[str] | None"]  # the frame's columns in order; None: it shares none
+    nbytes: Callable[[Any, str], int]  # a column's size in memory
+    same: Callable[[Any, str, Any, str], bool]  # the same dtype and the same values, bit for bit
+    without: Callable[[Any, list[str]], Any]  # the frame less these columns
+    combine: Callable[[Any, list[str], "dict[str, tuple[Any, str]]"], Any]  # (own frame, order, {name: (frame, its name there)})
+
+
 class Handler(NamedTuple):
     write: Callable[[Any, str], ReadOptions]
     read: Callable[[io.BytesIO, ReadOptions], Any]
     refuses: Callable[[Any], "str | None"]  # why the format would change the result; None: it would not
+    columns: Columns | None = None  # frame formats whose columns can be kept once
 
 
 def missing_text(held: Callable[[str], bool]) -> str:

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from .handler import Handler, ReadOptions, missing_text
+from .handler import Columns, Handler, ReadOptions, missing_text
 
 POLARS_FRAME, POLARS_SERIES, POLARS_LAZY = "polars DataFrame", "polars Series", "polars LazyFrame"
 ARROW_TABLE, ARROW_BATCH = "Arrow Table", "Arrow RecordBatch"
@@ -104,6 +104,32 @@ def read_polars(reader: str, lazy: bool = False) -> Any:
         return _as_returned(getattr(polars, f"read_{reader}")(buf), options)
 
     return read
+
+
+def _polars_names(frame: Any) -> list[str] | None:
+    return list(frame.columns) if kind_of(frame) == POLARS_FRAME else None
+
+
+def _polars_same(frame: Any, name: str, other: Any, other_name: str) -> bool:
+    """Exactly the same column: dtype and values, -0.0 told from 0.0 (``equals`` does not).
+    Only flat dtypes (no lists, structs, objects or categories)."""
+    a, b = frame[name], other[other_name]
+    dtype = a.dtype
+    flat = dtype.is_numeric() or dtype.is_temporal() or dtype in (sys.modules["polars"].String, sys.modules["polars"].Boolean)
+    if not flat or dtype != b.dtype or len(a) != len(b) or not a.equals(b, check_dtypes=True, null_equal=True):
+        return False
+    return not dtype.is_float() or not ((a == 0) & ((1 / a) != (1 / b))).any()
+
+
+def _polars_combine(own: Any, order: list[str], pieces: dict[str, tuple[Any, str]]) -> Any:
+    polars = sys.modules["polars"]
+    return polars.DataFrame([own[name] if name in own.columns else pieces[name][0][pieces[name][1]].alias(name) for name in order])
+
+
+_POLARS_COLUMNS = Columns(
+    _polars_names, lambda frame, name: int(frame[name].estimated_size()), _polars_same,
+    lambda frame, names: frame.drop(names), _polars_combine,
+)
 
 
 def polars_refusal(kinds: tuple[str, ...]) -> Any:
@@ -423,7 +449,7 @@ def read_pickle(buf: io.BytesIO, options: ReadOptions) -> Any:
 _POLARS = (POLARS_FRAME, POLARS_SERIES)
 HANDLERS: dict[str, Handler] = {
     "pickle": Handler(write_pickle, read_pickle, lambda result: None),
-    "polars-parquet": Handler(write_polars("parquet"), read_polars("parquet"), polars_refusal(_POLARS)),
+    "polars-parquet": Handler(write_polars("parquet"), read_polars("parquet"), polars_refusal(_POLARS), _POLARS_COLUMNS),
     "polars-ipc": Handler(write_polars("ipc"), read_polars("ipc"), polars_refusal(_POLARS)),
     "polars-csv": Handler(write_polars_text("csv"), read_polars_text("csv"), text_refusal("csv", _POLARS)),
     "polars-json": Handler(write_polars_text("json"), read_polars_text("json"), text_refusal("json", _POLARS)),

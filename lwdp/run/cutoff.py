@@ -22,6 +22,7 @@ import xxhash
 
 from ..formats import stored_as
 from ..hashing.stage_hash import combine_stage_hash
+from ..store.shared_columns import content
 from .events import StageEvent
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def artifact_content(cache: ResultCache, stage_hash: str, pending: Future[Any] |
     if pending is not None:
         pending.exception()  # waits; a failed write has no row, hence no content
     record = cache.catalog.lookup_artifact(stage_hash)
-    return None if record is None else f"artifact {record.checksum}"
+    return None if record is None else f"artifact {content(record)}"
 
 
 def combined_content(parts: dict[str, str | None]) -> str | None:
@@ -66,8 +67,8 @@ def combined_content(parts: dict[str, str | None]) -> str | None:
     if None in parts.values():
         return None
     hasher = xxhash.xxh3_128(b"lwdp-partitions-v1\0")
-    for path, content in sorted(parts.items()):
-        hasher.update(f"{path}\0{content}\n".encode())
+    for path, part in sorted(parts.items()):
+        hasher.update(f"{path}\0{part}\n".encode())
     return f"partitions {hasher.hexdigest()}"
 
 

@@ -26,7 +26,7 @@ from .context import RunContext
 from .cutoff import artifact_content, combined_content, input_key, reuse, value_content
 from .events import StageEvent, log_event
 from .status import stage_status
-from .steps import call_stage, computed_uncached, hit_event, load_locked, save_in_background, view
+from .steps import call_stage, computed_uncached, hit_event, load_locked, save_in_background, upstream_artifacts, view
 from .undeclared import saved_with
 
 if TYPE_CHECKING:
@@ -259,9 +259,11 @@ class PipelineRun:
         rows, manifest, tracked = saved_with(
             stage, self.inputs[stage], stage_manifest(stage, self.inputs[stage]), found, self.cache.settings, self.cache.catalog
         )
+        upstreams = [(self.hashes[inp.value], self.results[inp.value]) for inp in stage.inputs
+                     if inp.kind == "stage" and inp.value.cache and inp.name in stage.passed_inputs]
         save_in_background(
             self.writer, lock, self.cache, stage, stage_hash, result, choice, seconds, manifest, miss_reason,
-            lambda: input_key(stage, rows, self.content_of), tracked,
+            lambda: input_key(stage, rows, self.content_of), tracked, upstream_artifacts(self.cache, upstreams, self.writer),
         )
         return result
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ..config import Settings
     from ..graph import StageNode
     from ..hashing.stage_hash import InputRow
+    from ..store.records import ArtifactRecord
     from ..store.writer import ArtifactWriter
 
 _IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, frozenset)
@@ -146,14 +147,15 @@ def computed_uncached(
 def save(
     cache: ResultCache, stage: StageNode, stage_hash: str, result: Any, choice: FormatChoice, seconds: float,
     manifest: dict[str, Any], miss_reason: str | None, input_key: Callable[[], str | None],
-    tracked: list[InputRow] | None = None,
+    tracked: list[InputRow] | None = None, upstreams: Callable[[], list[tuple[ArtifactRecord, Any]]] | None = None,
 ) -> StageEvent:
     """Store a computed result in its chosen format (`lwdp.formats.choose_format`) with its
     input key (`lwdp.run.cutoff`) and, when given, the reads tracked with it
-    (`lwdp.hashing.tracked`); the event says how long computing and writing took, and how
+    (`lwdp.hashing.tracked`) and the upstream artifacts whose columns it may link
+    (`upstream_artifacts`); the event says how long computing and writing took, and how
     many bytes were cached."""
     written = time.perf_counter()
-    size = cache.save(stage.name, stage_hash, result, choice, seconds, manifest, input_key(), tracked)
+    size = cache.save(stage.name, stage_hash, result, choice, seconds, manifest, input_key(), tracked, upstreams)
     return StageEvent(stage.name, stage_hash, "computed", seconds + time.perf_counter() - written, size, miss_reason)
 
 
@@ -161,6 +163,7 @@ def save_in_background(
     writer: ArtifactWriter, lock: ExitStack, cache: ResultCache, stage: StageNode, stage_hash: str, result: Any,
     choice: FormatChoice, seconds: float, manifest: dict[str, Any], miss_reason: str | None,
     input_key: Callable[[], str | None], tracked: list[InputRow] | None = None,
+    upstreams: Callable[[], list[tuple[ArtifactRecord, Any]]] | None = None,
 ) -> Future[None]:
     """`save` on the writer's threads, the compute-once ``lock`` going with the write (it is
     released once the artifact is recorded); the stage's line is logged then. The input key
@@ -169,6 +172,27 @@ def save_in_background(
 
     def write() -> None:
         with held:
-            log_event(save(cache, stage, stage_hash, result, choice, seconds, manifest, miss_reason, input_key, tracked))
+            log_event(save(cache, stage, stage_hash, result, choice, seconds, manifest, miss_reason, input_key, tracked, upstreams))
 
     return writer.submit(write, stage_hash)
+
+
+def upstream_artifacts(
+    cache: ResultCache, values: list[tuple[str, Any]], writer: ArtifactWriter | None,
+) -> Callable[[], list[tuple[ArtifactRecord, Any]]]:
+    """The artifacts of a stage's cached upstreams, by their hashes, each with the result
+    the run holds (as returned or loaded, never a consumer's copy): called on the writer's
+    thread, once this run's writes of them are done."""
+
+    def found() -> list[tuple[ArtifactRecord, Any]]:
+        artifacts = []
+        for upstream_hash, value in values:
+            pending = writer.pending(upstream_hash) if writer is not None else None
+            if pending is not None:
+                pending.exception()  # waits; a failed write has no row
+            record = cache.catalog.lookup_artifact(upstream_hash)
+            if record is not None:
+                artifacts.append((record, value))
+        return artifacts
+
+    return found

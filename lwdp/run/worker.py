@@ -41,7 +41,7 @@ from ..store.writer import ArtifactWriter
 from ..hashing.stage_hash import InputRow
 from .cutoff import artifact_content, input_key, reuse, value_content
 from .events import log_event
-from .steps import call_stage, computed_uncached, hit_event, load_locked, save, save_in_background, view
+from .steps import call_stage, computed_uncached, hit_event, load_locked, save, save_in_background, upstream_artifacts, view
 from .undeclared import saved_with
 
 logger = logging.getLogger("lwdp")
@@ -256,7 +256,8 @@ def _compute(task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | Non
                     log_event(event)
                     outcome.reused = True
                     return
-        kwargs = _arguments(task, stage, cache, outcome)
+        upstreams: list[tuple[str, Any]] = []  # (hash, result as loaded) of its cached upstreams
+        kwargs = _arguments(task, stage, cache, outcome, upstreams)
         if kwargs is None:
             return
         started = time.perf_counter()
@@ -271,14 +272,15 @@ def _compute(task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | Non
         choice = choose_format(name, result, stage.format)
         rows, manifest, tracked = saved_with(stage, task.rows, task.manifest, read, task.settings, cache.catalog)
         keyed = functools.partial(input_key, stage, rows, content_of)
+        shareable = upstream_artifacts(cache, upstreams, writer)
         if writer is None:
-            log_event(save(cache, stage, task.hash, result, choice, seconds, manifest, task.reason, keyed, tracked))
+            log_event(save(cache, stage, task.hash, result, choice, seconds, manifest, task.reason, keyed, tracked, shareable))
             MEMORY.put(task, task.hash, result)
             return
         assert locked is not None
         outcome.value = result
         outcome.written = save_in_background(
-            writer, locked, cache, stage, task.hash, result, choice, seconds, manifest, task.reason, keyed, tracked
+            writer, locked, cache, stage, task.hash, result, choice, seconds, manifest, task.reason, keyed, tracked, shareable
         )
     finally:
         if locked is not None:
@@ -287,9 +289,12 @@ def _compute(task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | Non
         cache.used.clear()
 
 
-def _arguments(task: StageTask, stage: StageNode, cache: ResultCache, outcome: TaskOutcome) -> dict[str, Any] | None:
+def _arguments(
+    task: StageTask, stage: StageNode, cache: ResultCache, outcome: TaskOutcome, upstreams: list[tuple[str, Any]],
+) -> dict[str, Any] | None:
     """The stage's keyword arguments (values the run sent are private copies already);
-    None when an upstream's artifact is gone."""
+    None when an upstream's artifact is gone. Each cached upstream's result, as loaded, is
+    added to ``upstreams``."""
     kwargs = {}
     for keyword, value in task.inputs.items():
         if isinstance(value, CachedInput):
@@ -303,6 +308,7 @@ def _arguments(task: StageTask, stage: StageNode, cache: ResultCache, outcome: T
                 log_event(hit_event(upstream.stage, upstream.hash, found, time.perf_counter() - started))
                 MEMORY.put(task, upstream.hash, found.value)
                 value = found.value
+            upstreams.append((upstream.hash, value))
             value = view(value)
         elif keyword in task.raw_inputs and os.getpid() != task.run_pid:
             _check_reachable(stage.name, keyword, value)

@@ -9,6 +9,7 @@ from ..formats import FORMATS
 from .artifact_manifest import record_from_manifest, stage_manifest_in
 from .artifact_store import LocalArtifactStore
 from .records import ArtifactRecord
+from .shared_columns import check_files
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -23,8 +24,7 @@ def adoptable(store: LocalArtifactStore, stage_hash: str) -> ArtifactRecord | No
         return None
     if record is None or record.format not in FORMATS:
         return None
-    intact = store.is_intact(stage_hash, FORMATS[record.format].suffix, record.size, record.checksum)
-    return record if intact else None
+    return record if check_files(store, record, keep_bytes=False).intact else None
 
 
 def local_stage_manifest(store: LocalArtifactStore, stage_hash: str) -> dict[str, Any] | None:

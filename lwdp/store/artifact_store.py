@@ -10,6 +10,7 @@ names start with ``.tmp-`` so a sweep can tell them apart; nothing here knows ab
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import re
@@ -35,13 +36,26 @@ HASH = re.compile("[0-9a-f]{32}")  # a stage hash, or a checksum
 _SUFFIXES = frozenset({fmt.suffix for fmt in FORMATS.values()} | {MANIFEST_SUFFIX})
 
 
+_SIDE = re.compile(r"c[0-9]+")  # a file an artifact links: <hash>.c<k>.<suffix> (`shared_columns`)
+
+
 def artifact_name(bucket: str, name: str) -> tuple[str, str] | None:
     """(hash, suffix) of ``name`` if it is where lwdp puts it: ``<hash>.<suffix>`` of a
-    known format (or its manifest) in the bucket ``<hash[:2]>``; None for anything else."""
+    known format (or its manifest, or a file it links: ``c<k>.<suffix>``) in the bucket
+    ``<hash[:2]>``; None for anything else."""
     stage_hash, dot, suffix = name.partition(".")
-    if dot and suffix in _SUFFIXES and HASH.fullmatch(stage_hash) and stage_hash[:2] == bucket:
+    side, _, linked = suffix.partition(".")
+    known = suffix in _SUFFIXES or (_SIDE.fullmatch(side) is not None and linked in _SUFFIXES)
+    if dot and known and HASH.fullmatch(stage_hash) and stage_hash[:2] == bucket:
         return stage_hash, suffix
     return None
+
+
+def linked_by(suffix: str) -> str | None:
+    """The suffix of the artifact a linked file (``c<k>.<suffix>``) belongs to; None for
+    any other suffix."""
+    side, _, linked = suffix.partition(".")
+    return linked if _SIDE.fullmatch(side) and linked in _SUFFIXES else None
 
 
 @dataclass(frozen=True)
@@ -191,8 +205,18 @@ class LocalArtifactStore(ArtifactStore):
             return None
 
     def delete(self, stage_hash: str, suffix: str) -> None:
+        """The manifest, the file, then the files it links."""
         self.path_for(stage_hash, MANIFEST_SUFFIX).unlink(missing_ok=True)
         self.path_for(stage_hash, suffix).unlink(missing_ok=True)
+        self.delete_links(stage_hash, suffix)
+
+    def delete_links(self, stage_hash: str, suffix: str) -> None:
+        """The files an artifact links (`shared_columns`): numbered from 0, linked in order."""
+        for k in itertools.count():
+            side = self.path_for(stage_hash, f"c{k}.{suffix}")
+            if not side.exists():
+                break
+            side.unlink(missing_ok=True)
 
     def artifacts(self) -> dict[str, str]:
         """{hash: suffix} of every published artifact file, from one pass over the store's
@@ -207,7 +231,7 @@ class LocalArtifactStore(ArtifactStore):
                 with os.scandir(bucket.path) as entries:
                     for entry in entries:
                         found = artifact_name(bucket.name, entry.name)
-                        if found is not None and found[1] != MANIFEST_SUFFIX:
+                        if found is not None and found[1] != MANIFEST_SUFFIX and linked_by(found[1]) is None:
                             names[found[0]] = found[1]
         return names
 
@@ -219,7 +243,10 @@ class LocalArtifactStore(ArtifactStore):
         for top, _, names in os.walk(self.root):
             bucket = os.path.relpath(top, self.root)
             for name in names:
-                in_place = artifact_name(bucket, name) is not None or (len(bucket) == 2 and name.startswith(TEMP_PREFIX))
+                named = artifact_name(bucket, name)
+                in_place = named is not None or (len(bucket) == 2 and name.startswith(TEMP_PREFIX))
+                if named is not None and (linked := linked_by(named[1])) is not None:  # stays with its artifact's file
+                    in_place = Path(top, f"{named[0]}.{linked}").exists()
                 path = Path(top, name)
                 if not in_place and _mtime(path) <= cutoff:
                     found.append((str(path), _size(path)))

@@ -14,8 +14,9 @@ import datetime as dt
 import functools
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 
@@ -24,11 +25,14 @@ from ..formats import FORMATS, Format, FormatChoice, stored_as, warn_falling_bac
 from ..version import __version__
 from .adoption import adopt, adoptable
 from .artifact_manifest import manifest_of
-from .artifact_store import LocalArtifactStore, bytes_match, link_or_copy
+from .artifact_store import LocalArtifactStore, link_or_copy
 from .locks import LockDir
 from .outcomes import Hit, Loadable, Miss, MissReason, Source, damage, parsed, warn_once
 from .placement import Placement
 from .records import ArtifactRecord, utcnow
+from .shared_columns import (
+    SideFile, check_files, content, own_size, plan, shared_options, side_files_of, side_suffix, without_shared,
+)
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -106,14 +110,12 @@ class ResultCache:
             return Miss(MissReason.FORMAT_CHANGED, f"{record.format} is not a format this lwdp {__version__} reads")
         if wanted is not None and not stored_as(record.format, wanted):
             return Miss(MissReason.FORMAT_CHANGED, f"{record.format} -> {wanted.name}")
-        suffix = FORMATS[record.format].suffix
-        data = self.store.get(stage_hash, suffix) if keep_bytes else None
-        intact = bytes_match(data, record.size, record.checksum) if keep_bytes else self.store.is_intact(stage_hash, suffix, record.size, record.checksum)
-        if intact:
-            return Loadable(record, source, data)
-        found = damage(stage_name, self._local_where(record), shared=False, missing=intact is None)
+        checked = check_files(self.store, record, keep_bytes)
+        if checked.intact:
+            return Loadable(record, source, checked.data, sides=checked.sides)
+        found = damage(stage_name, f"artifact {checked.failed}", shared=False, missing=checked.intact is None)
         # A local copy that is optional (not downloaded yet) is nothing to warn of.
-        return Miss(found.reason, warning=None) if intact is None and self.placement.local_copy_optional else found
+        return Miss(found.reason, warning=None) if checked.intact is None and self.placement.local_copy_optional else found
 
     def load(self, stage_name: str, stage_hash: str, wanted: Format | None, locked: bool = False) -> Hit | Miss:
         """The cached result, or why there is none: what `probe` answers, acted on (a
@@ -148,7 +150,7 @@ class ResultCache:
         if found.source is Source.SHARED:
             assert self.shared is not None
             return self.reported(self.shared.download(stage_name, found), warn=True)
-        return parsed(stage_name, found.record, found.data, self._local_where(found.record), shared=False)
+        return parsed(stage_name, found.record, found.data, self._local_where(found.record), shared=False, sides=found.sides)
 
     def _local_where(self, record: ArtifactRecord) -> str:
         return f"artifact {self.store.describe(record.hash, FORMATS[record.format].suffix)}"
@@ -164,7 +166,7 @@ class ResultCache:
 
     def _load_local(self, stage_name: str, found: Loadable) -> Hit | Miss:
         record = found.record
-        loaded = parsed(stage_name, record, found.data, self._local_where(record), shared=False)
+        loaded = parsed(stage_name, record, found.data, self._local_where(record), shared=False, sides=found.sides)
         if isinstance(loaded, Miss):
             return loaded
         if found.source is Source.UNLISTED:
@@ -176,20 +178,24 @@ class ResultCache:
     def save(
         self, stage_name: str, stage_hash: str, result: Any, choice: FormatChoice, seconds: float,
         stage_manifest: dict[str, Any] | None = None, input_key: str | None = None, tracked: list[InputRow] | None = None,
+        upstreams: Callable[[], list[tuple[ArtifactRecord, Any]]] | None = None,
     ) -> int:
         """Write and record ``result`` in the chosen format (`lwdp.formats.choose_format`), or
         its fallback if that format's writer refuses it, with what went into its hash,
         ``stage_manifest``, in the catalog and beside the file; return its size in bytes.
         ``input_key``: what early cutoff will find it by (`ArtifactRecord.input_key`);
         ``tracked``: what computing it read undeclared (`lwdp.hashing.tracked`), recorded
-        in place of what its hash had (unwatched: an empty list clears them).
+        in place of what its hash had (unwatched: an empty list clears them);
+        ``upstreams``: the artifacts of its direct upstreams with their results in memory,
+        whose columns it may link rather than write (`lwdp.store.shared_columns`).
 
         :raises ResultNotStorableError: the format's writer refused ``result`` (no fallback).
         :raises ArtifactWriteError: the disk refused (full, I/O error); nothing is published.
         """
         fmt = choice.format
+        sides = plan(fmt, result, upstreams(), self.store) if upstreams is not None and self.shared is None else []
         try:
-            options, size, checksum = self._write(stage_name, stage_hash, fmt, result)
+            options, size, checksum = self._write(stage_name, stage_hash, fmt, result, sides)
         except ResultNotStorableError as exc:
             if choice.fallback is None:
                 raise
@@ -208,24 +214,21 @@ class ResultCache:
 
     def reuse(self, stage_name: str, stage_hash: str, earlier: ArtifactRecord, stage_manifest: dict[str, Any]) -> ArtifactRecord | None:
         """Record ``earlier``'s result (the same stage, computed from the same inputs) as the
-        result of ``stage_hash`` too: the file is hard-linked (copied where links can't be
-        made), checked against its checksum, and recorded with its own manifest. None when
-        ``earlier``'s file is not here intact.
+        result of ``stage_hash`` too: its files are hard-linked (copied where links can't be
+        made), checked against their checksums, and recorded with its own manifest. None
+        when ``earlier``'s files are not here intact, or it links files and the cache has a
+        shared store (which holds whole artifacts only).
 
         :raises ArtifactWriteError: the disk refused; nothing is published.
         """
         suffix = FORMATS[earlier.format].suffix
-        if self.store.size(earlier.hash, suffix) != earlier.size:  # gone or cut: its bytes are checked below
+        linked = side_files_of(earlier, self.store)
+        if linked and self.shared is not None:
             return None
-        source = self.store.path_for(earlier.hash, suffix)
-        try:
-            _, size, checksum = self.store.write(stage_hash, suffix, lambda path: link_or_copy(source, path), sync_directory=False)
-        except FileNotFoundError:  # removed meanwhile (a gc)
+        if self._link(stage_name, stage_hash, suffix, linked) != linked:
             return None
-        except OSError as exc:
-            raise _write_failed(stage_name, "artifact", exc) from exc
-        if (size, checksum) != (earlier.size, earlier.checksum):  # damaged: not the result it was
-            self.store.delete(stage_hash, suffix)
+        if not self._linked(stage_name, stage_hash, suffix, self.store.path_for(earlier.hash, suffix), own_size(earlier), earlier.checksum):
+            self.store.delete_links(stage_hash, suffix)
             return None
         now = utcnow()
         record = dataclasses.replace(earlier, hash=stage_hash, created_at=now, last_access=now, hits=0)
@@ -248,7 +251,8 @@ class ResultCache:
         self.catalog.record_artifact(record, stage_manifest, tracked)
         if previous is not None and FORMATS[previous.format].suffix != suffix:
             self.store.path_for(record.hash, FORMATS[previous.format].suffix).unlink(missing_ok=True)
-        if previous is not None and previous.format == record.format and previous.checksum != record.checksum:
+            self.store.delete_links(record.hash, FORMATS[previous.format].suffix)
+        if previous is not None and previous.format == record.format and content(previous) != content(record):
             self._drop_derived(record)
 
     def evict(
@@ -289,9 +293,24 @@ class ResultCache:
                 stage_name, stage_hash[:12], changed.stage,
             )
 
-    def _write(self, stage_name: str, stage_hash: str, fmt: Format, result: Any) -> tuple[dict[str, Any], int, str]:
+    def _write(
+        self, stage_name: str, stage_hash: str, fmt: Format, result: Any, sides: list[SideFile] | None = None,
+    ) -> tuple[dict[str, Any], int, str]:
+        """Write ``result``: the files holding its shared columns (``sides``) linked first,
+        then its own file without them (every column, where a link fails)."""
+        linked = self._link(stage_name, stage_hash, fmt.suffix, sides or [])
+        if not linked:
+            return self._write_file(stage_name, stage_hash, fmt, result)
         try:
-            # The manifest, written next beside it, makes the directory durable for both.
+            options, size, checksum = self._write_file(stage_name, stage_hash, fmt, without_shared(fmt, result, linked))
+        except BaseException:
+            self.store.delete_links(stage_hash, fmt.suffix)
+            raise
+        return {**options, **shared_options(fmt, result, linked)}, size + sum(side.size for side in linked), checksum
+
+    def _write_file(self, stage_name: str, stage_hash: str, fmt: Format, result: Any) -> tuple[dict[str, Any], int, str]:
+        try:
+            # The manifest, written next beside it, makes the directory durable for all.
             return self.store.write(stage_hash, fmt.suffix, lambda p: fmt.write(result, p), sync_directory=False)
         except LwdpError:
             raise
@@ -302,6 +321,33 @@ class ResultCache:
                 f"stage '{stage_name}': cache format {fmt.name!r} cannot store this {type(result).__qualname__} "
                 f"({type(exc).__name__}: {exc}); choose another cache_format"
             ) from exc
+
+    def _link(self, stage_name: str, stage_hash: str, suffix: str, sides: list[SideFile]) -> list[SideFile]:
+        """Link ``sides`` beside the artifact: all of them, or none (one gone or changed
+        meanwhile: its columns are written)."""
+        if all(self._linked(stage_name, stage_hash, side_suffix(suffix, k), *side[:3]) for k, side in enumerate(sides)):
+            return sides
+        self.store.delete_links(stage_hash, suffix)
+        return []
+
+    def _linked(self, stage_name: str, stage_hash: str, suffix: str, source: Path, size: int, checksum: str) -> bool:
+        """Whether ``source`` is now the artifact's file ``suffix``, hard-linked (copied where
+        links can't be made) and checked against its size and checksum. False when it was
+        gone (a gc meanwhile) or damaged (nothing is left of it then).
+
+        :raises ArtifactWriteError: the disk refused.
+        """
+        try:
+            _, got_size, got_checksum = self.store.write(stage_hash, suffix, functools.partial(link_or_copy, source), sync_directory=False)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise _write_failed(stage_name, "artifact", exc) from exc
+        if (got_size, got_checksum) != (size, checksum):
+            self.store.path_for(stage_hash, suffix).unlink(missing_ok=True)
+            return False
+        return True
+
 
 def _write_failed(stage_name: str, what: str, exc: OSError) -> ArtifactWriteError:
     detail = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")

@@ -7,15 +7,14 @@ a frozen dataclass costs ten times a named tuple to create (0.5 ms against 0.04 
 
 from __future__ import annotations
 
-import io
 import logging
 from enum import Enum
 from typing import Any, NamedTuple
 
 from ..errors import StoreUnavailableError
-from ..formats import FORMATS
 from .connections import on_close
 from .records import ArtifactRecord
+from .shared_columns import read_artifact
 
 logger = logging.getLogger("lwdp")
 
@@ -70,6 +69,7 @@ class Loadable(NamedTuple):
     source: Source
     data: bytes | None = None
     manifest: dict[str, Any] | None = None
+    sides: tuple[bytes, ...] = ()  # the verified bytes of the files it links (`shared_columns`)
 
 
 def unavailable(exc: StoreUnavailableError) -> Miss:
@@ -86,10 +86,12 @@ def damage(stage_name: str, where: str, shared: bool, missing: bool) -> Miss:
     return Miss(reason, warning=f"stage '{stage_name}': {where} is {what}; recomputing")
 
 
-def parsed(stage_name: str, record: ArtifactRecord, data: bytes | None, where: str, shared: bool) -> Hit | Miss:
-    """The result ``record`` describes, from its verified bytes."""
+def parsed(
+    stage_name: str, record: ArtifactRecord, data: bytes | None, where: str, shared: bool, sides: tuple[bytes, ...] = (),
+) -> Hit | Miss:
+    """The result ``record`` describes, from its verified bytes (and its linked files')."""
     try:
-        value = FORMATS[record.format].read(io.BytesIO(data or b""), record.read_options)
+        value = read_artifact(record, data, sides)
     except Exception as exc:  # a checksum-valid file that no longer parses: recompute
         reason = MissReason.SHARED_UNREADABLE if shared else MissReason.ARTIFACT_UNREADABLE
         return Miss(reason, warning=f"stage '{stage_name}': {where} cannot be read ({exc}); recomputing")

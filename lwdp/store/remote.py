@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import StoreUnavailableError
 from ..urls import OBJECT_STORES, url_filesystem
-from .artifact_store import MANIFEST_SUFFIX, UNLISTED_GRACE_S, ArtifactStore, artifact_name
+from .artifact_store import MANIFEST_SUFFIX, UNLISTED_GRACE_S, ArtifactStore, artifact_name, linked_by
 from .connections import on_close, on_fork
 
 logger = logging.getLogger("lwdp")
@@ -180,7 +180,8 @@ class RemoteArtifactStore(ArtifactStore):
 
     def _artifact_name(self, key: str) -> tuple[str, str] | None:
         bucket, _, name = self._relative(key).partition("/")
-        return artifact_name(bucket, name) if "/" not in name else None
+        found = artifact_name(bucket, name) if "/" not in name else None
+        return found if found is not None and linked_by(found[1]) is None else None  # links are the local cache's
 
 
 def _modified(info: dict[str, Any]) -> float | None:

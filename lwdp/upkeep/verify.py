@@ -25,6 +25,7 @@ from ..store.cache import ResultCache
 from ..store.catalog import open_catalog
 from ..store.placement import Placement
 from ..store.records import ArtifactRecord
+from ..store.shared_columns import check_files
 
 if TYPE_CHECKING:
     from ..store.remote import RemoteArtifactStore
@@ -112,7 +113,7 @@ def verify(repair: bool = False, cache_dir: str | os.PathLike[str] | None = None
 def _damage(store: ArtifactStore, record: ArtifactRecord) -> Damage | None:
     """What is wrong with the artifact ``record`` lists, in ``store``: written once for the
     local cache and the shared store. Its manifest must be there and describe it."""
-    intact = store.is_intact(record.hash, FORMATS[record.format].suffix, record.size, record.checksum)
+    intact = check_files(store, record, keep_bytes=False).intact
     if intact is None:
         return "missing"
     if not intact:

@@ -1,0 +1,252 @@
+"""Columns kept once: a cached frame that repeats columns of an upstream's frame links the
+file holding them instead of writing them again (`lwdp.store.shared_columns`), and is read
+back exactly, in fresh processes, whatever happens to the upstream's artifact."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import pandas as hpd
+
+from lwdp.formats import FORMATS
+from lwdp.upkeep.verify import verify
+
+pl = pytest.importorskip("polars")
+from polars.testing import assert_frame_equal as assert_polars_equal  # noqa: E402
+from polars.testing.parametric import dataframes  # noqa: E402
+
+POLARS_PIPELINE = """
+import sys
+
+import numpy as np
+import polars as pl
+from lwdp import stage
+
+N = 200_000
+
+
+@stage(cache=True)
+def base():
+    rng = np.random.default_rng(0)
+    return pl.DataFrame({"id": np.arange(N), "x": rng.random(N), "zero": np.zeros(N), "region": [f"r{i % 7}" for i in range(N)]})
+
+
+@stage(base=base, cache=True)
+def joined(base):
+    weights = pl.DataFrame({"region": [f"r{i}" for i in range(7)], "w": list(range(7))})
+    out = base.join(weights, on="region", how="left", maintain_order="left")
+    return out.with_columns(y=pl.col("x") * 2, zero=-pl.col("zero"))  # -0.0: equal to 0.0, but not the same bits
+
+
+@stage(joined=joined, cache=True)
+def final(joined):
+    return joined.with_columns(z=pl.col("y") + 1)
+
+
+if __name__ == "__main__":
+    final().write_parquet(sys.argv[1])
+"""
+
+PANDAS_PIPELINE = """
+import sys
+
+import numpy as np
+import pandas as pd
+from lwdp import stage
+
+N = 200_000
+
+
+@stage(cache=True)
+def base():
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({
+        "id": np.arange(N), "x": rng.random(N), "zero": np.zeros(N),
+        "when": pd.date_range("2024-01-01", periods=N, freq="s"),
+        "region": pd.Categorical([f"r{i % 7}" for i in range(N)]),
+    }, index=pd.RangeIndex(N) * 3)
+
+
+@stage(base=base, cache=True)
+def joined(base):
+    weights = pd.DataFrame({"region": pd.Categorical([f"r{i}" for i in range(7)]), "w": np.arange(7)})
+    out = base.merge(weights, on="region", how="left")
+    return out.assign(y=out["x"] * 2, zero=-out["zero"])
+
+
+@stage(joined=joined, cache=True)
+def final(joined):
+    return joined.assign(z=joined["y"] + 1)
+
+
+if __name__ == "__main__":
+    final().to_pickle(sys.argv[1])
+"""
+
+
+def _artifact(project, stage: str) -> tuple[str, str, dict]:
+    """The hash, format and read options of the stage's newest artifact."""
+    found = project.sql("SELECT hash, format, read_options FROM artifacts WHERE stage LIKE ? ORDER BY created_at DESC", f"%.{stage}")[0]
+    return found[0], found[1], json.loads(found[2])
+
+
+def _path(project, stage_hash: str, fmt: str, link: int | None = None) -> Path:
+    suffix = FORMATS[fmt].suffix
+    return project.cache_dir / "artifacts" / stage_hash[:2] / (f"{stage_hash}.c{link}.{suffix}" if link is not None else f"{stage_hash}.{suffix}")
+
+
+def _columns_in(path: Path) -> set[str]:
+    return set(pl.read_parquet_schema(path))
+
+
+LIBRARIES = {
+    "polars": (POLARS_PIPELINE, pl.read_parquet, lambda a, b: assert_polars_equal(a, b, check_exact=True)),
+    "pandas": (PANDAS_PIPELINE, pd.read_pickle, lambda a, b: pd.testing.assert_frame_equal(a, b, check_exact=True)),
+}
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_repeated_columns_are_linked_not_written_and_read_back_exactly(project, library):
+    script, read, assert_equal = LIBRARIES[library]
+    project.write("pipeline.py", script)
+    project.run("pipeline.py", "cold.out")
+    warm = project.run("pipeline.py", "warm.out")
+    assert warm.ran() == set()
+    computed, loaded = read(project.root / "cold.out"), read(project.root / "warm.out")
+    assert_equal(loaded, computed)
+    zero = loaded["zero"].to_numpy()
+    assert np.signbit(zero).all()  # -0.0 was written, not taken for the upstream's 0.0
+
+    base, fmt, _ = _artifact(project, "base")
+    joined, _, joined_options = _artifact(project, "joined")
+    final, _, final_options = _artifact(project, "final")
+    # joined links base's file for the columns it repeats; its own file holds the rest
+    repeated = {"id": "id", "x": "x"} if library == "polars" else {"id": "id", "x": "x", "when": "when"}  # region: < 1 MiB
+    assert [side["columns"] for side in joined_options["shared"]["files"]] == [repeated]
+    assert os.path.samefile(_path(project, joined, fmt, 0), _path(project, base, fmt))
+    assert {"id", "x"}.isdisjoint(_columns_in(_path(project, joined, fmt)))
+    assert {"y", "zero"} <= _columns_in(_path(project, joined, fmt))
+    # final links base's file and joined's own: one level deep, whatever the chain
+    linked = {Path(_path(project, final, fmt, k)).stat().st_ino for k in range(len(final_options["shared"]["files"]))}
+    assert linked == {_path(project, base, fmt).stat().st_ino, _path(project, joined, fmt).stat().st_ino}
+    assert _columns_in(_path(project, final, fmt)) - {"__index_level_0__"} == {"z", "region"}  # region: < 1 MiB
+    (size,) = project.sql("SELECT size FROM artifacts WHERE hash = ?", final)[0]
+    assert size == sum(os.path.getsize(p) for p in _path(project, final, fmt).parent.glob(f"{final}.*") if "manifest" not in p.name)
+
+    # The upstreams' artifacts gone (gc), the links keep what final reads
+    for stage_hash in (base, joined):
+        project.sql("DELETE FROM artifacts WHERE hash = ?", stage_hash)
+        for path in _path(project, stage_hash, fmt).parent.glob(f"{stage_hash}.*"):
+            path.unlink()
+    again = project.run("pipeline.py", "again.out")
+    assert again.ran() == set()
+    assert_equal(read(project.root / "again.out"), computed)
+
+
+def test_a_damaged_linked_file_is_a_miss_verify_reports_and_the_stage_recomputes(project):
+    project.write("pipeline.py", POLARS_PIPELINE)
+    project.run("pipeline.py", "cold.out")
+    final, fmt, _ = _artifact(project, "final")
+    side = _path(project, final, fmt, 0)
+    data = bytearray(side.read_bytes())
+    side.unlink()  # replaced, not written through: the link's other name keeps its bytes
+    data[len(data) // 2] ^= 0xFF
+    side.write_bytes(bytes(data))
+
+    report = verify(cache_dir=project.cache_dir)
+    assert [(p.kind, p.hash) for p in report.problems] == [("corrupt", final)]
+    again = project.run("pipeline.py", "again.out")
+    (event,) = [e for e in again.events if e["stage"].endswith(".final")]
+    assert event["outcome"] == "computed" and "corrupt" in event["reason"], event
+    assert_polars_equal(pl.read_parquet(project.root / "again.out"), pl.read_parquet(project.root / "cold.out"), check_exact=True)
+    assert verify(cache_dir=project.cache_dir).ok
+
+
+def test_an_upstream_that_reran_with_the_same_result_is_reused_with_its_links(project):
+    project.write("pipeline.py", POLARS_PIPELINE)
+    project.run("pipeline.py", "cold.out")
+    project.edit("pipeline.py", POLARS_PIPELINE.replace('pl.col("x") * 2', 'pl.col("x") + pl.col("x")'))
+    edited = project.run("pipeline.py", "edited.out")
+    assert edited.outcomes()["joined"] == "computed" and edited.outcomes()["final"] == "reused"
+    final, fmt, options = _artifact(project, "final")
+    assert len(options["shared"]["files"]) == 2 and _path(project, final, fmt, 1).exists()
+    warm = project.run("pipeline.py", "warm.out")
+    assert warm.ran() == set()
+    assert_polars_equal(pl.read_parquet(project.root / "warm.out"), pl.read_parquet(project.root / "cold.out"), check_exact=True)
+
+
+def test_small_frames_and_a_shared_store_write_whole_artifacts(project, s3_server, bucket):
+    project.write("pipeline.py", POLARS_PIPELINE.replace("N = 200_000", "N = 20_000"))
+    project.run("pipeline.py", "small.out")
+    assert not list(project.cache_dir.glob("artifacts/*/*.c0.*"))  # columns under 1 MiB: written
+
+    project.write("shared.py", POLARS_PIPELINE)
+    project.run("shared.py", "shared.out", env={**s3_server.env, "LWDP_STORE_URL": f"s3://{bucket}/lwdp", "LWDP_CACHE_DIR": "other"})
+    assert len(list(Path(project.root, "other").glob("artifacts/*/*.pl.parquet"))) == 3
+    assert not list(Path(project.root, "other").glob("artifacts/*/*.c0.*"))  # object stores have no links
+
+
+# -- the formats' column functions: what they call the same is read back exactly ------------
+
+
+def _kept_once(name: str, result, upstream):
+    """``result`` as the cache keeps it when ``upstream`` is its upstream's artifact (every
+    column the format calls the same linked, whatever its size), written and read back."""
+    fmt = FORMATS[name]
+    columns = fmt.handler().columns
+    names = columns.names(result)
+    shared = [n for n in names[:-1] if n in (columns.names(upstream) or []) and columns.same(result, n, upstream, n)]
+    with tempfile.TemporaryDirectory() as folder:
+        own_path, up_path = os.path.join(folder, "own"), os.path.join(folder, "up")
+        own_options = json.loads(json.dumps(fmt.write(columns.without(result, shared), own_path)))
+        up_options = json.loads(json.dumps(fmt.write(upstream, up_path)))
+        own = fmt.read(io.BytesIO(Path(own_path).read_bytes()), own_options)
+        up = fmt.read(io.BytesIO(Path(up_path).read_bytes()), up_options)
+    return columns.combine(own, names, {n: (up, n) for n in shared}), shared
+
+
+POLARS_FLAT = [pl.Int8, pl.UInt64, pl.Float32, pl.Float64, pl.Boolean, pl.String, pl.Date, pl.Datetime("us"),
+               pl.Datetime("ns", "Europe/Paris"), pl.Duration("ms"), pl.Decimal(12, 3), pl.List(pl.Int32), pl.Categorical]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(frame=dataframes(allowed_dtypes=POLARS_FLAT, min_cols=2, max_cols=6, min_size=1, max_size=12, allow_null=True),
+       changed=st.sets(st.integers(0, 5)), data=st.data())
+def test_polars_columns_called_the_same_come_back_exactly(frame, changed, data):
+    upstream = frame.with_columns(
+        pl.Series(c, data.draw(st.permutations(frame[c].to_list())), dtype=frame[c].dtype) if i in changed else pl.col(c)
+        for i, c in enumerate(frame.columns) if frame[c].dtype != pl.Categorical
+    )
+    again, shared = _kept_once("polars-parquet", frame, upstream)
+    assert_polars_equal(again, frame, check_exact=True)
+    assert all(frame[c].dtype.is_numeric() or frame[c].dtype.is_temporal() or frame[c].dtype in (pl.String, pl.Boolean) for c in shared)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frame=hpd.data_frames(
+    [hpd.column(n, dtype=t) for n, t in [("i", "int64"), ("f", "float64"), ("b", "bool"), ("t", "datetime64[ns]"), ("u", "uint8")]],
+    index=hpd.range_indexes(min_size=1, max_size=12)),
+    flips=st.sets(st.sampled_from(["i", "f", "b", "t", "u"])), text=st.lists(st.text(max_size=3) | st.none(), min_size=12, max_size=12))
+def test_pandas_columns_called_the_same_come_back_exactly(frame, flips, text):
+    frame = frame.assign(s=pd.array(text[: len(frame)], dtype="string"), k=pd.Categorical([v or "" for v in text[: len(frame)]]))
+    upstream = frame.copy()
+    for name in flips:  # what a stage may change: another value, or only the bits (-0.0)
+        values = upstream[name].to_numpy().copy()
+        values[0] = -values[0] if name == "f" else values[-1]
+        upstream[name] = values
+    upstream.index = upstream.index + 5  # shared columns are put back by position, not by label
+    again, shared = _kept_once("parquet", frame, upstream)
+    pd.testing.assert_frame_equal(again, frame, check_exact=True)
+    for name in shared:
+        assert frame[name].reset_index(drop=True).equals(upstream[name].reset_index(drop=True))
+        if name == "f":
+            assert np.array_equal(np.signbit(frame["f"]), np.signbit(upstream["f"]))
