@@ -21,6 +21,7 @@ from ..formats import native
 from ..store.cache import Hit, ResultCache
 from ..store.catalog import open_catalog
 from ..store.records import aware, utcnow
+from ..store.shared_columns import side_files
 from ..version import __version__
 from .lineage import LineageNode, lineage
 
@@ -103,7 +104,7 @@ def _output(node: LineageNode, namespace: str, record: Any, cache: ResultCache) 
     if record is None:  # not cached (or evicted): its version is all there is
         return output
     facets["storage"] = _facet("storage", storageLayer="lwdp", fileFormat=record.format)
-    statistics: dict[str, Any] = {"size": record.size, "fileCount": 1}
+    statistics: dict[str, Any] = {"size": record.size, "fileCount": 1 + len(side_files(record))}  # the files it links too
     found = cache.peek(record.stage, record.hash)
     if isinstance(found, Hit):
         fields, rows = _columns(found.value)
