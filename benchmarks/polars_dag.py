@@ -26,9 +26,26 @@ import workload
 
 
 def pickled_size(cache: Path) -> int:
-    """Bytes of the cached results, each pickled."""
-    return sum(len(pickle.dumps(pl.read_parquet(path), protocol=pickle.HIGHEST_PROTOCOL))
-               for path in (cache / "artifacts").rglob("*.pl.parquet"))
+    """Bytes of the cached results, each read as a run reads it (its linked columns too), pickled."""
+    from lwdp import config
+    from lwdp.store.cache import Hit, ResultCache
+    from lwdp.store.catalog import open_catalog
+
+    settings = config.settings(cache)
+    catalog = open_catalog(settings)
+    results = ResultCache(settings, catalog)
+    total = 0
+    for record in catalog.all_artifacts():
+        found = results.peek(record.stage, record.hash)
+        assert isinstance(found, Hit), found
+        total += len(pickle.dumps(found.value, protocol=pickle.HIGHEST_PROTOCOL))
+    return total
+
+
+def stored_size(cache: Path) -> int:
+    """Bytes of the cache's artifact files, a file linked by several artifacts once."""
+    files = {(found := path.stat()).st_ino: found.st_size for path in (cache / "artifacts").rglob("*.pl.parquet")}
+    return sum(files.values())
 
 
 def main() -> None:
@@ -49,7 +66,7 @@ def main() -> None:
             expected = pl.read_parquet(root / "plain.parquet")
             for name in ("cold", "warm"):
                 assert_frame_equal(pl.read_parquet(root / f"{name}.parquet"), expected, check_exact=True)
-        cached = sum(p.stat().st_size for p in (root / "cache-0" / "artifacts").rglob("*.pl.parquet"))
+        cached = stored_size(root / "cache-0")
         pickles = pickled_size(root / "cache-0")
         for round_no in range(args.rounds):
             shutil.rmtree(root / f"cache-{round_no}", ignore_errors=True)

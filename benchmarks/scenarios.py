@@ -83,12 +83,13 @@ def dag_arguments(description: str) -> argparse.Namespace:
 
 
 def disk_mib(path: Path) -> float:
-    """Disk usage of a directory tree, as `du` counts it, in MiB."""
-    blocks = 0
+    """Disk usage of a directory tree, as `du` counts it (a file with several names, hard
+    links, once), in MiB."""
+    seen: dict[tuple[int, int], int] = {}
     for folder, _, files in os.walk(path):
-        blocks += os.lstat(folder).st_blocks
-        blocks += sum(os.lstat(os.path.join(folder, name)).st_blocks for name in files)
-    return blocks * 512 / 2**20
+        for found in (os.lstat(folder), *(os.lstat(os.path.join(folder, name)) for name in files)):
+            seen[found.st_dev, found.st_ino] = found.st_blocks
+    return sum(seen.values()) * 512 / 2**20
 
 
 class Bench:
