@@ -130,8 +130,8 @@ def test_repeated_columns_are_linked_not_written_and_read_back_exactly(project, 
     joined, _, joined_options = _artifact(project, "joined")
     final, _, final_options = _artifact(project, "final")
     # joined links base's file for the columns it repeats; its own file holds the rest
-    repeated = {"id": "id", "x": "x"} if library == "polars" else {"id": "id", "x": "x", "when": "when"}  # region: < 1 MiB
-    assert [side["columns"] for side in joined_options["shared"]["files"]] == [repeated]
+    repeated = ["id", "x"] if library == "polars" else ["id", "x", "when"]  # region: < 1 MiB
+    assert joined_options["shared"]["columns"] == {name: [[0, name]] for name in repeated}
     assert os.path.samefile(_path(project, joined, fmt, 0), _path(project, base, fmt))
     assert {"id", "x"}.isdisjoint(_columns_in(_path(project, joined, fmt)))
     assert {"y", "zero"} <= _columns_in(_path(project, joined, fmt))
@@ -150,6 +150,73 @@ def test_repeated_columns_are_linked_not_written_and_read_back_exactly(project, 
     again = project.run("pipeline.py", "again.out")
     assert again.ran() == set()
     assert_equal(read(project.root / "again.out"), computed)
+
+
+CONCAT_PIPELINE = """
+import sys
+
+import numpy as np
+import {module} as lib
+from lwdp import stage
+
+N = 150_000
+
+
+def part(seed):
+    rng = np.random.default_rng(seed)
+    return lib.DataFrame({{"id": np.arange(N) + seed * N, "x": rng.random(N), "small": (np.arange(N) % 3).astype(np.int8)}})
+
+
+@stage(cache=True)
+def first():
+    return part(0)
+
+
+@stage(cache=True)
+def second():
+    return part(1)
+
+
+@stage(a=first, b=second, cache=True)
+def merged(a, b):
+    return {concat}
+
+
+@stage(merged=merged, cache=True)
+def derived(merged):
+    return merged.{assign}
+
+
+if __name__ == "__main__":
+    result = derived()
+    {write}
+"""
+CONCAT = {
+    "polars": dict(module="polars", concat="lib.concat([a, b])", assign='with_columns(y=lib.col("x") * 2)',
+                   write="result.write_parquet(sys.argv[1])"),
+    "pandas": dict(module="pandas", concat="lib.concat([a, b], ignore_index=True)", assign='assign(y=merged["x"] * 2)',
+                   write="result.to_pickle(sys.argv[1])"),
+}
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_a_concatenation_links_its_parts_and_its_consumers_link_them_too(project, library):
+    project.write("pipeline.py", CONCAT_PIPELINE.format(**CONCAT[library]))
+    project.run("pipeline.py", "cold.out")
+    warm = project.run("pipeline.py", "warm.out")
+    assert warm.ran() == set()
+    _, read, assert_equal = LIBRARIES[library]
+    assert_equal(read(project.root / "warm.out"), read(project.root / "cold.out"))
+
+    first, fmt, _ = _artifact(project, "first")
+    second, _, _ = _artifact(project, "second")
+    parts = {_path(project, first, fmt).stat().st_ino, _path(project, second, fmt).stat().st_ino}
+    for stage in ("merged", "derived"):
+        stage_hash, _, options = _artifact(project, stage)
+        layout = options["shared"]
+        assert layout["columns"]["id"] == [[0, "id"], [1, "id"]]  # the parts' columns, one after another
+        assert {_path(project, stage_hash, fmt, k).stat().st_ino for k in range(len(layout["files"]))} == parts
+        assert "small" in _columns_in(_path(project, stage_hash, fmt))  # < 1 MiB: written
 
 
 def test_a_damaged_linked_file_is_a_miss_verify_reports_and_the_stage_recomputes(project):
@@ -211,7 +278,7 @@ def _kept_once(name: str, result, upstream):
         up_options = json.loads(json.dumps(fmt.write(upstream, up_path)))
         own = fmt.read(io.BytesIO(Path(own_path).read_bytes()), own_options)
         up = fmt.read(io.BytesIO(Path(up_path).read_bytes()), up_options)
-    return columns.combine(own, names, {n: (up, n) for n in shared}), shared
+    return columns.combine(own, names, {n: [(up, n)] for n in shared}), shared
 
 
 POLARS_FLAT = [pl.Int8, pl.UInt64, pl.Float32, pl.Float64, pl.Boolean, pl.String, pl.Date, pl.Datetime("us"),

@@ -121,14 +121,18 @@ def _polars_same(frame: Any, name: str, other: Any, other_name: str) -> bool:
     return not dtype.is_float() or not ((a == 0) & ((1 / a) != (1 / b))).any()
 
 
-def _polars_combine(own: Any, order: list[str], pieces: dict[str, tuple[Any, str]]) -> Any:
+def _polars_combine(own: Any, order: list[str], pieces: dict[str, list[tuple[Any, str]]]) -> Any:
     polars = sys.modules["polars"]
-    return polars.DataFrame([own[name] if name in own.columns else pieces[name][0][pieces[name][1]].alias(name) for name in order])
+    return polars.DataFrame([
+        own[name] if name in own.columns else polars.concat([frame[there] for frame, there in pieces[name]]).alias(name)
+        for name in order
+    ])
 
 
 _POLARS_COLUMNS = Columns(
-    _polars_names, lambda frame, name: int(frame[name].estimated_size()), _polars_same,
-    lambda frame, names: frame.drop(names), _polars_combine,
+    _polars_names, lambda frame, name: int(frame[name].estimated_size()), lambda frame: frame.height,
+    lambda frame, start, stop: frame.slice(start, stop - start), _polars_same, lambda frame, names: frame.drop(names),
+    _polars_combine,
 )
 
 

@@ -31,7 +31,7 @@ from .outcomes import Hit, Loadable, Miss, MissReason, Source, damage, parsed, w
 from .placement import Placement
 from .records import ArtifactRecord, utcnow
 from .shared_columns import (
-    SideFile, check_files, content, own_size, plan, shared_options, side_files_of, side_suffix, without_shared,
+    LinkedFile, Pieces, check_files, content, linked_files, linked_layout, own_size, plan, side_suffix,
 )
 
 if TYPE_CHECKING:
@@ -193,9 +193,9 @@ class ResultCache:
         :raises ArtifactWriteError: the disk refused (full, I/O error); nothing is published.
         """
         fmt = choice.format
-        sides = plan(fmt, result, upstreams(), self.store) if upstreams is not None and self.shared is None else []
+        shared = plan(fmt, result, upstreams(), self.store) if upstreams is not None and self.shared is None else {}
         try:
-            options, size, checksum = self._write(stage_name, stage_hash, fmt, result, sides)
+            options, size, checksum = self._write(stage_name, stage_hash, fmt, result, shared)
         except ResultNotStorableError as exc:
             if choice.fallback is None:
                 raise
@@ -222,10 +222,10 @@ class ResultCache:
         :raises ArtifactWriteError: the disk refused; nothing is published.
         """
         suffix = FORMATS[earlier.format].suffix
-        linked = side_files_of(earlier, self.store)
+        linked = linked_files(earlier, self.store)
         if linked and self.shared is not None:
             return None
-        if self._link(stage_name, stage_hash, suffix, linked) != linked:
+        if not self._link(stage_name, stage_hash, suffix, linked):
             return None
         if not self._linked(stage_name, stage_hash, suffix, self.store.path_for(earlier.hash, suffix), own_size(earlier), earlier.checksum):
             self.store.delete_links(stage_hash, suffix)
@@ -294,19 +294,21 @@ class ResultCache:
             )
 
     def _write(
-        self, stage_name: str, stage_hash: str, fmt: Format, result: Any, sides: list[SideFile] | None = None,
+        self, stage_name: str, stage_hash: str, fmt: Format, result: Any, shared: dict[str, Pieces] | None = None,
     ) -> tuple[dict[str, Any], int, str]:
-        """Write ``result``: the files holding its shared columns (``sides``) linked first,
-        then its own file without them (every column, where a link fails)."""
-        linked = self._link(stage_name, stage_hash, fmt.suffix, sides or [])
-        if not linked:
+        """Write ``result``: the files holding its ``shared`` columns linked first, then its
+        own file without those columns (every column, where a link fails)."""
+        files, layout = linked_layout(fmt, result, shared) if shared else ([], {})
+        if not self._link(stage_name, stage_hash, fmt.suffix, files) or not files:
             return self._write_file(stage_name, stage_hash, fmt, result)
+        columns = fmt.handler().columns
+        assert columns is not None and shared
         try:
-            options, size, checksum = self._write_file(stage_name, stage_hash, fmt, without_shared(fmt, result, linked))
+            options, size, checksum = self._write_file(stage_name, stage_hash, fmt, columns.without(result, list(shared)))
         except BaseException:
             self.store.delete_links(stage_hash, fmt.suffix)
             raise
-        return {**options, **shared_options(fmt, result, linked)}, size + sum(side.size for side in linked), checksum
+        return {**options, **layout}, size + sum(file.size for file in files), checksum
 
     def _write_file(self, stage_name: str, stage_hash: str, fmt: Format, result: Any) -> tuple[dict[str, Any], int, str]:
         try:
@@ -322,13 +324,13 @@ class ResultCache:
                 f"({type(exc).__name__}: {exc}); choose another cache_format"
             ) from exc
 
-    def _link(self, stage_name: str, stage_hash: str, suffix: str, sides: list[SideFile]) -> list[SideFile]:
-        """Link ``sides`` beside the artifact: all of them, or none (one gone or changed
+    def _link(self, stage_name: str, stage_hash: str, suffix: str, files: list[LinkedFile]) -> bool:
+        """Link ``files`` beside the artifact: all of them, or none (one gone or changed
         meanwhile: its columns are written)."""
-        if all(self._linked(stage_name, stage_hash, side_suffix(suffix, k), *side[:3]) for k, side in enumerate(sides)):
-            return sides
+        if all(self._linked(stage_name, stage_hash, side_suffix(suffix, k), *file[:3]) for k, file in enumerate(files)):
+            return True
         self.store.delete_links(stage_hash, suffix)
-        return []
+        return False
 
     def _linked(self, stage_name: str, stage_hash: str, suffix: str, source: Path, size: int, checksum: str) -> bool:
         """Whether ``source`` is now the artifact's file ``suffix``, hard-linked (copied where

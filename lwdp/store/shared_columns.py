@@ -22,11 +22,14 @@ every artifact whole (object stores have no hard links).
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import xxhash
+
 from ..formats import FORMATS, Format
-from ..formats.handler import ReadOptions
+from ..formats.handler import Columns, ReadOptions
 from .artifact_store import bytes_match
 
 if TYPE_CHECKING:
@@ -36,22 +39,22 @@ if TYPE_CHECKING:
 WORTH_SHARING = 1 << 20
 
 
-class SideFile(NamedTuple):
-    """A file an artifact links: where it comes from, what it must be, and which of the
-    result's columns it holds (by their names there)."""
+class LinkedFile(NamedTuple):
+    """A file an artifact links: where it comes from, and what it must be."""
 
     source: Path
     size: int
     checksum: str
     options: ReadOptions
-    columns: dict[str, str]
 
-    def entry(self) -> dict[str, Any]:
-        return {"size": self.size, "checksum": self.checksum, "options": self.options, "columns": self.columns}
+
+Pieces = list[tuple[LinkedFile, str]]  # where a column is kept: (file, its name there), in row order
 
 
 def layout(record: ArtifactRecord) -> dict[str, Any] | None:
-    """The shared columns of ``record``'s artifact: its column order and linked files."""
+    """The shared columns of ``record``'s artifact: its column order, the files it links
+    (``files``: size, checksum, read options) and each shared column's pieces in them
+    (``columns``: name -> [[file number, name there], ...])."""
     return record.read_options.get("shared")
 
 
@@ -66,72 +69,88 @@ def own_size(record: ArtifactRecord) -> int:
 
 
 def content(record: ArtifactRecord) -> str:
-    """What the artifact holds, for early cutoff: its own file's checksum and its linked
-    files' (the same own file may be combined with other columns)."""
-    return " ".join([record.checksum, *(side["checksum"] for side in side_files(record))])
+    """What the artifact holds, for early cutoff: its own file's checksum, and where its
+    shared columns are (the same own file may be combined with other columns)."""
+    found = layout(record)
+    if not found:
+        return record.checksum
+    where = {"files": [side["checksum"] for side in found["files"]], "columns": found["columns"], "order": found["order"]}
+    return f"{record.checksum} {xxhash.xxh3_128_hexdigest(json.dumps(where, sort_keys=True).encode())}"
 
 
-def plan(fmt: Format, result: Any, upstreams: list[tuple[ArtifactRecord, Any]], store: LocalArtifactStore) -> list[SideFile]:
-    """The files ``result``'s columns can be read from instead of written: for each column
-    worth sharing, the first upstream (record, its result in memory) of the same format
-    whose frame has it exactly. At least one column is always written (a file of none
-    would not keep the row count)."""
-    columns = fmt.handler().columns
-    names = columns.names(result) if columns is not None else None
-    if columns is None or not names:
-        return []
-    candidates = [
-        (record, value, set(theirs)) for record, value in upstreams
-        if record.format == fmt.name and (theirs := columns.names(value))
-    ]
-    found: dict[Path, SideFile] = {}
-    shared = 0
-    for name in names:
-        if shared == len(names) - 1 or columns.nbytes(result, name) < WORTH_SHARING:
-            continue
-        for record, value, their_names in candidates:
-            if name not in their_names or not columns.same(result, name, value, name):
-                continue
-            side = _holding(record, name, store)
-            found.setdefault(side.source, side).columns[name] = side.columns[name]
-            shared += 1
-            break
-    return list(found.values())
-
-
-def side_files_of(record: ArtifactRecord, store: LocalArtifactStore) -> list[SideFile]:
+def linked_files(record: ArtifactRecord, store: LocalArtifactStore) -> list[LinkedFile]:
     """The files ``record``'s artifact links, as they lie beside it."""
     suffix = FORMATS[record.format].suffix
     return [
-        SideFile(store.path_for(record.hash, side_suffix(suffix, k)), side["size"], side["checksum"], side["options"], side["columns"])
+        LinkedFile(store.path_for(record.hash, side_suffix(suffix, k)), side["size"], side["checksum"], side["options"])
         for k, side in enumerate(side_files(record))
     ]
-
-
-def _holding(record: ArtifactRecord, name: str, store: LocalArtifactStore) -> SideFile:
-    """The file of ``record``'s artifact that holds its column ``name``: one it links, or its own."""
-    for side in side_files_of(record, store):
-        if name in side.columns:
-            return side._replace(columns={name: side.columns[name]})
-    options = {key: value for key, value in record.read_options.items() if key != "shared"}
-    return SideFile(store.path_for(record.hash, FORMATS[record.format].suffix), own_size(record), record.checksum, options, {name: name})
 
 
 def side_suffix(suffix: str, k: int) -> str:
     return f"c{k}.{suffix}"
 
 
-def without_shared(fmt: Format, result: Any, sides: list[SideFile]) -> Any:
+def plan(fmt: Format, result: Any, upstreams: list[tuple[ArtifactRecord, Any]], store: LocalArtifactStore) -> dict[str, Pieces]:
+    """Where ``result``'s columns can be read from instead of written: for each column
+    worth sharing, the first upstream (record, its result in memory) of the same format
+    whose frame has it exactly, or else the upstreams holding it, one after another (a
+    concatenation), in the order the stage lists them. At least one column is always
+    written (a file of none would not keep the row count)."""
     columns = fmt.handler().columns
-    assert columns is not None
-    return columns.without(result, [name for side in sides for name in side.columns])
+    names = columns.names(result) if columns is not None else None
+    if columns is None or not names:
+        return {}
+    candidates = [(record, value) for record, value in upstreams if record.format == fmt.name and columns.names(value)]
+    shared: dict[str, Pieces] = {}
+    for name in names:
+        if len(shared) == len(names) - 1 or columns.nbytes(result, name) < WORTH_SHARING:
+            continue
+        holding = [(record, value) for record, value in candidates if name in columns.names(value)]  # type: ignore[operator]
+        found = next(([record] for record, value in holding if columns.same(result, name, value, name)), None)
+        if found is None and len(holding) > 1:
+            found = _concatenated(columns, result, name, holding)
+        if found is not None:
+            shared[name] = [piece for record in found for piece in _pieces(record, name, store)]
+    return shared
 
 
-def shared_options(fmt: Format, result: Any, sides: list[SideFile]) -> ReadOptions:
-    """What the artifact's read options say of its shared columns."""
+def _concatenated(columns: Columns, result: Any, name: str, holding: list[tuple[ArtifactRecord, Any]]) -> list[ArtifactRecord] | None:
+    """The upstreams whose columns ``name``, one after another, are ``result``'s; None if they are not."""
+    heights = [columns.height(value) for _, value in holding]
+    if sum(heights) != columns.height(result):
+        return None
+    start = 0
+    for (_, value), height in zip(holding, heights):
+        if not columns.same(columns.rows(result, start, start + height), name, value, name):
+            return None
+        start += height
+    return [record for record, _ in holding]
+
+
+def _pieces(record: ArtifactRecord, name: str, store: LocalArtifactStore) -> Pieces:
+    """Where ``record``'s artifact keeps its column ``name``: the files it links, or its own."""
+    found = layout(record)
+    if found and name in found["columns"]:
+        files = linked_files(record, store)
+        return [(files[k], there) for k, there in found["columns"][name]]
+    options = {key: value for key, value in record.read_options.items() if key != "shared"}
+    own = LinkedFile(store.path_for(record.hash, FORMATS[record.format].suffix), own_size(record), record.checksum, options)
+    return [(own, name)]
+
+
+def linked_layout(fmt: Format, result: Any, shared: dict[str, Pieces]) -> tuple[list[LinkedFile], ReadOptions]:
+    """The files to link (each once) and what the artifact's read options say of them."""
     columns = fmt.handler().columns
     assert columns is not None
-    return {"shared": {"order": columns.names(result), "files": [side.entry() for side in sides]}}
+    files = list({file.source: file for pieces in shared.values() for file, _ in pieces}.values())
+    number = {file.source: k for k, file in enumerate(files)}
+    options = {"shared": {
+        "order": columns.names(result),
+        "files": [{"size": file.size, "checksum": file.checksum, "options": file.options} for file in files],
+        "columns": {name: [[number[file.source], there] for file, there in pieces] for name, pieces in shared.items()},
+    }}
+    return files, options
 
 
 def read_artifact(record: ArtifactRecord, data: bytes | None, sides: tuple[bytes, ...] = ()) -> Any:
@@ -144,10 +163,8 @@ def read_artifact(record: ArtifactRecord, data: bytes | None, sides: tuple[bytes
         return own
     columns = fmt.handler().columns
     assert columns is not None
-    pieces: dict[str, tuple[Any, str]] = {}
-    for side, side_data in zip(found["files"], sides, strict=True):
-        frame = fmt.read(io.BytesIO(side_data), side["options"])
-        pieces.update((name, (frame, there)) for name, there in side["columns"].items())
+    frames = [fmt.read(io.BytesIO(side_data), side["options"]) for side, side_data in zip(found["files"], sides, strict=True)]
+    pieces = {name: [(frames[k], there) for k, there in where] for name, where in found["columns"].items()}
     return columns.combine(own, found["order"], pieces)
 
 
