@@ -118,7 +118,9 @@ def _polars_same(frame: Any, name: str, other: Any, other_name: str) -> bool:
     flat = dtype.is_numeric() or dtype.is_temporal() or dtype in (sys.modules["polars"].String, sys.modules["polars"].Boolean)
     if not flat or dtype != b.dtype or len(a) != len(b) or not a.equals(b, check_dtypes=True, null_equal=True):
         return False
-    return not dtype.is_float() or not ((a == 0) & ((1 / a) != (1 / b))).any()
+    if not dtype.is_float() or not (zeros := a == 0).any():
+        return True
+    return bool((1 / a.filter(zeros)).equals(1 / b.filter(zeros)))  # ±inf: the zeros' signs
 
 
 def _polars_combine(own: Any, order: list[str], pieces: dict[str, list[tuple[Any, str]]]) -> Any:

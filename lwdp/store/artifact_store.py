@@ -153,6 +153,13 @@ class LocalArtifactStore(ArtifactStore):
     def path_for(self, stage_hash: str, suffix: str) -> Path:
         return self.root / stage_hash[:2] / f"{stage_hash}.{suffix}"
 
+    def _paths(self, stage_hash: str, suffix: str) -> tuple[Path, Path]:
+        """Where an artifact's file goes, in a folder made if need be, and a temporary name
+        beside it that says which process writes it."""
+        final = self.path_for(stage_hash, suffix)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return final, final.with_name(f"{TEMP_PREFIX}{stage_hash}-{os.getpid()}-{secrets.token_hex(4)}.{suffix}")
+
     def describe(self, stage_hash: str, suffix: str) -> str:
         return str(self.path_for(stage_hash, suffix))
 
@@ -165,9 +172,7 @@ class LocalArtifactStore(ArtifactStore):
         ``sync_directory=False``: the rename is made durable by the caller's next write in
         the same directory (an artifact's manifest, written next, syncs it for both).
         """
-        final = self.path_for(stage_hash, suffix)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        temp = final.with_name(f"{TEMP_PREFIX}{stage_hash}-{os.getpid()}-{secrets.token_hex(4)}.{suffix}")
+        final, temp = self._paths(stage_hash, suffix)
         try:
             written = write_to(str(temp))
             with open(temp, "rb+") as f:
@@ -181,6 +186,27 @@ class LocalArtifactStore(ArtifactStore):
         if sync_directory:
             _fsync_dir(final.parent)
         return written, size, checksum
+
+    def link(self, stage_hash: str, suffix: str, source: Path) -> tuple[int, str | None]:
+        """Publish ``source`` as the artifact's file ``suffix``: a hard link, or a copy where
+        the filesystem makes none (written as `write` writes). Its size, and its checksum
+        when copied (None: a link has the source's very bytes, already synced). The rename
+        is made durable by the caller's next write in the directory (the manifest)."""
+        final, temp = self._paths(stage_hash, suffix)
+        try:
+            os.link(source, temp)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            _, size, checksum = self.write(stage_hash, suffix, lambda path: shutil.copyfile(source, path), sync_directory=False)
+            return size, checksum
+        try:
+            size = temp.stat().st_size
+            os.replace(temp, final)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return size, None
 
     def put(self, stage_hash: str, suffix: str, payload: bytes) -> None:
         self.write(stage_hash, suffix, lambda path: Path(path).write_bytes(payload))
@@ -308,17 +334,6 @@ def bytes_match(data: bytes | None, size: int, checksum: str) -> bool | None:
     if data is None:
         return None
     return len(data) == size and checksum_bytes(data) == checksum
-
-
-def link_or_copy(source: Path, destination: str) -> None:
-    """``destination`` as a hard link to ``source`` (no byte copied), or a copy of it where
-    the filesystem makes no links."""
-    try:
-        os.link(source, destination)
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
-            raise
-        shutil.copyfile(source, destination)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -25,7 +25,7 @@ from ..formats import FORMATS, Format, FormatChoice, stored_as, warn_falling_bac
 from ..version import __version__
 from .adoption import adopt, adoptable
 from .artifact_manifest import manifest_of
-from .artifact_store import LocalArtifactStore, link_or_copy
+from .artifact_store import LocalArtifactStore
 from .locks import LockDir
 from .outcomes import Hit, Loadable, Miss, MissReason, Source, damage, parsed, warn_once
 from .placement import Placement
@@ -225,9 +225,9 @@ class ResultCache:
         linked = linked_files(earlier, self.store)
         if linked and self.shared is not None:
             return None
-        if not self._link(stage_name, stage_hash, suffix, linked):
+        if not self._link(stage_name, stage_hash, suffix, linked, check=True):
             return None
-        if not self._linked(stage_name, stage_hash, suffix, self.store.path_for(earlier.hash, suffix), own_size(earlier), earlier.checksum):
+        if not self._linked(stage_name, stage_hash, suffix, self.store.path_for(earlier.hash, suffix), own_size(earlier), earlier.checksum, True):
             self.store.delete_links(stage_hash, suffix)
             return None
         now = utcnow()
@@ -324,28 +324,31 @@ class ResultCache:
                 f"({type(exc).__name__}: {exc}); choose another cache_format"
             ) from exc
 
-    def _link(self, stage_name: str, stage_hash: str, suffix: str, files: list[LinkedFile]) -> bool:
+    def _link(self, stage_name: str, stage_hash: str, suffix: str, files: list[LinkedFile], check: bool = False) -> bool:
         """Link ``files`` beside the artifact: all of them, or none (one gone or changed
-        meanwhile: its columns are written)."""
-        if all(self._linked(stage_name, stage_hash, side_suffix(suffix, k), *file[:3]) for k, file in enumerate(files)):
+        meanwhile: its columns are written). ``check``: read each one's bytes against its
+        checksum (files this run did not just write or load)."""
+        if all(self._linked(stage_name, stage_hash, side_suffix(suffix, k), *file[:3], check) for k, file in enumerate(files)):
             return True
         self.store.delete_links(stage_hash, suffix)
         return False
 
-    def _linked(self, stage_name: str, stage_hash: str, suffix: str, source: Path, size: int, checksum: str) -> bool:
+    def _linked(self, stage_name: str, stage_hash: str, suffix: str, source: Path, size: int, checksum: str, check: bool) -> bool:
         """Whether ``source`` is now the artifact's file ``suffix``, hard-linked (copied where
-        links can't be made) and checked against its size and checksum. False when it was
-        gone (a gc meanwhile) or damaged (nothing is left of it then).
+        links can't be made) with its size, and its checksum when copied or ``check``ed.
+        False when it was gone (a gc meanwhile) or damaged (nothing is left of it then).
 
         :raises ArtifactWriteError: the disk refused.
         """
         try:
-            _, got_size, got_checksum = self.store.write(stage_hash, suffix, functools.partial(link_or_copy, source), sync_directory=False)
+            got_size, got_checksum = self.store.link(stage_hash, suffix, source)
         except FileNotFoundError:
             return False
         except OSError as exc:
             raise _write_failed(stage_name, "artifact", exc) from exc
-        if (got_size, got_checksum) != (size, checksum):
+        if check and got_checksum is None:
+            got_checksum = self.store.checksum(stage_hash, suffix)
+        if got_size != size or got_checksum not in (None, checksum):
             self.store.path_for(stage_hash, suffix).unlink(missing_ok=True)
             return False
         return True

@@ -96,7 +96,7 @@ def plan(fmt: Format, result: Any, upstreams: list[tuple[ArtifactRecord, Any]], 
     worth sharing, the first upstream (record, its result in memory) of the same format
     whose frame has it exactly, or else the upstreams holding it, one after another (a
     concatenation), in the order the stage lists them. At least one column is always
-    written (a file of none would not keep the row count)."""
+    written."""
     columns = fmt.handler().columns
     names = columns.names(result) if columns is not None else None
     if columns is None or not names:
@@ -104,7 +104,7 @@ def plan(fmt: Format, result: Any, upstreams: list[tuple[ArtifactRecord, Any]], 
     candidates = [(record, value) for record, value in upstreams if record.format == fmt.name and columns.names(value)]
     shared: dict[str, Pieces] = {}
     for name in names:
-        if len(shared) == len(names) - 1 or columns.nbytes(result, name) < WORTH_SHARING:
+        if columns.nbytes(result, name) < WORTH_SHARING:
             continue
         holding = [(record, value) for record, value in candidates if name in columns.names(value)]  # type: ignore[operator]
         found = next(([record] for record, value in holding if columns.same(result, name, value, name)), None)
@@ -112,6 +112,8 @@ def plan(fmt: Format, result: Any, upstreams: list[tuple[ArtifactRecord, Any]], 
             found = _concatenated(columns, result, name, holding)
         if found is not None:
             shared[name] = [piece for record in found for piece in _pieces(record, name, store)]
+    if len(shared) == len(names):  # the smallest is written: a file of no column would not keep the row count
+        del shared[min(shared, key=lambda name: columns.nbytes(result, name))]
     return shared
 
 
