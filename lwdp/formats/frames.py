@@ -395,26 +395,18 @@ def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.array_equal(a.view(as_bits), b.view(as_bits)))
 
 
-def _combine(own: pd.DataFrame, order: list[str], pieces: dict[str, list[tuple[Any, str]]]) -> pd.DataFrame:
+def _combine(own: pd.DataFrame, order: list[str], shared: dict[str, tuple[Any, str]]) -> pd.DataFrame:
     """The frame again: its own file's columns and index, with the shared columns put back
-    in place, by position (the frames holding them have other indexes)."""
-    arrays = {name: own[name].array if name in own.columns else _joined(pieces[name]) for name in order}
-    df = pd.DataFrame(arrays, index=own.index)
+    in place, by position (the frames holding them have other indexes), none copied."""
+    arrays = {name: (own[name] if name in own.columns else shared[name][0][shared[name][1]]).array for name in order}
+    df = pd.DataFrame(arrays, index=own.index, copy=False)
     df.columns = pd.Index(order, dtype=own.columns.dtype, name=own.columns.name)
     df.attrs = own.attrs
     return df
 
 
-def _joined(pieces: list[tuple[Any, str]]) -> Any:
-    """A column's values from its pieces, one after another (all of its dtype)."""
-    if len(pieces) == 1:
-        return pieces[0][0][pieces[0][1]].array
-    return pd.concat([frame[name] for frame, name in pieces], ignore_index=True).array
-
-
 _COLUMNS = Columns(
-    _column_names, lambda df, name: int(df[name].nbytes), len, lambda df, start, stop: df.iloc[start:stop],
-    _same_column, lambda df, names: df.drop(columns=names), _combine,
+    _column_names, lambda df, name: int(df[name].nbytes), _same_column, lambda df, names: df.drop(columns=names), _combine,
 )
 
 

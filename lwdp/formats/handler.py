@@ -20,12 +20,9 @@ class Columns(NamedTuple):
 
     names: Callable[[Any], "list[str] | None"]  # the frame's columns in order; None: it shares none
     nbytes: Callable[[Any, str], int]  # a column's size in memory
-    height: Callable[[Any], int]
-    rows: Callable[[Any, int, int], Any]  # the frame's rows [start, stop), by position
     same: Callable[[Any, str, Any, str], bool]  # the same dtype and the same values, bit for bit
     without: Callable[[Any, list[str]], Any]  # the frame less these columns
-    # the frame again: (own frame, column order, {name: [(frame, its name there), ...] in row order})
-    combine: Callable[[Any, list[str], "dict[str, list[tuple[Any, str]]]"], Any]
+    combine: Callable[[Any, list[str], "dict[str, tuple[Any, str]]"], Any]  # (own frame, order, {name: (frame, its name there)})
 
 
 class Handler(NamedTuple):

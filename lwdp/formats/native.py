@@ -123,17 +123,13 @@ def _polars_same(frame: Any, name: str, other: Any, other_name: str) -> bool:
     return bool((1 / a.filter(zeros)).equals(1 / b.filter(zeros)))  # ±inf: the zeros' signs
 
 
-def _polars_combine(own: Any, order: list[str], pieces: dict[str, list[tuple[Any, str]]]) -> Any:
+def _polars_combine(own: Any, order: list[str], shared: dict[str, tuple[Any, str]]) -> Any:
     polars = sys.modules["polars"]
-    return polars.DataFrame([
-        own[name] if name in own.columns else polars.concat([frame[there] for frame, there in pieces[name]]).alias(name)
-        for name in order
-    ])
+    return polars.DataFrame([own[name] if name in own.columns else shared[name][0][shared[name][1]].alias(name) for name in order])
 
 
 _POLARS_COLUMNS = Columns(
-    _polars_names, lambda frame, name: int(frame[name].estimated_size()), lambda frame: frame.height,
-    lambda frame, start, stop: frame.slice(start, stop - start), _polars_same, lambda frame, names: frame.drop(names),
+    _polars_names, lambda frame, name: int(frame[name].estimated_size()), _polars_same, lambda frame, names: frame.drop(names),
     _polars_combine,
 )
 

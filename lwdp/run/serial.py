@@ -259,13 +259,20 @@ class PipelineRun:
         rows, manifest, tracked = saved_with(
             stage, self.inputs[stage], stage_manifest(stage, self.inputs[stage]), found, self.cache.settings, self.cache.catalog
         )
-        upstreams = [(self.hashes[inp.value], self.results[inp.value]) for inp in stage.inputs
-                     if inp.kind == "stage" and inp.value.cache and inp.name in stage.passed_inputs]
         save_in_background(
             self.writer, lock, self.cache, stage, stage_hash, result, choice, seconds, manifest, miss_reason,
-            lambda: input_key(stage, rows, self.content_of), tracked, upstream_artifacts(self.cache, upstreams, self.writer),
+            lambda: input_key(stage, rows, self.content_of), tracked,
+            upstream_artifacts(self.cache, self._cached_upstreams(stage), self.writer),
         )
         return result
+
+    def _cached_upstreams(self, stage: Stage) -> list[tuple[str, Any]]:
+        """(hash, result) of the cached upstreams ``stage`` takes, whose columns its result
+        may link (`lwdp.store.shared_columns`)."""
+        return [
+            (self.hashes[inp.value], self.results[inp.value]) for inp in stage.inputs
+            if inp.kind == "stage" and inp.value.cache and inp.name in stage.passed_inputs
+        ]
 
     def _inputs(self, stage: Stage) -> dict[str, Any]:
         """The keyword arguments of ``stage`` (its upstreams' results are in by now)."""

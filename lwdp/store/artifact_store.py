@@ -44,11 +44,15 @@ def artifact_name(bucket: str, name: str) -> tuple[str, str] | None:
     known format (or its manifest, or a file it links: ``c<k>.<suffix>``) in the bucket
     ``<hash[:2]>``; None for anything else."""
     stage_hash, dot, suffix = name.partition(".")
-    side, _, linked = suffix.partition(".")
-    known = suffix in _SUFFIXES or (_SIDE.fullmatch(side) is not None and linked in _SUFFIXES)
+    known = suffix in _SUFFIXES or linked_by(suffix) is not None
     if dot and known and HASH.fullmatch(stage_hash) and stage_hash[:2] == bucket:
         return stage_hash, suffix
     return None
+
+
+def linked_suffix(suffix: str, k: int) -> str:
+    """The suffix of the ``k``-th file an artifact of ``suffix`` links."""
+    return f"c{k}.{suffix}"
 
 
 def linked_by(suffix: str) -> str | None:
@@ -239,7 +243,7 @@ class LocalArtifactStore(ArtifactStore):
     def delete_links(self, stage_hash: str, suffix: str) -> None:
         """The files an artifact links (`shared_columns`): numbered from 0, linked in order."""
         for k in itertools.count():
-            side = self.path_for(stage_hash, f"c{k}.{suffix}")
+            side = self.path_for(stage_hash, linked_suffix(suffix, k))
             if not side.exists():
                 break
             side.unlink(missing_ok=True)

@@ -25,13 +25,13 @@ from ..formats import FORMATS, Format, FormatChoice, stored_as, warn_falling_bac
 from ..version import __version__
 from .adoption import adopt, adoptable
 from .artifact_manifest import manifest_of
-from .artifact_store import LocalArtifactStore
+from .artifact_store import LocalArtifactStore, linked_suffix
 from .locks import LockDir
 from .outcomes import Hit, Loadable, Miss, MissReason, Source, damage, parsed, warn_once
 from .placement import Placement
 from .records import ArtifactRecord, utcnow
 from .shared_columns import (
-    LinkedFile, Pieces, check_files, content, linked_files, linked_layout, own_size, plan, side_suffix,
+    LinkedFile, Piece, check_files, content, linked_files, linked_layout, own_size, plan,
 )
 
 if TYPE_CHECKING:
@@ -294,12 +294,12 @@ class ResultCache:
             )
 
     def _write(
-        self, stage_name: str, stage_hash: str, fmt: Format, result: Any, shared: dict[str, Pieces] | None = None,
+        self, stage_name: str, stage_hash: str, fmt: Format, result: Any, shared: dict[str, Piece] | None = None,
     ) -> tuple[dict[str, Any], int, str]:
         """Write ``result``: the files holding its ``shared`` columns linked first, then its
         own file without those columns (every column, where a link fails)."""
         files, layout = linked_layout(fmt, result, shared) if shared else ([], {})
-        if not self._link(stage_name, stage_hash, fmt.suffix, files) or not files:
+        if not files or not self._link(stage_name, stage_hash, fmt.suffix, files):
             return self._write_file(stage_name, stage_hash, fmt, result)
         columns = fmt.handler().columns
         assert columns is not None and shared
@@ -328,7 +328,7 @@ class ResultCache:
         """Link ``files`` beside the artifact: all of them, or none (one gone or changed
         meanwhile: its columns are written). ``check``: read each one's bytes against its
         checksum (files this run did not just write or load)."""
-        if all(self._linked(stage_name, stage_hash, side_suffix(suffix, k), *file[:3], check) for k, file in enumerate(files)):
+        if all(self._linked(stage_name, stage_hash, linked_suffix(suffix, k), *file[:3], check) for k, file in enumerate(files)):
             return True
         self.store.delete_links(stage_hash, suffix)
         return False

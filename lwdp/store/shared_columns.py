@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import xxhash
 
 from ..formats import FORMATS, Format
-from ..formats.handler import Columns, ReadOptions
-from .artifact_store import bytes_match
+from ..formats.handler import ReadOptions
+from .artifact_store import bytes_match, linked_suffix
 
 if TYPE_CHECKING:
     from .artifact_store import ArtifactStore, LocalArtifactStore
@@ -48,13 +48,13 @@ class LinkedFile(NamedTuple):
     options: ReadOptions
 
 
-Pieces = list[tuple[LinkedFile, str]]  # where a column is kept: (file, its name there), in row order
+Piece = tuple[LinkedFile, str]  # where a column is kept: a file, and its name there
 
 
 def layout(record: ArtifactRecord) -> dict[str, Any] | None:
     """The shared columns of ``record``'s artifact: its column order, the files it links
-    (``files``: size, checksum, read options) and each shared column's pieces in them
-    (``columns``: name -> [[file number, name there], ...])."""
+    (``files``: size, checksum, read options) and where each shared column is in them
+    (``columns``: name -> [file number, name there])."""
     return record.read_options.get("shared")
 
 
@@ -82,75 +82,57 @@ def linked_files(record: ArtifactRecord, store: LocalArtifactStore) -> list[Link
     """The files ``record``'s artifact links, as they lie beside it."""
     suffix = FORMATS[record.format].suffix
     return [
-        LinkedFile(store.path_for(record.hash, side_suffix(suffix, k)), side["size"], side["checksum"], side["options"])
+        LinkedFile(store.path_for(record.hash, linked_suffix(suffix, k)), side["size"], side["checksum"], side["options"])
         for k, side in enumerate(side_files(record))
     ]
 
 
-def side_suffix(suffix: str, k: int) -> str:
-    return f"c{k}.{suffix}"
-
-
-def plan(fmt: Format, result: Any, upstreams: list[tuple[ArtifactRecord, Any]], store: LocalArtifactStore) -> dict[str, Pieces]:
+def plan(fmt: Format, result: Any, upstreams: list[tuple[ArtifactRecord, Any]], store: LocalArtifactStore) -> dict[str, Piece]:
     """Where ``result``'s columns can be read from instead of written: for each column
-    worth sharing, the first upstream (record, its result in memory) of the same format
-    whose frame has it exactly, or else the upstreams holding it, one after another (a
-    concatenation), in the order the stage lists them. At least one column is always
-    written."""
+    worth sharing, the file holding it in the first upstream (record, its result in
+    memory) of the same format whose frame has it exactly. At least one column is always
+    written.
+
+    A column that is several upstreams' one after another (a concatenation) is written: it
+    would be read from as many files, 3 to 6 times slower than from one on the benchmark
+    DAG, and each consumer that links it would read them all again."""
     columns = fmt.handler().columns
     names = columns.names(result) if columns is not None else None
     if columns is None or not names:
         return {}
-    candidates = [(record, value) for record, value in upstreams if record.format == fmt.name and columns.names(value)]
-    shared: dict[str, Pieces] = {}
+    candidates = [(record, value, theirs) for record, value in upstreams if record.format == fmt.name and (theirs := columns.names(value))]
+    shared: dict[str, Piece] = {}
     for name in names:
         if columns.nbytes(result, name) < WORTH_SHARING:
             continue
-        holding = [(record, value) for record, value in candidates if name in columns.names(value)]  # type: ignore[operator]
-        found = next(([record] for record, value in holding if columns.same(result, name, value, name)), None)
-        if found is None and len(holding) > 1:
-            found = _concatenated(columns, result, name, holding)
+        found = next((record for record, value, theirs in candidates if name in theirs and columns.same(result, name, value, name)), None)
         if found is not None:
-            shared[name] = [piece for record in found for piece in _pieces(record, name, store)]
+            shared[name] = _piece(found, name, store)
     if len(shared) == len(names):  # the smallest is written: a file of no column would not keep the row count
         del shared[min(shared, key=lambda name: columns.nbytes(result, name))]
     return shared
 
 
-def _concatenated(columns: Columns, result: Any, name: str, holding: list[tuple[ArtifactRecord, Any]]) -> list[ArtifactRecord] | None:
-    """The upstreams whose columns ``name``, one after another, are ``result``'s; None if they are not."""
-    heights = [columns.height(value) for _, value in holding]
-    if sum(heights) != columns.height(result):
-        return None
-    start = 0
-    for (_, value), height in zip(holding, heights):
-        if not columns.same(columns.rows(result, start, start + height), name, value, name):
-            return None
-        start += height
-    return [record for record, _ in holding]
-
-
-def _pieces(record: ArtifactRecord, name: str, store: LocalArtifactStore) -> Pieces:
-    """Where ``record``'s artifact keeps its column ``name``: the files it links, or its own."""
+def _piece(record: ArtifactRecord, name: str, store: LocalArtifactStore) -> Piece:
+    """Where ``record``'s artifact keeps its column ``name``: a file it links, or its own."""
     found = layout(record)
     if found and name in found["columns"]:
-        files = linked_files(record, store)
-        return [(files[k], there) for k, there in found["columns"][name]]
+        k, there = found["columns"][name]
+        return linked_files(record, store)[k], there
     options = {key: value for key, value in record.read_options.items() if key != "shared"}
-    own = LinkedFile(store.path_for(record.hash, FORMATS[record.format].suffix), own_size(record), record.checksum, options)
-    return [(own, name)]
+    return LinkedFile(store.path_for(record.hash, FORMATS[record.format].suffix), own_size(record), record.checksum, options), name
 
 
-def linked_layout(fmt: Format, result: Any, shared: dict[str, Pieces]) -> tuple[list[LinkedFile], ReadOptions]:
+def linked_layout(fmt: Format, result: Any, shared: dict[str, Piece]) -> tuple[list[LinkedFile], ReadOptions]:
     """The files to link (each once) and what the artifact's read options say of them."""
     columns = fmt.handler().columns
     assert columns is not None
-    files = list({file.source: file for pieces in shared.values() for file, _ in pieces}.values())
+    files = list({file.source: file for file, _ in shared.values()}.values())
     number = {file.source: k for k, file in enumerate(files)}
     options = {"shared": {
         "order": columns.names(result),
         "files": [{"size": file.size, "checksum": file.checksum, "options": file.options} for file in files],
-        "columns": {name: [[number[file.source], there] for file, there in pieces] for name, pieces in shared.items()},
+        "columns": {name: [number[file.source], there] for name, (file, there) in shared.items()},
     }}
     return files, options
 
@@ -166,8 +148,7 @@ def read_artifact(record: ArtifactRecord, data: bytes | None, sides: tuple[bytes
     columns = fmt.handler().columns
     assert columns is not None
     frames = [fmt.read(io.BytesIO(side_data), side["options"]) for side, side_data in zip(found["files"], sides, strict=True)]
-    pieces = {name: [(frames[k], there) for k, there in where] for name, where in found["columns"].items()}
-    return columns.combine(own, found["order"], pieces)
+    return columns.combine(own, found["order"], {name: (frames[k], there) for name, (k, there) in found["columns"].items()})
 
 
 class Checked(NamedTuple):
@@ -185,7 +166,7 @@ def check_files(store: ArtifactStore, record: ArtifactRecord, keep_bytes: bool) 
     checksums (reading their bytes once, kept when ``keep_bytes``)."""
     suffix = FORMATS[record.format].suffix
     files = [(suffix, own_size(record), record.checksum)]
-    files += [(side_suffix(suffix, k), side["size"], side["checksum"]) for k, side in enumerate(side_files(record))]
+    files += [(linked_suffix(suffix, k), side["size"], side["checksum"]) for k, side in enumerate(side_files(record))]
     kept: list[bytes] = []
     for file_suffix, size, checksum in files:
         if keep_bytes:
