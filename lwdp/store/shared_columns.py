@@ -3,7 +3,7 @@ the file holding them instead of encoding them again.
 
 A join or ``assign`` returns its input's columns with a few new ones; writing them again
 costs as much CPU as the stage that computed them and as many bytes (on the benchmark
-DAG, the product join and the derived columns repeat seven of the merged frame's ten).
+DAG, the product join and the derived columns each repeat the merged frame's seven).
 When a cached stage's frame has a column that is, dtype and bits, a column of a direct
 upstream's frame (compared in memory, on the writer's thread), and that upstream's
 artifact is in the same format in this cache, the column is left out of the stage's file:
