@@ -8,6 +8,7 @@ import io
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -313,3 +314,63 @@ def test_pandas_columns_called_the_same_come_back_exactly(frame, flips, text):
         assert frame[name].reset_index(drop=True).equals(upstream[name].reset_index(drop=True))
         if name == "f":
             assert np.array_equal(np.signbit(frame["f"]), np.signbit(upstream["f"]))
+
+
+def test_a_categorical_with_its_categories_relabelled_is_not_the_same_column():
+    side = pd.Categorical(["buy", "sell", "buy"] * 4)
+    upstream = pd.DataFrame({"side": side, "n": np.arange(12)})
+    relabelled = upstream.assign(side=upstream["side"].cat.rename_categories({"buy": "sell", "sell": "buy"}))
+    assert relabelled["side"].dtype == upstream["side"].dtype  # pandas calls them equal: the codes mean other values
+    again, shared = _kept_once("parquet", relabelled, upstream)
+    assert shared == []  # "side", the one column that could be linked, is written
+    pd.testing.assert_frame_equal(again, relabelled, check_exact=True)
+
+
+def test_a_column_is_not_linked_from_an_upstream_artifact_that_is_not_the_result_in_memory(project, monkeypatch):
+    """A forced recompute of a stage that is not deterministic, whose write fails: the row
+    still describes the earlier result, so its consumer must write the columns it took
+    from the new one."""
+    from lwdp import stage
+    from lwdp.errors import ArtifactWriteError
+    from lwdp.run.call import run_stage
+    from lwdp.store.cache import ResultCache
+
+    @stage(cache=True)
+    def base():
+        return pd.DataFrame({"x": np.random.default_rng().random(300_000)})
+
+    @stage(base=base, cache=True)
+    def derived(base):
+        return base.assign(y=base["x"] * 2)
+
+    derived()
+    assert _artifact(project, "derived")[2]["shared"]["columns"] == {"x": [0, "x"]}
+    real_write = ResultCache._write_file
+
+    def failing(self, stage_name, stage_hash, fmt, result):
+        if stage_name.endswith(".base"):
+            raise ArtifactWriteError(f"stage '{stage_name}': writing its artifact failed (No space left on device)")
+        return real_write(self, stage_name, stage_hash, fmt, result)
+
+    monkeypatch.setattr(ResultCache, "_write_file", failing)
+    with pytest.raises(ArtifactWriteError):
+        run_stage(derived, forced=frozenset({base, derived}))
+    monkeypatch.undo()
+    assert "shared" not in _artifact(project, "derived")[2]
+    again = derived()
+    assert (again["y"] == again["x"] * 2).all()
+
+
+def test_links_leave_no_temporary_file_and_a_fresh_one_is_no_stray(tmp_path):
+    from lwdp.store.artifact_store import UNLISTED_GRACE_S, LocalArtifactStore
+
+    store = LocalArtifactStore(tmp_path)
+    upstream, consumer = "ab" + "0" * 30, "cd" + "1" * 30
+    store.write(upstream, "parquet", lambda path: Path(path).write_bytes(b"columns"))
+    old = time.time() - 10 * UNLISTED_GRACE_S
+    os.utime(store.path_for(upstream, "parquet"), (old, old))  # the upstream was written long ago
+    for _ in range(2):  # the second time the name is the same file already: rename does nothing
+        assert store.link(consumer, "c0.parquet", store.path_for(upstream, "parquet")) == (7, None)
+    assert sorted(p.name for p in store.path_for(consumer, "x").parent.iterdir()) == [f"{consumer}.c0.parquet"]
+    # its own file not written yet (a writer encoding it): the link keeps the source's mtime, yet it is young
+    assert store.strays() == []

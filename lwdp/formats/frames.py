@@ -377,15 +377,21 @@ def _column_names(df: Any) -> list[str] | None:
 
 
 def _same_column(df: pd.DataFrame, name: str, other: Any, other_name: str) -> bool:
-    """Exactly the same column: dtype and bits (-0.0 is not 0.0; NaNs in the same places).
-    Only dtypes compared without Python objects: NumPy's, text and categoricals."""
-    a, b = df[name], other[other_name]
+    return _same_values(df[name], other[other_name])
+
+
+def _same_values(a: pd.Series | pd.Index, b: pd.Series | pd.Index) -> bool:
+    """Exactly the same values: dtype and bits (-0.0 is not 0.0; NaNs in the same places).
+    Only dtypes compared without Python objects: NumPy's, text, and categoricals whose
+    categories are those, in the same order (pandas calls unordered categoricals of the
+    same categories in another order equal: their codes mean other values)."""
     if len(a) != len(b) or a.dtype != b.dtype or str(a.dtype) != str(b.dtype):
         return False
     if isinstance(a.dtype, np.dtype):
         return a.dtype.kind in "biufcmM" and _same_bits(a.to_numpy(), b.to_numpy())
-    if isinstance(a.dtype, pd.CategoricalDtype):
-        return _same_bits(a.cat.codes.to_numpy(), b.cat.codes.to_numpy())
+    if isinstance(a.dtype, pd.CategoricalDtype) and isinstance(b.dtype, pd.CategoricalDtype):
+        ordered, categories = a.dtype.ordered == b.dtype.ordered, _same_values(a.dtype.categories, b.dtype.categories)
+        return ordered and categories and _same_bits(a.array.codes, b.array.codes)
     return isinstance(a.dtype, pd.StringDtype) and bool(a.array.equals(b.array))
 
 

@@ -111,14 +111,19 @@ def _polars_names(frame: Any) -> list[str] | None:
 
 
 def _polars_same(frame: Any, name: str, other: Any, other_name: str) -> bool:
-    """Exactly the same column: dtype and values, -0.0 told from 0.0 (``equals`` does not).
+    """Exactly the same column: dtype and values, -0.0 told from 0.0 (``equals`` does not);
+    a float column holding NaN is never the same (``equals`` cannot tell NaNs' bits apart).
     Only flat dtypes (no lists, structs, objects or categories)."""
     a, b = frame[name], other[other_name]
     dtype = a.dtype
     flat = dtype.is_numeric() or dtype.is_temporal() or dtype in (sys.modules["polars"].String, sys.modules["polars"].Boolean)
     if not flat or dtype != b.dtype or len(a) != len(b) or not a.equals(b, check_dtypes=True, null_equal=True):
         return False
-    if not dtype.is_float() or not (zeros := a == 0).any():
+    if not dtype.is_float():
+        return True
+    if a.is_nan().any():
+        return False
+    if not (zeros := a == 0).any():
         return True
     return bool((1 / a.filter(zeros)).equals(1 / b.filter(zeros)))  # ±inf: the zeros' signs
 

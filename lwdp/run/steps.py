@@ -16,6 +16,7 @@ from ..formats import Format, FormatChoice
 from ..formats.native import is_immutable, is_pandas
 from ..hashing.tracked import TRACKED_KINDS
 from ..store.cache import Hit, Miss, ResultCache
+from ..store.shared_columns import content
 from .events import StageEvent, log_event, stage_note
 from .undeclared import Undeclared, judge, saved_with, undeclared
 from .watch import Watch
@@ -182,16 +183,18 @@ def upstream_artifacts(
 ) -> Callable[[], list[tuple[ArtifactRecord, Any]]]:
     """The artifacts of a stage's cached upstreams, by their hashes, each with the result
     the run holds (as returned or loaded, never a consumer's copy): called on the writer's
-    thread, once this run's writes of them are done."""
+    thread, once this run's writes of them are done. An upstream whose artifact is not the
+    one this process wrote or loaded (its write failed; another process recomputed it
+    since) is left out: its columns are not those in memory."""
 
     def found() -> list[tuple[ArtifactRecord, Any]]:
         artifacts = []
         for upstream_hash, value in values:
             pending = writer.pending(upstream_hash) if writer is not None else None
             if pending is not None:
-                pending.exception()  # waits; a failed write has no row
+                pending.exception()  # waits
             record = cache.catalog.lookup_artifact(upstream_hash)
-            if record is not None:
+            if record is not None and cache.held.get(upstream_hash) == content(record):
                 artifacts.append((record, value))
         return artifacts
 

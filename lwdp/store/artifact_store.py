@@ -207,9 +207,8 @@ class LocalArtifactStore(ArtifactStore):
         try:
             size = temp.stat().st_size
             os.replace(temp, final)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+        finally:
+            temp.unlink(missing_ok=True)  # left where final was the same file already (rename does nothing)
         return size, None
 
     def put(self, stage_hash: str, suffix: str, payload: bytes) -> None:
@@ -240,9 +239,10 @@ class LocalArtifactStore(ArtifactStore):
         self.path_for(stage_hash, suffix).unlink(missing_ok=True)
         self.delete_links(stage_hash, suffix)
 
-    def delete_links(self, stage_hash: str, suffix: str) -> None:
-        """The files an artifact links (`shared_columns`): numbered from 0, linked in order."""
-        for k in itertools.count():
+    def delete_links(self, stage_hash: str, suffix: str, start: int = 0) -> None:
+        """The files an artifact links (`shared_columns`), numbered from 0 and linked in
+        order, from the ``start``-th (those an earlier result of the hash had beyond its own)."""
+        for k in itertools.count(start):
             side = self.path_for(stage_hash, linked_suffix(suffix, k))
             if not side.exists():
                 break
@@ -278,7 +278,9 @@ class LocalArtifactStore(ArtifactStore):
                 if named is not None and (linked := linked_by(named[1])) is not None:  # stays with its artifact's file
                     in_place = Path(top, f"{named[0]}.{linked}").exists()
                 path = Path(top, name)
-                if not in_place and _mtime(path) <= cutoff:
+                # A link keeps its source's mtime; making it sets its ctime: one made for an
+                # artifact whose own file is being written now is young.
+                if not in_place and _mtime(path) <= cutoff and _ctime(path) <= cutoff:
                     found.append((str(path), _size(path)))
         return sorted(found)
 
@@ -307,6 +309,13 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except FileNotFoundError:
         return float("inf")  # just removed: treat as too young to touch
+
+
+def _ctime(path: Path) -> float:
+    try:
+        return path.stat().st_ctime
+    except FileNotFoundError:
+        return float("inf")
 
 
 def _size(path: Path) -> int:

@@ -31,7 +31,7 @@ from .outcomes import Hit, Loadable, Miss, MissReason, Source, damage, parsed, w
 from .placement import Placement
 from .records import ArtifactRecord, utcnow
 from .shared_columns import (
-    LinkedFile, Piece, check_files, content, linked_files, linked_layout, own_size, plan,
+    LinkedFile, Piece, check_files, content, linked_files, linked_layout, own_size, plan, side_files,
 )
 
 if TYPE_CHECKING:
@@ -53,6 +53,9 @@ class ResultCache:
         self.settings = settings
         self.catalog = catalog
         self.used: set[str] = set()  # local artifacts loaded: marked used when the run ends, in one write
+        # What each result this process loaded or wrote was, by hash (`content`): a result in
+        # memory links columns of its artifact only while the catalog still describes it.
+        self.held: dict[str, str] = {}
         self.store = LocalArtifactStore(settings.cache_dir)
         self.locks = LockDir(settings.cache_dir / "locks")
 
@@ -173,6 +176,7 @@ class ResultCache:
             adopt(self.catalog, self.store, record)
             logger.info("stage %s: artifact %s adopted from its manifest (the catalog had no row)", stage_name, record.hash[:12])
         self.used.add(record.hash)
+        self.held[record.hash] = content(record)
         return loaded
 
     def save(
@@ -193,7 +197,8 @@ class ResultCache:
         :raises ArtifactWriteError: the disk refused (full, I/O error); nothing is published.
         """
         fmt = choice.format
-        shared = plan(fmt, result, upstreams(), self.store) if upstreams is not None and self.shared is None else {}
+        self.held.pop(stage_hash, None)  # no longer the result in memory, whatever the write does
+        shared = plan(fmt, result, upstreams(), self.store) if upstreams is not None and self._may_link(stage_hash) else {}
         try:
             options, size, checksum = self._write(stage_name, stage_hash, fmt, result, shared)
         except ResultNotStorableError as exc:
@@ -211,6 +216,12 @@ class ResultCache:
         )
         self._publish(record, stage_manifest, tracked)
         return size
+
+    def _may_link(self, stage_hash: str) -> bool:
+        """Whether a result may link its upstreams' files: not into a shared store (object
+        stores have no links), nor over an artifact of the hash that is recorded (its links
+        bear the same names: a failed write would leave it unreadable)."""
+        return self.shared is None and self.catalog.lookup_artifact(stage_hash) is None
 
     def reuse(self, stage_name: str, stage_hash: str, earlier: ArtifactRecord, stage_manifest: dict[str, Any]) -> ArtifactRecord | None:
         """Record ``earlier``'s result (the same stage, computed from the same inputs) as the
@@ -249,6 +260,8 @@ class ResultCache:
         if self.shared is not None:
             record = self.shared.publish(record, manifest)
         self.catalog.record_artifact(record, stage_manifest, tracked)
+        self.held[record.hash] = content(record)
+        self.store.delete_links(record.hash, suffix, start=len(side_files(record)))  # an earlier result's
         if previous is not None and FORMATS[previous.format].suffix != suffix:
             self.store.path_for(record.hash, FORMATS[previous.format].suffix).unlink(missing_ok=True)
             self.store.delete_links(record.hash, FORMATS[previous.format].suffix)

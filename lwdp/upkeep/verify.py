@@ -25,7 +25,7 @@ from ..store.cache import ResultCache
 from ..store.catalog import open_catalog
 from ..store.placement import Placement
 from ..store.records import ArtifactRecord
-from ..store.shared_columns import check_files
+from ..store.shared_columns import check_files, side_files
 
 if TYPE_CHECKING:
     from ..store.remote import RemoteArtifactStore
@@ -184,6 +184,11 @@ def _verify_shared(
 
 def _repair_shared(cache: ResultCache, remote: RemoteArtifactStore, problem: Problem, record: ArtifactRecord, suffix: str) -> Problem:
     remote.delete(problem.hash, suffix)
+    if side_files(record):  # written before the store was set: it links local files, and objects can't
+        cache.catalog.delete_artifact(record.hash)
+        cache.store.delete(record.hash, suffix)
+        done = "removed (it linked local files); the next run recomputes it and publishes it whole"
+        return Problem(problem.kind, problem.hash, problem.stage, problem.path, done)
     local_copy = cache.store.get(record.hash, suffix)
     if local_copy is not None and bytes_match(local_copy, record.size, record.checksum):
         remote.publish(record.hash, suffix, local_copy, manifest_of(record, local_stage_manifest(cache.store, record.hash)))
