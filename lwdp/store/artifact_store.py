@@ -275,12 +275,14 @@ class LocalArtifactStore(ArtifactStore):
             for name in names:
                 named = artifact_name(bucket, name)
                 in_place = named is not None or (len(bucket) == 2 and name.startswith(TEMP_PREFIX))
+                path = Path(top, name)
+                made = _mtime(path)
                 if named is not None and (linked := linked_by(named[1])) is not None:  # stays with its artifact's file
                     in_place = Path(top, f"{named[0]}.{linked}").exists()
-                path = Path(top, name)
-                # A link keeps its source's mtime; making it sets its ctime: one made for an
-                # artifact whose own file is being written now is young.
-                if not in_place and _mtime(path) <= cutoff and _ctime(path) <= cutoff:
+                    # A link keeps its source's mtime; making it sets its ctime: one made for an
+                    # artifact whose own file is being written now is young.
+                    made = max(made, _ctime(path))
+                if not in_place and made <= cutoff:
                     found.append((str(path), _size(path)))
         return sorted(found)
 
