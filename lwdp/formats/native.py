@@ -81,12 +81,13 @@ def _as_returned(frame: Any, options: ReadOptions) -> Any:
 
 def write_polars(writer: str, **settings: Any) -> Any:
     """A writer of a polars DataFrame, Series (as a one-column frame) or LazyFrame
-    (collected) with ``DataFrame.write_<writer>``, LZ4-compressed: on the polars DAG it
-    writes in ~half zstd's time for 1.8x the bytes (benchmarks/RESULTS.md)."""
+    (collected) with ``DataFrame.write_<writer>``, LZ4-compressed unless ``settings`` say
+    otherwise: on the polars DAG LZ4 writes in ~half zstd's time for 1.8x the bytes
+    (benchmarks/RESULTS.md)."""
 
     def write(result: Any, path: str) -> ReadOptions:
         frame, options = _as_frame(result)
-        getattr(frame, f"write_{writer}")(path, compression="lz4", **settings)
+        getattr(frame, f"write_{writer}")(path, **{"compression": "lz4", **settings})
         return options
 
     return write
@@ -456,9 +457,13 @@ def read_pickle(buf: io.BytesIO, options: ReadOptions) -> Any:
 _POLARS = (POLARS_FRAME, POLARS_SERIES)
 HANDLERS: dict[str, Handler] = {
     "pickle": Handler(write_pickle, read_pickle, lambda result: None),
-    # No column statistics where the file is always read whole (7% of a write's CPU); a
-    # LazyFrame's scan may skip row groups by them.
-    "polars-parquet": Handler(write_polars("parquet", statistics=False), read_polars("parquet"), polars_refusal(_POLARS), _POLARS_COLUMNS),
+    # A DataFrame's file is always read whole: no column statistics (7% of a write's CPU),
+    # and no compression, which took 5% of a cold run of the polars DAG for a third fewer
+    # bytes (benchmarks/RESULTS.md). A LazyFrame's scan may skip row groups by statistics.
+    "polars-parquet": Handler(
+        write_polars("parquet", statistics=False, compression="uncompressed"), read_polars("parquet"),
+        polars_refusal(_POLARS), _POLARS_COLUMNS,
+    ),
     "polars-ipc": Handler(write_polars("ipc"), read_polars("ipc"), polars_refusal(_POLARS)),
     "polars-csv": Handler(write_polars_text("csv"), read_polars_text("csv"), text_refusal("csv", _POLARS)),
     "polars-json": Handler(write_polars_text("json"), read_polars_text("json"), text_refusal("json", _POLARS)),
