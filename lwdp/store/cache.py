@@ -16,7 +16,6 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 
@@ -31,7 +30,7 @@ from .outcomes import Hit, Loadable, Miss, MissReason, Source, damage, parsed, w
 from .placement import Placement
 from .records import ArtifactRecord, utcnow
 from .shared_columns import (
-    LinkedFile, Piece, check_files, content, linked_files, linked_layout, own_size, plan, side_files,
+    LinkedFile, Piece, check_files, content, linked_files, linked_layout, own_file, plan, side_files,
 )
 
 if TYPE_CHECKING:
@@ -238,7 +237,7 @@ class ResultCache:
             return None
         if not self._link(stage_name, stage_hash, suffix, linked, check=True):
             return None
-        if not self._linked(stage_name, stage_hash, suffix, self.store.path_for(earlier.hash, suffix), own_size(earlier), earlier.checksum, True):
+        if not self._linked(stage_name, stage_hash, suffix, own_file(earlier, self.store), check=True):
             self.store.delete_links(stage_hash, suffix)
             return None
         now = utcnow()
@@ -341,27 +340,27 @@ class ResultCache:
         """Link ``files`` beside the artifact: all of them, or none (one gone or changed
         meanwhile: its columns are written). ``check``: read each one's bytes against its
         checksum (files this run did not just write or load)."""
-        if all(self._linked(stage_name, stage_hash, linked_suffix(suffix, k), *file[:3], check) for k, file in enumerate(files)):
+        if all(self._linked(stage_name, stage_hash, linked_suffix(suffix, k), file, check) for k, file in enumerate(files)):
             return True
         self.store.delete_links(stage_hash, suffix)
         return False
 
-    def _linked(self, stage_name: str, stage_hash: str, suffix: str, source: Path, size: int, checksum: str, check: bool) -> bool:
-        """Whether ``source`` is now the artifact's file ``suffix``, hard-linked (copied where
+    def _linked(self, stage_name: str, stage_hash: str, suffix: str, file: LinkedFile, check: bool) -> bool:
+        """Whether ``file`` is now the artifact's file ``suffix``, hard-linked (copied where
         links can't be made) with its size, and its checksum when copied or ``check``ed.
         False when it was gone (a gc meanwhile) or damaged (nothing is left of it then).
 
         :raises ArtifactWriteError: the disk refused.
         """
         try:
-            got_size, got_checksum = self.store.link(stage_hash, suffix, source)
+            got_size, got_checksum = self.store.link(stage_hash, suffix, file.source)
         except FileNotFoundError:
             return False
         except OSError as exc:
             raise _write_failed(stage_name, "artifact", exc) from exc
         if check and got_checksum is None:
             got_checksum = self.store.checksum(stage_hash, suffix)
-        if got_size != size or got_checksum not in (None, checksum):
+        if got_size != file.size or got_checksum not in (None, file.checksum):
             self.store.path_for(stage_hash, suffix).unlink(missing_ok=True)
             return False
         return True

@@ -113,14 +113,19 @@ def plan(fmt: Format, result: Any, upstreams: list[tuple[ArtifactRecord, Any]], 
     return shared
 
 
+def own_file(record: ArtifactRecord, store: LocalArtifactStore) -> LinkedFile:
+    """``record``'s artifact's own file, as another artifact would link it."""
+    options = {key: value for key, value in record.read_options.items() if key != "shared"}
+    return LinkedFile(store.path_for(record.hash, FORMATS[record.format].suffix), own_size(record), record.checksum, options)
+
+
 def _piece(record: ArtifactRecord, name: str, store: LocalArtifactStore) -> Piece:
     """Where ``record``'s artifact keeps its column ``name``: a file it links, or its own."""
     found = layout(record)
     if found and name in found["columns"]:
         k, there = found["columns"][name]
         return linked_files(record, store)[k], there
-    options = {key: value for key, value in record.read_options.items() if key != "shared"}
-    return LinkedFile(store.path_for(record.hash, FORMATS[record.format].suffix), own_size(record), record.checksum, options), name
+    return own_file(record, store), name
 
 
 def linked_layout(fmt: Format, result: Any, shared: dict[str, Piece]) -> tuple[list[LinkedFile], ReadOptions]:
