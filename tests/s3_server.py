@@ -59,6 +59,9 @@ def running_seaweedfs(data: Path) -> Iterator[S3Server]:
     command = [
         weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false", "-webdav=false",
         "-master.telemetry=false", *(f"-{name}={port}" for name, port in zip(names, ports)),
+        # Each bucket takes a volume of its own. Left alone, weed counts one per GiB of free
+        # disk, so a machine with a fuller disk ran out of them before the suite's last bucket.
+        "-volume.max=1000", "-master.volumeSizeLimitMB=64",
     ]
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
     with open(data / "weed.log", "wb") as log:
