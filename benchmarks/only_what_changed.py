@@ -14,10 +14,12 @@ made beforehand, the cache a user has):
   not. Only that stage should compute; the merge and all after it are reused by early
   cutoff.
 
-Each round also runs plain pandas (which recomputes everything: the baseline), in an order
-rotated each round; a ratio is lwdp's wall time over plain pandas' in the same round,
-medians over rounds. Every lwdp result is checked equal to plain pandas'. Fresh processes
-with bytecode caching on, as on users' machines.
+Each round also runs plain pandas (which recomputes everything: the baseline) and, for the
+changed file, the floor no cache can beat (`runners/floor_parts.py`: each file's cleaned
+orders kept by hand, nothing else cached or written), in an order rotated each round; a
+ratio is wall time over plain pandas' in the same round, medians over rounds. Every result
+is checked equal to plain pandas'. Fresh processes with bytecode caching on, as on users'
+machines.
 """
 
 from __future__ import annotations
@@ -51,38 +53,49 @@ def change_file(root: Path, round_no: int, files: int, rows: int) -> None:
 
 def main() -> None:
     args = scenarios.dag_arguments(__doc__.split("\n\n")[0])
-    print("| scenario | plain pandas | lwdp | ratio | target |")
-    print("| --- | --- | --- | --- | --- |")
-    for label, script, target, change in (
-        ("one of 25 files changed (a partitioned clean stage)", "lwdp_partitioned.py", "≤ 0.35×",
+    print("| scenario | plain pandas | lwdp | ratio | floor | floor's ratio | target |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for label, script, floor, target, change in (
+        ("one of 25 files changed (a partitioned clean stage)", "lwdp_partitioned.py", "floor_parts.py", "≤ 0.35×",
          lambda root, n, _: change_file(root, n, args.files, args.rows)),
-        ("a refactor of one clean stage that keeps its output", "lwdp_cutoff.py", "≤ 0.3×",
+        ("a refactor of one clean stage that keeps its output", "lwdp_cutoff.py", None, "≤ 0.3×",
          lambda root, n, pristine: refactor(root / "pipeline" / "lwdp_cutoff.py", pristine, n)),
     ):
-        plain, lwdp, ratio = scenario(script, change, args.files, args.rows, args.rounds)
-        print(f"| {label} | {plain:.2f} s | {lwdp:.2f} s | {ratio:.2f}× | {target} |", flush=True)
+        seconds, ratios = scenario(script, floor, change, args.files, args.rows, args.rounds)
+        floor_cells = f"{seconds['floor']:.2f} s | {ratios['floor']:.2f}×" if floor else "– | –"
+        print(f"| {label} | {seconds['plain']:.2f} s | {seconds['lwdp']:.2f} s | {ratios['lwdp']:.2f}× | {floor_cells} | {target} |", flush=True)
     print(f"\nmedians of {args.rounds} rounds; every result equal to plain pandas'")
 
 
-def scenario(script: str, change: Callable[[Path, int, str], None], files: int, rows: int, rounds: int) -> tuple[float, float, float]:
-    """Median seconds of plain pandas and lwdp, and of their ratio, over ``rounds`` changes."""
+def scenario(
+    script: str, floor: str | None, change: Callable[[Path, int, str], None], files: int, rows: int, rounds: int,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median seconds of each runner (plain pandas, lwdp, the floor if any), and median
+    ratios to plain pandas, over ``rounds`` changes."""
+    scripts = {"plain": "plain_dag.py", "lwdp": script, **({"floor": floor} if floor else {})}
     with tempfile.TemporaryDirectory(prefix="lwdp-changed-") as folder:
         root = Path(folder)
         workload.make_workdir(root, files, rows)
         (root / "out").mkdir()
-        cache = root / "cache"
+        caches = {name: root / "cache" / name for name in scripts}
         pristine = (root / "pipeline" / script).read_text()
-        scenarios.run_timed(root, script, cache, root / "out" / "lwdp.pkl")  # the cache a user has
-        ratios, seconds = [], []
+        for name in ("lwdp", "floor") if floor else ("lwdp",):  # the caches a user has
+            scenarios.run_timed(root, scripts[name], caches[name], root / "out" / f"{name}.pkl")
+        names = list(scripts)
+        seconds: dict[str, list[float]] = {name: [] for name in names}
+        ratios: dict[str, list[float]] = {name: [] for name in names}
         for round_no in range(rounds):
             change(root, round_no, pristine)
-            runs = {}
-            for runner in (("plain", "lwdp") if round_no % 2 == 0 else ("lwdp", "plain")):
-                runs[runner] = scenarios.run_timed(root, "plain_dag.py" if runner == "plain" else script, cache, root / "out" / f"{runner}.pkl")[0]
-            pd.testing.assert_frame_equal(pd.read_pickle(root / "out" / "lwdp.pkl"), pd.read_pickle(root / "out" / "plain.pkl"), check_exact=True)
-            ratios.append(runs["lwdp"] / runs["plain"])
-            seconds.append((runs["plain"], runs["lwdp"]))
-        return statistics.median(s for s, _ in seconds), statistics.median(s for _, s in seconds), statistics.median(ratios)
+            took = {}
+            for name in names[round_no % len(names):] + names[: round_no % len(names)]:
+                took[name] = scenarios.run_timed(root, scripts[name], caches[name], root / "out" / f"{name}.pkl")[0]
+            expected = pd.read_pickle(root / "out" / "plain.pkl")
+            for name in names:
+                pd.testing.assert_frame_equal(pd.read_pickle(root / "out" / f"{name}.pkl"), expected, check_exact=True)
+                seconds[name].append(took[name])
+                ratios[name].append(took[name] / took["plain"])
+        return ({name: statistics.median(values) for name, values in seconds.items()},
+                {name: statistics.median(values) for name, values in ratios.items()})
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
     python benchmarks/parallel.py                        # 5 rounds, 25 CSVs x 100,000 rows
     python benchmarks/parallel.py --rounds 2 --rows 20000
 
-Each round runs, in an order rotated each round, plain pandas and lwdp cold (empty cache)
-with ``jobs=1``, ``jobs=2``, two threads (``executor=ThreadPoolExecutor(2)``) and a
+Each round runs, in an order rotated each round, plain pandas, the floor no cache can beat
+on two processes (``runners/floor_parallel.py``: plain pandas with the clean steps on two
+forked processes, nothing cached or written), and lwdp cold (empty cache) with
+``jobs=1``, ``jobs=2``, two threads (``executor=ThreadPoolExecutor(2)``) and a
 2-worker Dask ``LocalCluster`` started beforehand (``LWDP_DASK_SCHEDULER``: the cluster a
 team already has), then lwdp warm with ``jobs=2``; a ratio is wall time / plain pandas'
 in the same round, medians over rounds. Peak memory is the largest total RSS of the run's
@@ -133,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         dask_pids = set(client.run(os.getpid).values())
         dag = {
             "plain": ("plain_dag.py", {}),
+            "floor: 2 processes, nothing cached": ("floor_parallel.py", {}),
             "jobs=1": ("lwdp_dag.py", {"LWDP_JOBS": "1"}),
             "jobs=2": ("lwdp_dag.py", {"LWDP_JOBS": "2"}),
             "2 threads": ("lwdp_dag.py", {"LWDP_BENCH_THREADS": "2"}),
