@@ -37,6 +37,10 @@ import scenarios
 import workload
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+LWDP_DAG = ["pipeline/lwdp_dag.py"]
+# The same, its stages in the module `lwdp_dag` rather than in `__main__`: the workers of a
+# cluster started elsewhere import them from there (a script's own stages stay in the run).
+LWDP_DAG_IMPORTED = ["-c", "import sys; sys.path.insert(0, 'pipeline'); import lwdp_dag; lwdp_dag.main()"]
 GIL_PIPELINE = '''
 import os
 import sys
@@ -114,6 +118,8 @@ def timed_run(command: list[str], cwd: Path, env: dict[str, str], extra_pids: se
     sampler.join()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}):\n{err[-3000:]}")
+    if "not by a worker" in err:  # a parallel run that was not one
+        raise RuntimeError(f"{' '.join(command)}: its workers could not get stages:\n{err[-3000:]}")
     return elapsed, peak
 
 
@@ -126,57 +132,65 @@ def main(argv: list[str] | None = None) -> int:
     from distributed import Client, LocalCluster
 
     env = scenarios.runner_env()
-    with tempfile.TemporaryDirectory(prefix="lwdp-parallel-") as tmp, LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-    ) as cluster, Client(cluster) as client:
+    with tempfile.TemporaryDirectory(prefix="lwdp-parallel-") as tmp:
         root = Path(tmp)
         workload.make_workdir(root, args.files, args.rows)
         (root / "pipeline" / "gil_pipeline.py").write_text(textwrap.dedent(GIL_PIPELINE))
-        dask_pids = set(client.run(os.getpid).values())
-        dag = {
-            "plain": ("plain_dag.py", {}),
-            "floor: 2 processes, nothing cached": ("floor_parallel.py", {}),
-            "jobs=1": ("lwdp_dag.py", {"LWDP_JOBS": "1"}),
-            "jobs=2": ("lwdp_dag.py", {"LWDP_JOBS": "2"}),
-            "2 threads": ("lwdp_dag.py", {"LWDP_BENCH_THREADS": "2"}),
-            "Dask, 2 workers": ("lwdp_dag.py", {"LWDP_DASK_SCHEDULER": cluster.scheduler_address}),
-        }
-        gil = {"jobs=1": {"LWDP_JOBS": "1"}, "2 threads": {"LWDP_BENCH_THREADS": "2"}, "jobs=2": {"LWDP_JOBS": "2"}}
-        seconds: dict[str, list[float]] = {name: [] for name in [*dag, "warm jobs=2", *(f"GIL {g}" for g in gil)]}
-        ratios: dict[str, list[float]] = {name: [] for name in seconds}
-        peaks: dict[str, list[int]] = {name: [] for name in seconds}
-        names = list(dag)
-        for round_no in range(args.rounds):
-            print(f"round {round_no + 1}/{args.rounds}", file=sys.stderr, flush=True)
-            order = names[round_no % len(names):] + names[: round_no % len(names)]
-            took: dict[str, float] = {}
-            for name in order:
-                script, extra = dag[name]
-                cache, out = root / "cache" / name, root / "out" / f"{name}.pkl"
-                shutil.rmtree(cache, ignore_errors=True)
-                out.parent.mkdir(exist_ok=True)
-                extra_pids = dask_pids if "Dask" in name else set()
-                took[name], peak = timed_run([sys.executable, f"pipeline/{script}", str(cache), str(out)], root, {**env, **extra}, extra_pids)
-                peaks[name].append(peak)
-            warm_cache = root / "cache" / "jobs=2"
-            took["warm jobs=2"], peak = timed_run(
-                [sys.executable, "pipeline/lwdp_dag.py", str(warm_cache), str(root / "out" / "warm.pkl")], root, {**env, "LWDP_JOBS": "2"}, set()
+        # The cluster's workers import the pipeline's modules, as a team's workers have
+        # its code installed (they start with this process's sys.path).
+        sys.path.insert(0, str(root / "pipeline"))
+        with LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster, Client(cluster) as client:
+            return _rounds(args, root, env, cluster.scheduler_address, set(client.run(os.getpid).values()))
+
+
+def _rounds(args: argparse.Namespace, root: Path, env: dict[str, str], scheduler: str, dask_pids: set[int]) -> int:
+    """The rounds, then the table."""
+    dag = {
+        "plain": (["pipeline/plain_dag.py"], {}),
+        "floor: 2 processes, nothing cached": (["pipeline/floor_parallel.py"], {}),
+        "jobs=1": (LWDP_DAG, {"LWDP_JOBS": "1"}),
+        "jobs=2": (LWDP_DAG, {"LWDP_JOBS": "2"}),
+        "2 threads": (LWDP_DAG, {"LWDP_BENCH_THREADS": "2"}),
+        "Dask, 2 workers": (LWDP_DAG_IMPORTED, {"LWDP_DASK_SCHEDULER": scheduler}),
+    }
+    gil = {"jobs=1": {"LWDP_JOBS": "1"}, "2 threads": {"LWDP_BENCH_THREADS": "2"}, "jobs=2": {"LWDP_JOBS": "2"}}
+    seconds: dict[str, list[float]] = {name: [] for name in [*dag, "warm jobs=2", *(f"GIL {g}" for g in gil)]}
+    ratios: dict[str, list[float]] = {name: [] for name in seconds}
+    peaks: dict[str, list[int]] = {name: [] for name in seconds}
+    names = list(dag)
+    for round_no in range(args.rounds):
+        print(f"round {round_no + 1}/{args.rounds}", file=sys.stderr, flush=True)
+        order = names[round_no % len(names):] + names[: round_no % len(names)]
+        took: dict[str, float] = {}
+        for name in order:
+            runner, extra = dag[name]
+            cache, out = root / "cache" / name, root / "out" / f"{name}.pkl"
+            shutil.rmtree(cache, ignore_errors=True)
+            out.parent.mkdir(exist_ok=True)
+            extra_pids = dask_pids if "Dask" in name else set()
+            took[name], peak = timed_run([sys.executable, *runner, str(cache), str(out)], root, {**env, **extra}, extra_pids)
+            peaks[name].append(peak)
+        warm_cache = root / "cache" / "jobs=2"
+        took["warm jobs=2"], peak = timed_run(
+            [sys.executable, *LWDP_DAG, str(warm_cache), str(root / "out" / "warm.pkl")], root, {**env, "LWDP_JOBS": "2"}, set()
+        )
+        peaks["warm jobs=2"].append(peak)
+        expected = pd.read_pickle(root / "out" / "plain.pkl")
+        for name in [*names[1:], "warm"]:
+            pd.testing.assert_frame_equal(pd.read_pickle(root / "out" / f"{name}.pkl"), expected, check_exact=True)
+        for name, extra in gil.items():
+            cache = root / "cache" / f"gil-{name}"
+            shutil.rmtree(cache, ignore_errors=True)
+            took[f"GIL {name}"], peak = timed_run(
+                [sys.executable, "pipeline/gil_pipeline.py", str(cache), str(root / "out" / "gil.pkl")], root, {**env, **extra}, set()
             )
-            peaks["warm jobs=2"].append(peak)
-            expected = pd.read_pickle(root / "out" / "plain.pkl")
-            for name in [*names[1:], "warm"]:
-                pd.testing.assert_frame_equal(pd.read_pickle(root / "out" / f"{name}.pkl"), expected, check_exact=True)
-            for name, extra in gil.items():
-                cache = root / "cache" / f"gil-{name}"
-                shutil.rmtree(cache, ignore_errors=True)
-                took[f"GIL {name}"], peak = timed_run(
-                    [sys.executable, "pipeline/gil_pipeline.py", str(cache), str(root / "out" / "gil.pkl")], root, {**env, **extra}, set()
-                )
-                peaks[f"GIL {name}"].append(peak)
-            for name, value in took.items():
-                seconds[name].append(value)
-                baseline = took["GIL jobs=1"] if name.startswith("GIL") else took["plain"]
-                ratios[name].append(value / baseline)
+            peaks[f"GIL {name}"].append(peak)
+        for name, value in took.items():
+            seconds[name].append(value)
+            baseline = took["GIL jobs=1"] if name.startswith("GIL") else took["plain"]
+            ratios[name].append(value / baseline)
     print("| run | seconds | ratio | peak memory |\n| --- | --- | --- | --- |")
     for name in seconds:
         base = "jobs=1" if name.startswith("GIL") else "plain pandas"
