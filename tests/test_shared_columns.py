@@ -372,5 +372,94 @@ def test_links_leave_no_temporary_file_and_a_fresh_one_is_no_stray(tmp_path):
     for _ in range(2):  # the second time the name is the same file already: rename does nothing
         assert store.link(consumer, "c0.parquet", store.path_for(upstream, "parquet")) == (7, None)
     assert sorted(p.name for p in store.path_for(consumer, "x").parent.iterdir()) == [f"{consumer}.c0.parquet"]
-    # its own file not written yet (a writer encoding it): the link keeps the source's mtime, yet it is young
+    # a link keeps its source's mtime: without its artifact's own file, which writers make first, it is a stray
+    assert store.strays() == [(str(store.path_for(consumer, "c0.parquet")), 7)]
+    store.write(consumer, "parquet", lambda path: Path(path).write_bytes(b"own"))
     assert store.strays() == []
+
+
+@pytest.mark.parametrize("failure", ["ENOSYS", "EACCES", "EXDEV"])
+def test_a_filesystem_that_makes_no_links_gets_copies_whatever_it_answers(tmp_path, monkeypatch, failure):
+    """EXDEV across devices, ENOSYS from FUSE mounts without links, EACCES from some
+    network filesystems: the file is copied, checked, and published all the same."""
+    import errno
+
+    from lwdp.store import artifact_store
+    from lwdp.store.artifact_store import LocalArtifactStore
+
+    store = LocalArtifactStore(tmp_path)
+    upstream, consumer = "ab" + "0" * 30, "cd" + "1" * 30
+    store.write(upstream, "parquet", lambda path: Path(path).write_bytes(b"columns"))
+
+    def no_links(source, destination):
+        raise OSError(getattr(errno, failure), os.strerror(getattr(errno, failure)), str(source), None, str(destination))
+
+    monkeypatch.setattr(artifact_store.os, "link", no_links)
+    size, checksum = store.link(consumer, "c0.parquet", store.path_for(upstream, "parquet"))
+    assert (size, checksum) == (7, store.checksum(upstream, "parquet"))
+    assert store.path_for(consumer, "c0.parquet").read_bytes() == b"columns"
+    assert not os.path.samefile(store.path_for(consumer, "c0.parquet"), store.path_for(upstream, "parquet"))
+    with pytest.raises(FileNotFoundError):  # the source gone: the caller writes the columns itself
+        store.link(consumer, "c1.parquet", tmp_path / "gone.parquet")
+
+
+def test_a_sweep_for_strays_while_an_artifact_is_written_removes_none_of_its_links(project, monkeypatch):
+    """gc or verify --repair sweeping while a large artifact's own file is encoded (here:
+    every file old enough to be a stray at once): its links come after its own file."""
+    from lwdp import stage
+    from lwdp.store import artifact_store
+    from lwdp.store.cache import ResultCache
+
+    @stage(cache=True)
+    def base():
+        return pd.DataFrame({"x": np.arange(300_000, dtype="float64")})
+
+    @stage(base=base, cache=True)
+    def derived(base):
+        return base.assign(y=base["x"] * 2)
+
+    real_write = ResultCache._write_file
+    swept = []
+
+    def sweeping(self, stage_name, stage_hash, fmt, result):
+        swept.extend(self.store.sweep_strays(remove=True))
+        return real_write(self, stage_name, stage_hash, fmt, result)
+
+    monkeypatch.setattr(artifact_store, "UNLISTED_GRACE_S", -3600)
+    monkeypatch.setattr(ResultCache, "_write_file", sweeping)
+    derived()
+    monkeypatch.undo()
+    assert swept == []
+    derived_hash, fmt, options = _artifact(project, "derived")
+    assert options["shared"]["columns"] == {"x": [0, "x"]} and _path(project, derived_hash, fmt, 0).exists()
+    assert verify(cache_dir=project.cache_dir).ok
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_recomputing_a_stage_that_links_columns_keeps_what_was_computed_from_it(project, library):
+    """The same result written again under its hash (a forced recompute, or a repair after
+    a linked file was lost) is laid out as before, so early cutoff sees it unchanged and
+    every artifact below it stays cached."""
+    script, read, assert_equal = LIBRARIES[library]
+    project.write("pipeline.py", script)
+    project.run("pipeline.py", "cold.out")
+    joined = _artifact(project, "joined")
+    project.write("again.py", """
+        import sys
+        import pipeline
+
+        pipeline.joined.recompute() if sys.argv[1] == "recompute" else pipeline.joined()
+        final = pipeline.final()
+        final.to_pickle(sys.argv[2]) if hasattr(final, "to_pickle") else final.write_parquet(sys.argv[2])
+    """)
+    side = _path(project, joined[0], joined[1], 0)
+    for action in ("recompute", "repair"):
+        if action == "repair":
+            side.unlink()
+        again = project.run("again.py", action, f"{action}.out")
+        outcomes = {(e["stage"].rsplit(".", 1)[-1], e["outcome"]) for e in again.events}
+        assert {("joined", "computed"), ("final", "hit")} <= outcomes and ("final", "computed") not in outcomes, again.stderr
+        assert "removed" not in again.stderr and side.exists()
+        assert _artifact(project, "joined") == joined
+        assert_equal(read(project.root / f"{action}.out"), read(project.root / "cold.out"))
+    assert verify(cache_dir=project.cache_dir).ok

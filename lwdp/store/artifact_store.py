@@ -9,7 +9,6 @@ names start with ``.tmp-`` so a sweep can tell them apart; nothing here knows ab
 
 from __future__ import annotations
 
-import errno
 import itertools
 import json
 import os
@@ -193,15 +192,20 @@ class LocalArtifactStore(ArtifactStore):
 
     def link(self, stage_hash: str, suffix: str, source: Path) -> tuple[int, str | None]:
         """Publish ``source`` as the artifact's file ``suffix``: a hard link, or a copy where
-        the filesystem makes none (written as `write` writes). Its size, and its checksum
-        when copied (None: a link has the source's very bytes, already synced). The rename
-        is made durable by the caller's next write in the directory (the manifest)."""
+        the filesystem makes none (written as `write` writes: whatever a link fails with,
+        EXDEV, EPERM, FUSE's ENOSYS, ..., a copy fails too only if it must). Its size, and
+        its checksum when copied (None: a link has the source's very bytes, already synced).
+        The rename is made durable by the caller's next write in the directory (the
+        manifest).
+
+        :raises FileNotFoundError: ``source`` is gone.
+        """
         final, temp = self._paths(stage_hash, suffix)
         try:
             os.link(source, temp)
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
-                raise
+        except FileNotFoundError:
+            raise
+        except OSError:
             _, size, checksum = self.write(stage_hash, suffix, lambda path: shutil.copyfile(source, path), sync_directory=False)
             return size, checksum
         try:
@@ -277,11 +281,9 @@ class LocalArtifactStore(ArtifactStore):
                 in_place = named is not None or (len(bucket) == 2 and name.startswith(TEMP_PREFIX))
                 path = Path(top, name)
                 made = _mtime(path)
-                if named is not None and (linked := linked_by(named[1])) is not None:  # stays with its artifact's file
+                if named is not None and (linked := linked_by(named[1])) is not None:
+                    # Stays with its artifact's own file, which writers make before any link.
                     in_place = Path(top, f"{named[0]}.{linked}").exists()
-                    # A link keeps its source's mtime; making it sets its ctime: one made for an
-                    # artifact whose own file is being written now is young.
-                    made = max(made, _ctime(path))
                 if not in_place and made <= cutoff:
                     found.append((str(path), _size(path)))
         return sorted(found)
@@ -311,13 +313,6 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except FileNotFoundError:
         return float("inf")  # just removed: treat as too young to touch
-
-
-def _ctime(path: Path) -> float:
-    try:
-        return path.stat().st_ctime
-    except FileNotFoundError:
-        return float("inf")
 
 
 def _size(path: Path) -> int:

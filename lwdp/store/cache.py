@@ -197,7 +197,8 @@ class ResultCache:
         """
         fmt = choice.format
         self.held.pop(stage_hash, None)  # no longer the result in memory, whatever the write does
-        shared = plan(fmt, result, upstreams(), self.store) if upstreams is not None and self._may_link(stage_hash) else {}
+        # Not into a shared store: object stores have no links.
+        shared = plan(fmt, result, upstreams(), self.store) if upstreams is not None and self.shared is None else {}
         try:
             options, size, checksum = self._write(stage_name, stage_hash, fmt, result, shared)
         except ResultNotStorableError as exc:
@@ -216,12 +217,6 @@ class ResultCache:
         self._publish(record, stage_manifest, tracked)
         return size
 
-    def _may_link(self, stage_hash: str) -> bool:
-        """Whether a result may link its upstreams' files: not into a shared store (object
-        stores have no links), nor over an artifact of the hash that is recorded (its links
-        bear the same names: a failed write would leave it unreadable)."""
-        return self.shared is None and self.catalog.lookup_artifact(stage_hash) is None
-
     def reuse(self, stage_name: str, stage_hash: str, earlier: ArtifactRecord, stage_manifest: dict[str, Any]) -> ArtifactRecord | None:
         """Record ``earlier``'s result (the same stage, computed from the same inputs) as the
         result of ``stage_hash`` too: its files are hard-linked (copied where links can't be
@@ -235,10 +230,10 @@ class ResultCache:
         linked = linked_files(earlier, self.store)
         if linked and self.shared is not None:
             return None
-        if not self._link(stage_name, stage_hash, suffix, linked, check=True):
-            return None
         if not self._linked(stage_name, stage_hash, suffix, own_file(earlier, self.store), check=True):
-            self.store.delete_links(stage_hash, suffix)
+            return None
+        if not self._link(stage_name, stage_hash, suffix, linked, check=True):
+            self.store.path_for(stage_hash, suffix).unlink(missing_ok=True)
             return None
         now = utcnow()
         record = dataclasses.replace(earlier, hash=stage_hash, created_at=now, last_access=now, hits=0)
@@ -308,19 +303,26 @@ class ResultCache:
     def _write(
         self, stage_name: str, stage_hash: str, fmt: Format, result: Any, shared: dict[str, Piece] | None = None,
     ) -> tuple[dict[str, Any], int, str]:
-        """Write ``result``: the files holding its ``shared`` columns linked first, then its
-        own file without those columns (every column, where a link fails)."""
+        """Write ``result``: its own file without its ``shared`` columns, then the files
+        holding those linked beside it; every column in its own file where a link fails (an
+        upstream's file gone meanwhile). The links come last, so that none is ever without
+        its artifact's own file (gc sweeps those as strays), and so that rewriting a hash's
+        artifact with the same result (a forced recompute, a repair) leaves its files, and
+        what early cutoff compares, as they were."""
         files, layout = linked_layout(fmt, result, shared) if shared else ([], {})
-        if not files or not self._link(stage_name, stage_hash, fmt.suffix, files):
-            return self._write_file(stage_name, stage_hash, fmt, result)
-        columns = fmt.handler().columns
-        assert columns is not None and shared
-        try:
+        if files:
+            columns = fmt.handler().columns
+            assert columns is not None and shared
             options, size, checksum = self._write_file(stage_name, stage_hash, fmt, columns.without(result, list(shared)))
-        except BaseException:
-            self.store.delete_links(stage_hash, fmt.suffix)
-            raise
-        return {**options, **layout}, size + sum(file.size for file in files), checksum
+            try:
+                linked = self._link(stage_name, stage_hash, fmt.suffix, files)
+            except BaseException:
+                self.store.path_for(stage_hash, fmt.suffix).unlink(missing_ok=True)
+                self.store.delete_links(stage_hash, fmt.suffix)
+                raise
+            if linked:
+                return {**options, **layout}, size + sum(file.size for file in files), checksum
+        return self._write_file(stage_name, stage_hash, fmt, result)
 
     def _write_file(self, stage_name: str, stage_hash: str, fmt: Format, result: Any) -> tuple[dict[str, Any], int, str]:
         try:
