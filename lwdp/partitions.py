@@ -30,7 +30,7 @@ from .hashing.raw_files import file_set_members
 if TYPE_CHECKING:
     from .stage import Stage
 
-PARTITION_INPUT = "partition"  # a partition's input: its file's path under the input's root
+PARTITION_INPUT = "lwdp partition"  # a partition's input, its file's path under the input's root: no input's name has a space
 COMBINATION_CODE = CodeDigest(xxhash.xxh3_128_hexdigest(b"lwdp-partitions-v1"), version="lwdp partitions v1")
 
 

@@ -110,7 +110,7 @@ class Stage(StageNode):
         self.passed_inputs = _accepted_names(func, self.name, bound)
         # Now, not on first use: the source file (or a helper's) may be edited while this
         # process runs.
-        self.code: CodeDigest = deep_code_digest(func) if version is None else pinned_code_digest(version)
+        self.code: CodeDigest = deep_code_digest(func) if version is None else pinned_code_digest(self.name, version)
         self.code_digest = self.code.digest
         self.partition_by = partition_by
         if partition_by is not None:

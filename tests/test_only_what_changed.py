@@ -514,3 +514,115 @@ def test_partitions_that_return_the_same_results_keep_their_consumers(project, j
     assert _line(run, "TOTAL") == '[{"rows":4,"qty":10}]'
     assert sorted(_bodies(project)) == ["raw/orders/2024-01.csv", "raw/orders/2024-02.csv", "raw/orders/2024-03.csv"]
     assert run.outcomes()["total"] == "reused"
+
+
+def test_two_stages_pinned_alike_over_the_same_inputs_keep_their_own_results(project):
+    """A pin replaces the code in the hash, not the stage: the sum and the maximum of one
+    upstream, both at version "1", are two results."""
+    project.write("raw/in.csv", "v\n10\n20\n")
+    project.write("pipeline.py", '''
+        import pandas as pd
+        from lwdp import stage
+
+        @stage(src="raw/in.csv", cache=True)
+        def stg_read(src):
+            return pd.read_csv(src)
+
+        @stage(df=stg_read, cache=True, version="1")
+        def stg_total(df):
+            return pd.DataFrame({"v": [df["v"].sum()]})
+
+        @stage(df=stg_read, cache=True, version="1")
+        def stg_maximum(df):
+            return pd.DataFrame({"v": [df["v"].max()]})
+
+        if __name__ == "__main__":
+            print("TOTAL", int(stg_total()["v"].iloc[0]))
+            print("MAXIMUM", int(stg_maximum()["v"].iloc[0]))
+    ''')
+    for _ in range(2):  # cold, then warm
+        run = project.run()
+        assert (_line(run, "TOTAL"), _line(run, "MAXIMUM")) == ("30", "20")
+    assert len(project.sql("SELECT DISTINCT hash FROM artifacts WHERE stage LIKE '%stg_total' OR stage LIKE '%stg_maximum'")) == 2
+
+
+def test_a_stage_that_changes_its_uncached_input_in_a_worker_is_keyed_by_what_it_was_given(project):
+    """With jobs=2, early cutoff keys a result by its inputs as they came, not as the stage
+    left them: `df["q"] = df["q"] * 10` on an uncached upstream's frame, then a new raw
+    file whose frame equals what the stage made of the old one, is a new result."""
+    project.write("raw/a.csv", "q\n1\n")
+    project.write("pipeline.py", '''
+        import lwdp
+        import pandas as pd
+        from lwdp import stage
+
+        @stage(src="raw/a.csv", cache=True)
+        def stg_read(src):
+            return pd.read_csv(src)
+
+        @stage(df=stg_read)
+        def stg_clean(df):
+            return df[["q"]].astype("int64")
+
+        @stage(df=stg_clean, cache=True)
+        def stg_scaled(df):
+            df["q"] = df["q"] * 10
+            return df
+
+        @stage(a=stg_scaled, b=stg_read, cache=True)
+        def stg_both(a, b):  # two branches, so that the run has work for its worker
+            return a
+
+        if __name__ == "__main__":
+            lwdp.configure(jobs=2)
+            print("RESULT", stg_both()["q"].tolist())
+    ''')
+    assert _line(project.run(), "RESULT") == "[10]"
+    project.write("raw/a.csv", "q\n10\n")
+    run = project.run()
+    assert _line(run, "RESULT") == "[100]" and run.outcomes()["stg_scaled"] == "computed", run.stderr
+
+
+def test_a_partitioned_stage_may_have_an_input_named_partition(project):
+    project.write("raw/a.txt", "x")
+    project.write("pipeline.py", '''
+        import json
+        from lwdp import stage
+
+        @stage(files="raw/*.txt", partition=[3], cache=True, partition_by="files")
+        def per_file(files, partition):
+            return {"file": files, "partition": partition}
+
+        if __name__ == "__main__":
+            print("RESULT", json.dumps(per_file()))
+    ''')
+    assert json.loads(_line(project.run(), "RESULT")) == {"raw/a.txt": {"file": "raw/a.txt", "partition": [3]}}
+
+
+@pytest.mark.parametrize("setting", ["hash_packages", "env"])
+def test_a_consumer_of_a_partitioned_stage_with_package_or_environment_rows(project, setting):
+    """The combination's rows then hold more than its partitions: a consumer's early
+    cutoff compares the partitions alone."""
+    project.write("raw/a.csv", "qty\n10\n")
+    project.write("pipeline.py", '''
+        import pandas as pd
+        from lwdp import stage
+
+        @stage(orders="raw/*.csv", cache=True, partition_by="orders"ENV)
+        def parts(orders):
+            return pd.read_csv(orders)
+
+        @stage(p=parts, cache=True)
+        def total(p):
+            return p[["qty"]].sum().to_frame("s")
+
+        if __name__ == "__main__":
+            print("TOTAL", total()["s"].tolist())
+    '''.replace("ENV", ', env=["REGION"]' if setting == "env" else ""))
+    env = {"LWDP_HASH_PACKAGES": "pandas"} if setting == "hash_packages" else {}
+    assert _line(project.run(env=env), "TOTAL") == "[10]"
+    project.write("raw/a.csv", "qty\n11\n")
+    assert _line(project.run(env=env), "TOTAL") == "[11]"
+    project.write("raw/a.csv", "qty\r\n11\r\n")  # the same frame: the consumer is reused
+    run = project.run(env=env)
+    assert _line(run, "TOTAL") == "[11]" and run.outcomes()["total"] == "reused", run.stderr

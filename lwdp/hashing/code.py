@@ -46,9 +46,10 @@ class CodeDigest:
         return {name: node["digest"] for name, node in list(self.nodes.items())[1:]}
 
 
-def pinned_code_digest(version: str) -> CodeDigest:
-    """The code part of a stage pinned by ``@stage(version=...)``: the string, not the source."""
-    return CodeDigest(xxhash.xxh3_128_hexdigest(f"lwdp-version\0{version}".encode()), version=version)
+def pinned_code_digest(stage_name: str, version: str) -> CodeDigest:
+    """The code part of a stage pinned by ``@stage(version=...)``: the string and the stage's
+    name, not the source (two stages pinned alike over the same inputs are still two)."""
+    return CodeDigest(xxhash.xxh3_128_hexdigest(f"lwdp-version\0{stage_name}\0{version}".encode()), version=version)
 
 
 def code_digest(func: Callable[..., Any]) -> str:

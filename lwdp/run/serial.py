@@ -219,8 +219,8 @@ class PipelineRun:
             if upstream.cache:
                 self.contents[upstream] = artifact_content(self.cache, upstream_hash, self.writer.pending(upstream_hash))
             elif upstream.partitions and all(partition.cache for partition in upstream.partitions):
-                rows = self.inputs[upstream]  # one per partition: (its path, "stage", its hash, None)
-                self.contents[upstream] = combined_content({path: self.content_of(path, h) for path, _, h, _ in rows})
+                rows = self.inputs[upstream]  # one per partition: (its path, "stage", its hash, None); packages, env
+                self.contents[upstream] = combined_content({path: self.content_of(path, h) for path, kind, h, _ in rows if kind == "stage"})
             else:
                 self.contents[upstream] = value_content(self.results[upstream]) if upstream in self.results else None
         return self.contents[upstream]

@@ -230,13 +230,15 @@ def _compute(task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | Non
     cache = _cache_for(task.settings)
     name = stage.name
     locked = None
+    contents = dict(task.contents)
 
     def content_of(input_name: str, upstream_hash: str) -> str | None:
-        """An upstream's content (`lwdp.run.cutoff`): its artifact's, or the value the run sent."""
-        if input_name in task.contents:
-            return task.contents[input_name]
-        if input_name in task.uncached:
-            return value_content(task.inputs[input_name]) if input_name in task.inputs else None
+        """An upstream's content (`lwdp.run.cutoff`): its artifact's, or the value the run
+        sent, as it came (taken before the call, which may change it)."""
+        if input_name in task.uncached and input_name not in contents:
+            contents[input_name] = value_content(task.inputs[input_name]) if input_name in task.inputs else None
+        if input_name in contents:
+            return contents[input_name]
         return artifact_content(cache, upstream_hash, writer.pending(upstream_hash) if writer is not None else None)
 
     try:
@@ -260,6 +262,8 @@ def _compute(task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | Non
         kwargs = _arguments(task, stage, cache, outcome, upstreams)
         if kwargs is None:
             return
+        for input_name in task.uncached if task.manifest is not None else ():
+            content_of(input_name, "")
         started = time.perf_counter()
         result, read = call_stage(stage, kwargs, task.settings)
         seconds = time.perf_counter() - started
