@@ -101,6 +101,11 @@ class StageErrorNotSendable(LwdpError, RuntimeError):
     process (it doesn't pickle); its type, message and traceback are in the message."""
 
 
+class ResultNotSendableError(LwdpError, TypeError):
+    """An uncached stage's result, computed by a worker, could not travel to the run's
+    process (it doesn't pickle)."""
+
+
 class UndeclaredInputError(LwdpError, RuntimeError):
     """A stage read a file or listed a directory that is not one of its inputs, with
     ``undeclared_inputs="error"``; nothing was cached for it."""

@@ -626,3 +626,40 @@ def test_a_consumer_of_a_partitioned_stage_with_package_or_environment_rows(proj
     project.write("raw/a.csv", "qty\r\n11\r\n")  # the same frame: the consumer is reused
     run = project.run(env=env)
     assert _line(run, "TOTAL") == "[11]" and run.outcomes()["total"] == "reused", run.stderr
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_raw_file_rewritten_during_the_run_caches_nothing_made_from_it(project, jobs):
+    """A writer rewrites b.csv while a.csv's partition runs, after the run hashed both:
+    b's result, made from the new bytes, must not be stored under the old bytes' hash
+    (where it would be served once b.csv holds them again)."""
+    project.write("raw/a.csv", "qty\n10\n")
+    project.write("raw/b.csv", "qty\n20\n")
+    project.write("pipeline.py", '''
+        import os
+        import sys
+        import time
+
+        import lwdp
+        import pandas as pd
+        from lwdp import stage
+
+        @stage(orders="raw/*.csv", cache=True, partition_by="orders")
+        def parts(orders):
+            if os.environ.get("WRITER"):
+                if orders.endswith("a.csv"):
+                    with open("raw/b.csv", "w") as f:  # another process's write, during the run
+                        f.write("qty\\n999\\n")
+                else:
+                    time.sleep(1)
+            return pd.read_csv(orders)
+
+        if __name__ == "__main__":
+            lwdp.configure(jobs=int(sys.argv[1]))
+            print("QTY", parts()["qty"].tolist())
+    ''')
+    during = project.run("pipeline.py", str(jobs), env={"WRITER": "1"}, check=False)
+    assert during.returncode == 1
+    assert "RawInputChangedError: stage 'pipeline.parts[raw/b.csv]': raw input raw/b.csv changed during the run" in during.stderr
+    project.write("raw/b.csv", "qty\n20\n")  # back to the bytes the run hashed
+    assert _line(project.run("pipeline.py", str(jobs)), "QTY") == "[10, 20]"

@@ -617,3 +617,73 @@ def test_lwdp_run_dask_connects_to_a_running_scheduler(project):
     finally:
         cluster.stdin.close()
         cluster.wait(timeout=30)
+
+
+def test_a_single_threaded_script_whose_first_stage_runs_alone_still_forks_its_workers(project):
+    """The workers are made before the run's first thread (its own slot, its writer), so
+    they are forks even when one stage computes before the others can overlap."""
+    project.write("pipeline.py", """
+        import os
+        import time
+        import lwdp
+        from lwdp import stage
+
+        @stage(cache=True)
+        def first():
+            return 1
+
+        @stage(f=first, n=[1], cache=True)
+        def one(f, n):
+            time.sleep(0.5)
+            return (os.getpid(), os.getppid())
+
+        @stage(f=first, n=[2], cache=True)
+        def two(f, n):
+            time.sleep(0.5)
+            return (os.getpid(), os.getppid())
+
+        @stage(f=first, n=[3], cache=True)
+        def three(f, n):
+            time.sleep(0.5)
+            return (os.getpid(), os.getppid())
+
+        @stage(a=one, b=two, c=three)
+        def gathered(a, b, c):
+            return [a, b, c]
+
+        lwdp.configure(jobs=3)
+        ran = gathered()
+        print("WORKERS", sorted({ppid == os.getpid() for pid, ppid in ran if pid != os.getpid()}))
+    """)
+    run = project.run()
+    assert "WORKERS [True]" in run.stdout, run.stdout + run.stderr
+
+
+def test_an_uncached_result_a_worker_cannot_send_back_is_an_error_naming_the_stage(project):
+    project.write("pipeline.py", """
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        import lwdp
+        from lwdp import stage
+
+        @stage()
+        def connection():  # a client object, say
+            return {"add": lambda x: x + 1}
+
+        @stage(c=connection, cache=True)
+        def total(c):
+            return c["add"](1)
+
+        if __name__ == "__main__":
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                lwdp.configure(executor=pool)
+                try:
+                    total()
+                except TypeError as exc:
+                    print("ERROR", type(exc).__name__, exc)
+    """)
+    run = project.run()
+    line = next(line for line in run.stdout.splitlines() if line.startswith("ERROR"))
+    assert line.startswith("ERROR ResultNotSendableError worker ")
+    assert "stage 'pipeline.connection': its result, a dict, can't be sent from the worker" in line
+    assert "cache it (cache=True)" in line and project.sql("SELECT stage FROM artifacts") == []

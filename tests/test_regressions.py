@@ -105,6 +105,7 @@ def test_directory_input_follows_symlinked_subdirectories(project):
     os.symlink("..", project.root / "data" / "loop")  # a cycle must not hang or count twice
     project.write("pipeline.py", SYMLINKED)
     assert project.run().stdout.strip() == "11"
+    assert project.run().ran() == set()  # the cache directory, reached through "loop", is no raw input
     project.write("shared/b.txt", "99")
     assert project.run().stdout.strip() == "100"
 

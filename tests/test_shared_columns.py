@@ -463,3 +463,15 @@ def test_recomputing_a_stage_that_links_columns_keeps_what_was_computed_from_it(
         assert _artifact(project, "joined") == joined
         assert_equal(read(project.root / f"{action}.out"), read(project.root / "cold.out"))
     assert verify(cache_dir=project.cache_dir).ok
+
+
+def test_a_parallel_run_links_the_same_columns_as_a_serial_one(project):
+    """With jobs=2 a stage the run's own process computes after its upstream links that
+    upstream's columns, as a serial run does: the same artifacts, the same rows."""
+    script = PANDAS_PIPELINE.replace('if __name__ == "__main__":', 'if __name__ == "__main__":\n    import lwdp\n    lwdp.configure(jobs=2)')
+    project.write("pipeline.py", script)
+    project.run("pipeline.py", "parallel.out")
+    for stage in ("joined", "final"):
+        assert "shared" in _artifact(project, stage)[2], stage
+    joined, fmt, options = _artifact(project, "joined")
+    assert os.path.samefile(_path(project, joined, fmt, 0), _path(project, _artifact(project, "base")[0], fmt))

@@ -9,6 +9,7 @@ stat field unchanged (git calls this "racily clean").
 
 from __future__ import annotations
 
+import functools
 import glob
 import itertools
 import os
@@ -148,15 +149,17 @@ def expand_raw_input(
 
     A file maps to itself; a directory to every file below it (following symlinked
     directories), and a glob to every file it matches, named relative to the directory
-    (or the glob's literal root). Files under ``exclude`` (the cache directory) never count:
-    a cache inside a raw directory would otherwise change that input on every run.
+    (or the glob's literal root). Files under ``exclude`` (the cache directory) never count,
+    also reached through a symlink: a cache inside a raw directory would otherwise change
+    that input on every run.
     """
     text = os.fspath(raw)
     where = f"stage '{stage}', input '{input_name}'"
     if os.path.isfile(text):
         return {"": os.path.abspath(text)}
+    excluded = os.path.realpath(exclude) if exclude is not None else None
     if os.path.isdir(text):
-        files = {name: path for name, path in _walk_files(text) if not is_under(path, exclude)}
+        files = {name: path for name, path in _walk_files(text, excluded) if not is_under(path, exclude)}
         if not files:
             raise RawInputNotFoundError(
                 f"{where}: directory {text!r} contains no files (cwd {os.getcwd()}); "
@@ -164,8 +167,10 @@ def expand_raw_input(
             )
         return dict(sorted(files.items()))
     if _has_glob_magic(text):
+        real_folders = functools.lru_cache(maxsize=None)(os.path.realpath)
         matched = sorted(
-            p for p in glob.glob(text, recursive=True) if os.path.isfile(p) and not is_under(os.path.abspath(p), exclude)
+            p for p in glob.glob(text, recursive=True)
+            if os.path.isfile(p) and not is_under(os.path.abspath(p), exclude) and not is_under(real_folders(os.path.dirname(p) or "."), excluded)
         )
         if not matched:
             raise RawInputNotFoundError(
@@ -197,14 +202,15 @@ def file_set_members(raw: str | os.PathLike[str], stage: str, input_name: str, e
     return dict(sorted((Path(root, name).as_posix(), name) for name in expand_raw_input(text, stage, input_name, exclude)))
 
 
-def _walk_files(top: str) -> list[tuple[str, str]]:
+def _walk_files(top: str, excluded: str | None) -> list[tuple[str, str]]:
     """(name relative to ``top``, absolute path) of every file below it; a symlinked
-    directory is followed once (a link back up the tree is not followed again)."""
+    directory is followed once (a link back up the tree is not followed again), and none
+    whose real path is under ``excluded``."""
     found = []
     visited: set[str] = set()
     for root, dirs, names in os.walk(top, followlinks=True):
         real = os.path.realpath(root)
-        if real in visited:
+        if real in visited or is_under(real, excluded):
             dirs[:] = []
             continue
         visited.add(real)
@@ -229,10 +235,12 @@ def combine_set_digest(file_digests: Mapping[str, str]) -> str:
     return hasher.hexdigest()
 
 
-def digest_files(paths: Iterable[str], memos: MemoStore, where: Mapping[str, str]) -> dict[str, str]:
+def digest_files(paths: Iterable[str], memos: MemoStore, where: Mapping[str, str], recheck: bool = False) -> dict[str, str]:
     """Digest of every absolute path, re-reading only files whose memo can't be trusted.
 
     ``where`` names, per path, the stage and input it belongs to, for error messages.
+    ``recheck``: the run's own hashing took the memos moments ago; a file still in the
+    state one was taken at is taken as is, even within the racy window.
     """
     unique = list(dict.fromkeys(paths))
     states = {p: _state_of(p, where[p]) for p in unique}
@@ -241,7 +249,7 @@ def digest_files(paths: Iterable[str], memos: MemoStore, where: Mapping[str, str
     stale: list[str] = []
     for path, state in states.items():
         memo = known.get(path)
-        if memo is not None and memo.is_trusted_for(state):
+        if memo is not None and (memo.state == state if recheck else memo.is_trusted_for(state)):
             digests[path] = memo.digest
         else:
             stale.append(path)

@@ -37,9 +37,10 @@ def combine_stage_hash(code_digest: str, inputs: Iterable[tuple[str, str, str]])
     return hasher.hexdigest()
 
 
-def raw_input_digests(stages: list[NodeT], memos: MemoStore, settings: Settings) -> dict[tuple[NodeT, str], str]:
+def raw_input_digests(stages: list[NodeT], memos: MemoStore, settings: Settings, recheck: bool = False) -> dict[tuple[NodeT, str], str]:
     """The digest of every raw input of ``stages``, keyed by (stage, input name); nothing
-    inside the cache directory counts as raw input.
+    inside the cache directory counts as raw input. ``recheck``: local files only, checked
+    against the memos this run's hashing took (`digest_files`).
 
     All files are stat'ed and looked up in the memo in one batch, so a warm run over many
     unchanged files costs one query, not one per file; a URL costs one request for its
@@ -51,16 +52,27 @@ def raw_input_digests(stages: list[NodeT], memos: MemoStore, settings: Settings)
     for stage in stages:
         for raw in stage.inputs_of_kind("raw"):
             if is_url(raw.value):
+                if recheck:
+                    continue
                 named_digests[stage, raw.name] = url_input_digests(raw.value, stage.name, raw.name, settings.storage_options)
                 continue
             files = expand_raw_input(raw.value, stage.name, raw.name, exclude=settings.cache_dir)
             members[stage, raw.name] = files
             for path in files.values():
                 where.setdefault(path, f"stage '{stage.name}', input '{raw.name}'")
-    digests = digest_files(where, memos, where)
+    digests = digest_files(where, memos, where, recheck)
     for key, files in members.items():
         named_digests[key] = {name: digests[path] for name, path in files.items()}
     return {key: combine_set_digest(named) for key, named in named_digests.items()}
+
+
+def raw_inputs_changed(stage: NodeT, rows: list[InputRow], memos: MemoStore, settings: Settings) -> list[str]:
+    """The stage's local raw inputs (as written) whose files are no longer those its hash
+    ``rows`` covered: a file changed, added to or removed from a glob since the run hashed
+    them. A file whose state is the one digested costs a stat; a changed one is read."""
+    hashed = {name: digest for name, kind, digest, _ in rows if kind == "raw"}
+    now = raw_input_digests([stage], memos, settings, recheck=True)
+    return [os.fspath(raw.value) for raw in stage.inputs_of_kind("raw") if now.get((stage, raw.name), hashed.get(raw.name)) != hashed.get(raw.name)]
 
 
 class CatalogForHashes(MemoStore, TrackedStore, Protocol):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import pickle
 import sys
 import uuid
 import threading
@@ -28,7 +29,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import TYPE_CHECKING, Any
 
 from ..hashing.manifest import stage_manifest
-from ..store.cache import Hit, Loadable
+from ..store.cache import Hit, Loadable, ResultCache
 from ..errors import LwdpError, WorkerError
 from ..graph import StageNode
 from ..store.writer import ArtifactWriter
@@ -73,8 +74,8 @@ class ParallelRun(PipelineRun):
         self._need(target)
         if target not in self.blockers:  # computed meanwhile by another process: load it as a serial run does
             return super().result(target)
-        if not self.own_slots:
-            self.workers()  # the executor given: every stage goes there
+        if not self.own_slots or not self._one_after_another():
+            self.workers()  # now, before the run starts a thread: lwdp's own workers are forks of this process
         try:
             self._run(target)
         finally:
@@ -93,6 +94,11 @@ class ParallelRun(PipelineRun):
         if self._workers is None:
             self._workers = workers_for(self.configured, sorted({s.module for s in self.order} - {"__main__"}))
         return self._workers
+
+    def _one_after_another(self) -> bool:
+        """Whether each stage to compute waits for the one before: nothing to overlap."""
+        chain = sorted(self.pending, key=self.position.__getitem__)
+        return all(before in self.blockers[after] for before, after in zip(chain, chain[1:]))
 
     def _worker_capacity(self) -> int:
         return self.configured.jobs - 1 if self.own_slots else self.workers().capacity
@@ -177,7 +183,7 @@ class ParallelRun(PipelineRun):
             try:
                 if stage in self.here or own_free and (holds_an_input or alone or not worker_free):
                     in_own_slot += stage not in self.here
-                    running[_in_a_thread(self._task(stage, stage), self.writer, self.stopped)] = (stage, True)
+                    running[_in_a_thread(self._task(stage, stage), self.writer, self.stopped, self.cache)] = (stage, True)
                 elif worker_free and isinstance(reference, StageRef):
                     on_workers += 1
                     running[self.workers().submit(self._task(stage, reference))] = (stage, False)
@@ -201,11 +207,12 @@ class ParallelRun(PipelineRun):
 
     def _task(self, stage: Stage, where: StageRef | Stage) -> StageTask:
         def upstream(up: Stage) -> Any:
-            """Its result if this process holds it and the task can take it (an uncached
-            one's travels; a cached one's a worker reads from its artifact)."""
-            if up in self.results and (not up.cache or isinstance(where, StageNode)):
+            """An uncached one's result, which travels; a cached one's artifact, which a
+            worker reads, and which a thread of this process takes from the run's memory."""
+            if up in self.results and not up.cache:
                 return view(self.results[up])
-            return CachedInput(up.name, self.hashes[up], up.format.name if up.format else None)
+            held = (self.results[up],) if up in self.results and isinstance(where, StageNode) else ()
+            return CachedInput(up.name, self.hashes[up], up.format.name if up.format else None, held)
 
         inputs = self.arguments(stage, upstream)
         keep = frozenset(self.hashes[s] for s, waiting in self.consumers.items() if waiting and s.cache)
@@ -245,7 +252,7 @@ class ParallelRun(PipelineRun):
         if outcome.reused:
             self.reused.add(stage)
         if here and not outcome.reused or not stage.cache:  # a worker sends only an uncached stage's value
-            self.results[stage] = outcome.value
+            self.results[stage] = pickle.loads(outcome.value) if outcome.pickled else outcome.value
         if outcome.written is not None:
             self.writing[outcome.written] = stage
         for consumer in self.consumers.get(stage, ()):
@@ -272,7 +279,7 @@ class ParallelRun(PipelineRun):
             logger.handle(record)
 
 
-def _in_a_thread(task: StageTask, writer: ArtifactWriter, stopped: threading.Event) -> Future[TaskOutcome]:
+def _in_a_thread(task: StageTask, writer: ArtifactWriter, stopped: threading.Event, cache: ResultCache) -> Future[TaskOutcome]:
     """Compute a task on a daemon thread of this process: Ctrl-C ends the run without
     waiting for a stage body to return (``stopped``: its result is then never written)."""
     future: Future[TaskOutcome] = Future()
@@ -280,7 +287,7 @@ def _in_a_thread(task: StageTask, writer: ArtifactWriter, stopped: threading.Eve
     def run() -> None:
         if future.set_running_or_notify_cancel():
             try:
-                future.set_result(compute(task, writer, stopped))
+                future.set_result(compute(task, writer, stopped, cache))
             except BaseException as exc:
                 future.set_exception(exc)
 

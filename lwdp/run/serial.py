@@ -26,7 +26,7 @@ from .context import RunContext
 from .cutoff import artifact_content, combined_content, input_key, reuse, value_content
 from .events import StageEvent, log_event
 from .status import stage_status
-from .steps import call_stage, computed_uncached, hit_event, load_locked, save_in_background, upstream_artifacts, view
+from .steps import call_stage, check_raw_inputs, computed_uncached, hit_event, load_locked, save_in_background, upstream_artifacts, view
 from .undeclared import saved_with
 
 if TYPE_CHECKING:
@@ -251,6 +251,7 @@ class PipelineRun:
         started = time.perf_counter()
         result, found = call_stage(stage, kwargs, self.cache.settings)
         seconds = time.perf_counter() - started
+        check_raw_inputs(stage, self.inputs[stage], self.cache)
         self.reasons[stage] = miss_reason
         if not stage.cache or lock is None:
             log_event(computed_uncached(self.cache, stage, stage_hash, self.inputs[stage], found, seconds, miss_reason))

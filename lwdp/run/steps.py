@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..formats import Format, FormatChoice
 from ..formats.native import is_immutable, is_pandas
-from ..hashing.tracked import TRACKED_KINDS
+from ..errors import RawInputChangedError
+from ..hashing.stage_hash import raw_inputs_changed
+from ..hashing.tracked import TRACKED_KINDS, InputRow
 from ..store.cache import Hit, Miss, ResultCache
 from ..store.shared_columns import content
 from .events import StageEvent, log_event, stage_note
@@ -88,6 +90,20 @@ def call_stage(stage: StageNode, kwargs: dict[str, Any], settings: Settings) -> 
     found = undeclared(stage, reads, settings) if reads is not None else Undeclared()
     judge(stage, found, settings)
     return result, found
+
+
+def check_raw_inputs(stage: StageNode, rows: list[InputRow], cache: ResultCache) -> None:
+    """After the call: the stage's raw files must be those its hash covered, or its result
+    would be stored (or feed results stored) under a hash that describes other files.
+
+    :raises RawInputChangedError: one changed since the run hashed it; nothing is stored.
+    """
+    changed = raw_inputs_changed(stage, rows, cache.catalog, cache.settings)
+    if changed:
+        raise RawInputChangedError(
+            f"stage '{stage.name}': raw input {', '.join(changed)} changed during the run, after lwdp hashed it; "
+            "nothing was cached from it. Rerun once whatever writes it has finished"
+        )
 
 
 def use_the_system_allocator_for_arrow() -> None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Settings
-from ..errors import LwdpError, RawInputNotFoundError, StageErrorNotSendable
+from ..errors import LwdpError, RawInputNotFoundError, ResultNotSendableError, StageErrorNotSendable
 from ..formats import FORMATS, choose_format
 from ..graph import StageNode, registered
 from ..store.cache import Hit, ResultCache
@@ -41,7 +41,7 @@ from ..store.writer import ArtifactWriter
 from ..hashing.stage_hash import InputRow
 from .cutoff import artifact_content, input_key, reuse, value_content
 from .events import log_event
-from .steps import call_stage, computed_uncached, hit_event, load_locked, save, save_in_background, upstream_artifacts, view
+from .steps import call_stage, check_raw_inputs, computed_uncached, hit_event, load_locked, save, save_in_background, upstream_artifacts, view
 from .undeclared import saved_with
 
 logger = logging.getLogger("lwdp")
@@ -61,11 +61,13 @@ class StageRef:
 
 @dataclass(frozen=True)
 class CachedInput:
-    """An upstream whose result is an artifact (or in the worker's memory)."""
+    """An upstream whose result is an artifact (or in the worker's memory; ``held``: the
+    run's own result, for a thread of the run's process)."""
 
     stage: str
     hash: str
     format: str | None
+    held: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -102,6 +104,7 @@ class TaskOutcome:
     value: Any = None
     unavailable: str | None = None
     gone: str | None = None
+    pickled: bool = False  # ``value`` as a worker sends it: pickled there (`_sent`)
     written: Future[None] | None = None  # in the run's process: the background write of the artifact
     reused: bool = False  # an earlier result is its result (`lwdp.run.cutoff`): consumers read the artifact
 
@@ -167,13 +170,15 @@ def worker_name() -> str:
     return f"worker {socket.gethostname()} pid {os.getpid()}"
 
 
-def compute(task: StageTask, writer: ArtifactWriter | None = None, stopped: threading.Event | None = None) -> TaskOutcome:
+def compute(
+    task: StageTask, writer: ArtifactWriter | None = None, stopped: threading.Event | None = None, cache: ResultCache | None = None,
+) -> TaskOutcome:
     """Compute the task's stage (the function a parallel run submits).
 
-    In the run's own process (``writer`` given), the result comes back in memory, and its
-    artifact is written in the background, as a serial run does, unless the run was
-    ``stopped`` (Ctrl-C) meanwhile; elsewhere the artifact is written before the task
-    returns, so that consumers can read it.
+    In the run's own process (``writer`` and the run's ``cache`` given), the result comes
+    back in memory, and its artifact is written in the background, as a serial run does,
+    unless the run was ``stopped`` (Ctrl-C) meanwhile; elsewhere the artifact is written
+    before the task returns, so that consumers can read it.
 
     :raises LwdpError: lwdp failed here (the message names this worker); the stage's own
         exception propagates as raised, with a note naming the stage, or as a
@@ -188,7 +193,7 @@ def compute(task: StageTask, writer: ArtifactWriter | None = None, stopped: thre
         logger.setLevel(task.log_level)  # a worker logs what the run's process would
     try:
         with _captured_logs(outcome.records):
-            _compute(task, outcome, writer, stopped)
+            _compute(task, outcome, writer, stopped, cache)
     except Exception as exc:
         if in_run_process:
             exc.lwdp_records = outcome.records  # type: ignore[attr-defined]
@@ -220,14 +225,16 @@ def _sendable(error: Exception, records: list[logging.LogRecord]) -> Exception:
         return stand_in
 
 
-def _compute(task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | None, stopped: threading.Event | None) -> None:
+def _compute(
+    task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | None, stopped: threading.Event | None, run_cache: ResultCache | None,
+) -> None:
     if os.getcwd() != task.cwd and os.path.isdir(task.cwd):
         os.chdir(task.cwd)  # raw paths are relative to the run's working directory (a partition's too)
     stage = _resolve(task.stage)
     if isinstance(stage, str):
         outcome.unavailable = stage
         return
-    cache = _cache_for(task.settings)
+    cache = run_cache or _cache_for(task.settings)  # the run's own: what it loaded and wrote is known to all
     name = stage.name
     locked = None
     contents = dict(task.contents)
@@ -267,11 +274,15 @@ def _compute(task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | Non
         started = time.perf_counter()
         result, read = call_stage(stage, kwargs, task.settings)
         seconds = time.perf_counter() - started
+        check_raw_inputs(stage, task.rows, cache)
         if stopped is not None and stopped.is_set():
             return  # the run was stopped meanwhile: nothing of it is written
         if task.manifest is None:
             log_event(computed_uncached(cache, stage, task.hash, task.rows, read, seconds, task.reason))
-            outcome.value = result
+            if writer is None:
+                outcome.value, outcome.pickled = _sent(name, result), True
+            else:
+                outcome.value = result
             return
         choice = choose_format(name, result, stage.format)
         rows, manifest, tracked = saved_with(stage, task.rows, task.manifest, read, task.settings, cache.catalog)
@@ -289,8 +300,9 @@ def _compute(task: StageTask, outcome: TaskOutcome, writer: ArtifactWriter | Non
     finally:
         if locked is not None:
             locked.close()
-        outcome.used |= cache.used
-        cache.used.clear()
+        if run_cache is None:  # the run marks what its workers read used
+            outcome.used |= cache.used
+            cache.used.clear()
 
 
 def _arguments(
@@ -302,7 +314,7 @@ def _arguments(
     kwargs = {}
     for keyword, value in task.inputs.items():
         if isinstance(value, CachedInput):
-            upstream, value = value, MEMORY.get(task, value.hash)
+            upstream, value = value, value.held[0] if value.held else MEMORY.get(task, value.hash)
             if value is _MISSING:
                 started = time.perf_counter()
                 found = cache.load(upstream.stage, upstream.hash, FORMATS[upstream.format] if upstream.format else None)
@@ -318,6 +330,22 @@ def _arguments(
             _check_reachable(stage.name, keyword, value)
         kwargs[keyword] = value
     return kwargs
+
+
+def _sent(stage_name: str, value: Any) -> bytes:
+    """An uncached result as a worker sends it back: pickled here, so that a value pickle
+    refuses is an error naming the stage rather than the executor's bare one.
+
+    :raises ResultNotSendableError: it doesn't pickle.
+    """
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise ResultNotSendableError(
+            f"stage '{stage_name}': its result, a {type(value).__qualname__}, can't be sent from the worker that "
+            f"computed it to the run ({type(exc).__name__}: {exc}); cache it (cache=True), return a value pickle "
+            "can send, or run it with jobs=1"
+        ) from exc
 
 
 def _check_reachable(stage_name: str, keyword: str, path: Any) -> None:
