@@ -557,13 +557,31 @@ def test_a_single_threaded_script_forks_its_workers_so_needs_no_main_guard(proje
     assert run.ran() == {"one", "two", "both"}
 
 
+def _error_on_a_spawned_worker(project, target: str, caught: str) -> str:
+    """Run pipeline.py's ``target`` on one spawned worker process; the ``caught`` error it
+    raises, as the line ``ERROR <type> <message>``."""
+    project.write("pipeline.py", (project.root / "pipeline.py").read_text() + f"""
+if __name__ == "__main__":
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    import lwdp
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        lwdp.configure(executor=pool)
+        try:
+            {target}()
+        except {caught} as exc:
+            print("ERROR", type(exc).__name__, exc)
+""")
+    run = project.run()
+    return next(line for line in run.stdout.splitlines() if line.startswith("ERROR"))
+
+
 def test_a_worker_that_cannot_reach_a_raw_input_names_itself_and_the_path(project):
     project.write("raw/b.csv", "x\n1\n")
     project.write("pipeline.py", """
-        import multiprocessing, os
-        from concurrent.futures import ProcessPoolExecutor
+        import os
         import pandas as pd
-        import lwdp
         from lwdp import stage
 
         @stage(n=[1], cache=True)
@@ -574,17 +592,8 @@ def test_a_worker_that_cannot_reach_a_raw_input_names_itself_and_the_path(projec
         @stage(src="raw/b.csv", prev=first, cache=True)
         def second(src, prev):
             return pd.read_csv(src)
-
-        if __name__ == "__main__":
-            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                lwdp.configure(executor=pool)
-                try:
-                    second()
-                except FileNotFoundError as exc:
-                    print("ERROR", type(exc).__name__, exc)
     """)
-    run = project.run()
-    line = next(line for line in run.stdout.splitlines() if line.startswith("ERROR"))
+    line = _error_on_a_spawned_worker(project, "second", "FileNotFoundError")
     assert line.startswith("ERROR RawInputNotFoundError worker ")
     assert "stage 'pipeline.second': raw input 'src' = 'raw/b.csv' is not there" in line
     assert ("pipeline.second",) not in project.sql("SELECT stage FROM artifacts")
@@ -661,9 +670,6 @@ def test_a_single_threaded_script_whose_first_stage_runs_alone_still_forks_its_w
 
 def test_an_uncached_result_a_worker_cannot_send_back_is_an_error_naming_the_stage(project):
     project.write("pipeline.py", """
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-        import lwdp
         from lwdp import stage
 
         @stage()
@@ -673,17 +679,8 @@ def test_an_uncached_result_a_worker_cannot_send_back_is_an_error_naming_the_sta
         @stage(c=connection, cache=True)
         def total(c):
             return c["add"](1)
-
-        if __name__ == "__main__":
-            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                lwdp.configure(executor=pool)
-                try:
-                    total()
-                except TypeError as exc:
-                    print("ERROR", type(exc).__name__, exc)
     """)
-    run = project.run()
-    line = next(line for line in run.stdout.splitlines() if line.startswith("ERROR"))
+    line = _error_on_a_spawned_worker(project, "total", "TypeError")
     assert line.startswith("ERROR ResultNotSendableError worker ")
     assert "stage 'pipeline.connection': its result, a dict, can't be sent from the worker" in line
     assert "cache it (cache=True)" in line and project.sql("SELECT stage FROM artifacts") == []
