@@ -16,11 +16,13 @@ partition is made once per path and kept while its file is matched.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import xxhash
 
 from . import config
+from .errors import InputBindingError
 from .formats.native import POLARS_FRAME, POLARS_LAZY, POLARS_SERIES, is_pandas, kind_of
 from .graph import Input, StageNode
 from .hashing.code import CodeDigest
@@ -68,7 +70,10 @@ def list_partitions(stage: Stage) -> tuple[Partition, ...]:
     :raises RawInputNotFoundError: the input matches no file.
     """
     by = _partitioned_input(stage)
-    raw = next(inp.value for inp in stage.declared_inputs if inp.name == by)
+    declared = next(inp for inp in stage.declared_inputs if inp.name == by)
+    raw = declared.value
+    if os.path.isfile(raw):  # a directory when decorated, or not there yet
+        raise not_partitionable(stage.name, by, declared)
     paths = file_set_members(raw, stage.name, by, exclude=config.settings().cache_dir)
     known = stage.known_partitions
     for path, under_root in paths.items():
@@ -77,6 +82,15 @@ def list_partitions(stage: Stage) -> tuple[Partition, ...]:
     for gone in set(known) - set(paths):
         del known[gone]
     return tuple(known[path] for path in paths)
+
+
+def not_partitionable(stage_name: str, input_name: str, raw: Input | None) -> InputBindingError:
+    """The error for a ``partition_by`` that names no raw glob or directory of local files."""
+    what = "names no input" if raw is None else f"names {raw.value!r}, which is not a glob or a directory of local files"
+    return InputBindingError(
+        f"stage '{stage_name}': partition_by={input_name!r} {what}; name a raw input bound to a glob "
+        "(\"raw/orders/*.csv\") or a directory, whose files are each a partition"
+    )
 
 
 def _partitioned_input(stage: Stage) -> str:

@@ -19,8 +19,7 @@ from .formats import Format, get_format
 from .graph import Input, StageNode, qualified_name, register
 from .hashing.code import CodeDigest, deep_code_digest, pinned_code_digest
 from .hashing.params import param_digest
-from .hashing.raw_files import is_file_set
-from .partitions import COMBINATION_CODE, Partition, combination_inputs, combine, list_partitions
+from .partitions import COMBINATION_CODE, Partition, combination_inputs, combine, list_partitions, not_partitionable
 from .hashing.url_inputs import is_url
 
 if TYPE_CHECKING:
@@ -122,12 +121,8 @@ class Stage(StageNode):
         the function, caching and code go to the partitions; the inputs come from the files
         each run finds (`refresh`)."""
         raw = bound.get(input_name)
-        if raw is None or raw.kind != "raw" or is_url(raw.value) or not is_file_set(raw.value):
-            what = "names no input" if raw is None else f"names {raw.value!r}, which is not a glob or a directory of local files"
-            raise InputBindingError(
-                f"stage '{self.name}': partition_by={input_name!r} {what}; name a raw input bound to a glob "
-                "(\"raw/orders/*.csv\") or a directory, whose files are each a partition"
-            )
+        if raw is None or raw.kind != "raw" or is_url(raw.value) or os.path.isfile(raw.value):  # a directory may come later
+            raise not_partitionable(self.name, input_name, raw)
         self.declared_inputs = self.inputs
         self.partition_func, self.partition_cache, self.partition_code = self.func, self.cache, self.code
         self.partition_passed = self.passed_inputs

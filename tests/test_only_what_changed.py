@@ -7,6 +7,7 @@ log the bodies append to (``ran.log``), not only from lwdp's own events.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -483,6 +484,26 @@ def test_partition_by_must_name_a_raw_glob_or_directory(project, inputs, message
     project.write("raw/one.csv", "qty\n1\n")
     with pytest.raises(InputBindingError, match=re.escape(message)):
         stage(partition_by="orders", **inputs)(lambda **kw: None)
+
+
+def test_a_partitioned_directory_may_come_after_its_module_is_imported(project):
+    """An export folder made by another job: the module imports; a call before it exists
+    is the usual missing-input error; a file where the directory should be, the binding's."""
+    from lwdp.errors import RawInputNotFoundError
+
+    @stage(orders="exports", cache=True, partition_by="orders")
+    def sizes(orders):
+        return os.path.getsize(orders)
+
+    with pytest.raises(RawInputNotFoundError, match="not found"):
+        sizes()
+    project.write("exports/a.csv", "qty\n1\n")
+    assert sizes() == {"exports/a.csv": 6}
+    (project.root / "exports/a.csv").unlink()
+    (project.root / "exports").rmdir()
+    project.write("exports", "not a folder")
+    with pytest.raises(InputBindingError, match=re.escape("names 'exports', which is not a glob or a directory")):
+        sizes()
 
 
 def test_a_partitioned_glob_that_matches_nothing_is_the_usual_error(project):
