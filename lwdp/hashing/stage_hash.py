@@ -72,7 +72,7 @@ def raw_inputs_changed(stage: NodeT, rows: list[InputRow], memos: MemoStore, set
     them. A file whose state is the one digested costs a stat; a changed one is read."""
     hashed = {name: digest for name, kind, digest, _ in rows if kind == "raw"}
     now = raw_input_digests([stage], memos, settings, recheck=True)
-    return [os.fspath(raw.value) for raw in stage.inputs_of_kind("raw") if now.get((stage, raw.name), hashed.get(raw.name)) != hashed.get(raw.name)]
+    return [os.fspath(raw.value) for raw in stage.inputs_of_kind("raw") if (stage, raw.name) in now and now[stage, raw.name] != hashed[raw.name]]
 
 
 class CatalogForHashes(MemoStore, TrackedStore, Protocol):

@@ -251,8 +251,8 @@ class ParallelRun(PipelineRun):
         self.resolved.add(stage)
         if outcome.reused:
             self.reused.add(stage)
-        if here and not outcome.reused or not stage.cache:  # a worker sends only an uncached stage's value
-            self.results[stage] = pickle.loads(outcome.value) if outcome.pickled else outcome.value
+        if here and not outcome.reused or not stage.cache:  # a worker sends only an uncached stage's value, pickled
+            self.results[stage] = outcome.value if here else pickle.loads(outcome.value)
         if outcome.written is not None:
             self.writing[outcome.written] = stage
         for consumer in self.consumers.get(stage, ()):

@@ -101,10 +101,9 @@ class TaskOutcome:
     worker: str
     records: list[logging.LogRecord] = field(default_factory=list)
     used: set[str] = field(default_factory=set)
-    value: Any = None
+    value: Any = None  # an uncached stage's result; from a worker, pickled there (`_sent`)
     unavailable: str | None = None
     gone: str | None = None
-    pickled: bool = False  # ``value`` as a worker sends it: pickled there (`_sent`)
     written: Future[None] | None = None  # in the run's process: the background write of the artifact
     reused: bool = False  # an earlier result is its result (`lwdp.run.cutoff`): consumers read the artifact
 
@@ -279,10 +278,7 @@ def _compute(
             return  # the run was stopped meanwhile: nothing of it is written
         if task.manifest is None:
             log_event(computed_uncached(cache, stage, task.hash, task.rows, read, seconds, task.reason))
-            if writer is None:
-                outcome.value, outcome.pickled = _sent(name, result), True
-            else:
-                outcome.value = result
+            outcome.value = result if writer is not None else _sent(name, result)  # a worker's is pickled
             return
         choice = choose_format(name, result, stage.format)
         rows, manifest, tracked = saved_with(stage, task.rows, task.manifest, read, task.settings, cache.catalog)
